@@ -1,0 +1,281 @@
+//! `KeyRotator`: owns the Cerebras keys' state, their cooldown timers and the requests
+//! waiting for a key. It does no I/O; handlers ask it for a key and report back.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use super::supervision::{guarded, ActorFault, Named};
+use crate::config::NamedKey;
+use crate::key_pool::{Availability, Cooldowns, KeyGrant, KeyPool, KeyStatus, KeyVerdict};
+
+/// Asks for a key. With `wait`, an all-cooling answer carries a ticket that yields the
+/// first key to come free.
+#[derive(Message)]
+#[rtype(result = "Result<Acquired, ActorFault>")]
+pub struct Acquire {
+    pub wait: bool,
+}
+
+pub enum Acquired {
+    Ready(KeyGrant),
+    AllCooling {
+        free_in: Duration,
+        ticket: Option<oneshot::Receiver<KeyGrant>>,
+    },
+}
+
+/// What an attempt with a key said about it. Sent with `do_send`: nobody waits for it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Report {
+    pub index: usize,
+    pub verdict: KeyVerdict,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<RotatorStatus, ActorFault>")]
+pub struct GetStatus;
+
+/// The keys as `/_status` shows them.
+#[derive(Debug, Serialize)]
+pub struct RotatorStatus {
+    pub keys: Vec<KeyStatus>,
+    pub current_key: std::sync::Arc<str>,
+    pub requests_waiting_for_key: usize,
+}
+
+pub struct KeyRotator {
+    keys: Vec<NamedKey>,
+    cooldowns: Cooldowns,
+    pool: KeyPool,
+    waiters: Vec<oneshot::Sender<KeyGrant>>,
+}
+
+impl KeyRotator {
+    pub fn new(keys: Vec<NamedKey>, cooldowns: Cooldowns) -> Self {
+        let pool = KeyPool::new(&keys, cooldowns);
+        Self {
+            keys,
+            cooldowns,
+            pool,
+            waiters: Vec::new(),
+        }
+    }
+
+    /// Hands the first free key to every request still waiting.
+    fn wake_waiters(&mut self) {
+        if self.waiters.is_empty() {
+            return;
+        }
+        if let Availability::Ready(index) = self.pool.acquire(Instant::now()) {
+            let grant = self.pool.grant(index);
+            for waiter in self.waiters.drain(..) {
+                // A waiter that gave up has dropped its receiver; nothing to do for it.
+                let _ = waiter.send(grant.clone());
+            }
+        }
+    }
+}
+
+impl Named for KeyRotator {
+    const NAME: &'static str = "key rotator";
+}
+
+impl Actor for KeyRotator {
+    type Context = Context<Self>;
+}
+
+impl Supervised for KeyRotator {
+    /// After a panic the pool may be half-updated: start again from the configured keys.
+    /// Waiting requests lose their ticket and answer 503 rather than hang.
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        self.pool = KeyPool::new(&self.keys, self.cooldowns);
+        self.waiters.clear();
+    }
+}
+
+impl Handler<Acquire> for KeyRotator {
+    type Result = Result<Acquired, ActorFault>;
+
+    /// The sticky key if usable; otherwise when the first key frees, with a ticket to wait on.
+    fn handle(&mut self, msg: Acquire, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(self, ctx, |this, _| {
+            let now = Instant::now();
+            match this.pool.acquire(now) {
+                Availability::Ready(index) => Acquired::Ready(this.pool.grant(index)),
+                Availability::AllCooling { free_at } => {
+                    let ticket = msg.wait.then(|| {
+                        let (sender, receiver) = oneshot::channel();
+                        this.waiters.retain(|w| !w.is_closed());
+                        this.waiters.push(sender);
+                        receiver
+                    });
+                    Acquired::AllCooling {
+                        free_in: free_at - now,
+                        ticket,
+                    }
+                }
+            }
+        })
+    }
+}
+
+impl Handler<Report> for KeyRotator {
+    type Result = ();
+
+    /// Rests the reported key; a timer at the end of its rest wakes waiting requests.
+    fn handle(&mut self, msg: Report, ctx: &mut Context<Self>) {
+        let _ = guarded(self, ctx, |this, ctx| {
+            let now = Instant::now();
+            let Some(until) = this.pool.report(msg.index, &msg.verdict, now) else {
+                return;
+            };
+            let name = this.pool.grant(msg.index).name;
+            log::warn!(
+                "event=key_cooldown key={name} seconds={:.1} verdict={:?}",
+                (until - now).as_secs_f64(),
+                msg.verdict
+            );
+            ctx.run_later(until - now, |this, _| this.wake_waiters());
+        });
+    }
+}
+
+impl Handler<GetStatus> for KeyRotator {
+    type Result = Result<RotatorStatus, ActorFault>;
+
+    fn handle(&mut self, _: GetStatus, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(self, ctx, |this, _| {
+            this.waiters.retain(|w| !w.is_closed());
+            RotatorStatus {
+                keys: this.pool.status(Instant::now()),
+                current_key: this.pool.current_name(),
+                requests_waiting_for_key: this.waiters.len(),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn rotator(cooldown: Duration) -> Addr<KeyRotator> {
+        let keys = vec![
+            NamedKey {
+                name: "key1".into(),
+                secret: Secret::new("sk-1"),
+            },
+            NamedKey {
+                name: "key2".into(),
+                secret: Secret::new("sk-2"),
+            },
+        ];
+        let cooldowns = Cooldowns {
+            rate_limited: cooldown,
+            invalid: Duration::from_secs(3600),
+        };
+        Supervisor::start(move |_| KeyRotator::new(keys, cooldowns))
+    }
+
+    /// A message whose handling panics, to prove the supervisor restarts the rotator.
+    #[derive(Message)]
+    #[rtype(result = "Result<(), ActorFault>")]
+    struct Explode;
+
+    impl Handler<Explode> for KeyRotator {
+        type Result = Result<(), ActorFault>;
+        fn handle(&mut self, _: Explode, ctx: &mut Context<Self>) -> Self::Result {
+            guarded(self, ctx, |_, _| panic!("deliberate panic in a test"))
+        }
+    }
+
+    fn ready_name(acquired: Acquired) -> String {
+        match acquired {
+            Acquired::Ready(grant) => grant.name.to_string(),
+            Acquired::AllCooling { .. } => panic!("expected a ready key"),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_panic_restarts_the_rotator_with_fresh_state() {
+        let addr = rotator(Duration::from_secs(60));
+        addr.send(Report {
+            index: 0,
+            verdict: KeyVerdict::RateLimited { requested: None },
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            ready_name(addr.send(Acquire { wait: true }).await.unwrap().unwrap()),
+            "key2"
+        );
+
+        assert!(addr.send(Explode).await.unwrap().is_err());
+
+        // Same address, same mailbox, sane state: every key available again, key1 current.
+        assert!(addr.connected());
+        assert_eq!(
+            ready_name(addr.send(Acquire { wait: true }).await.unwrap().unwrap()),
+            "key1"
+        );
+        let status = addr.send(GetStatus).await.unwrap().unwrap();
+        assert!(status.keys.iter().all(|k| k.available));
+    }
+
+    #[actix_rt::test]
+    async fn waiters_get_the_first_key_that_comes_free() {
+        let addr = rotator(Duration::from_millis(50));
+        for index in 0..2 {
+            addr.send(Report {
+                index,
+                verdict: KeyVerdict::RateLimited { requested: None },
+            })
+            .await
+            .unwrap();
+        }
+        let Acquired::AllCooling {
+            free_in,
+            ticket: Some(ticket),
+        } = addr.send(Acquire { wait: true }).await.unwrap().unwrap()
+        else {
+            panic!("every key should be cooling");
+        };
+        assert!(free_in <= Duration::from_millis(50));
+        let grant = tokio::time::timeout(Duration::from_secs(5), ticket)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&*grant.name, "key1");
+    }
+
+    #[actix_rt::test]
+    async fn without_wait_an_all_cooling_answer_has_no_ticket() {
+        let addr = rotator(Duration::from_secs(60));
+        for index in 0..2 {
+            addr.send(Report {
+                index,
+                verdict: KeyVerdict::RateLimited { requested: None },
+            })
+            .await
+            .unwrap();
+        }
+        let acquired = addr.send(Acquire { wait: false }).await.unwrap().unwrap();
+        assert!(matches!(
+            acquired,
+            Acquired::AllCooling { ticket: None, .. }
+        ));
+        assert_eq!(
+            addr.send(GetStatus)
+                .await
+                .unwrap()
+                .unwrap()
+                .requests_waiting_for_key,
+            0
+        );
+    }
+}

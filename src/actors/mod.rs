@@ -1,0 +1,4 @@
+//! The actors that own the proxy's state and decisions. Handlers talk to them by message.
+
+pub mod key_rotator;
+pub mod supervision;

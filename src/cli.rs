@@ -1,0 +1,80 @@
+//! The command line: `glm-proxy [serve]`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::server;
+
+#[derive(Parser)]
+#[command(
+    name = "glm-proxy",
+    version,
+    about = "OpenAI-compatible proxy in front of Cerebras, with key rotation"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the proxy (the default when no command is given).
+    Serve,
+}
+
+/// Runs the program; the exit code is 0 on a clean stop, 2 on bad configuration, 1 otherwise.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(problem) = load_dotenv() {
+        eprintln!("glm-proxy: {problem}");
+        return ExitCode::from(2);
+    }
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(),
+    }
+}
+
+/// Loads `.env` from the working directory if there is one. A parse error names the line,
+/// never its content, which may hold a key.
+fn load_dotenv() -> Result<(), String> {
+    match dotenvy::dotenv() {
+        Ok(_) => Ok(()),
+        Err(e) if e.not_found() => Ok(()),
+        Err(dotenvy::Error::LineParse(_, index)) => {
+            Err(format!(".env cannot be parsed near character {index}"))
+        }
+        Err(e @ dotenvy::Error::Io(_)) => Err(format!(".env cannot be read: {e}")),
+        Err(_) => Err(".env cannot be parsed".to_owned()),
+    }
+}
+
+fn serve() -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(problem) => {
+            eprintln!("glm-proxy: {problem}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = actix_web::rt::System::new().block_on(async move {
+        let running = server::start(config)?;
+        running.server.await.map_err(|e| server::StartError::Bind {
+            address: "server".into(),
+            source: e,
+        })
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(server::StartError::Config(problem)) => {
+            eprintln!("glm-proxy: {problem}");
+            ExitCode::from(2)
+        }
+        Err(problem) => {
+            eprintln!("glm-proxy: {problem}");
+            ExitCode::FAILURE
+        }
+    }
+}

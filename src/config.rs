@@ -1,0 +1,330 @@
+//! Configuration read from the environment (and `.env`), validated before anything starts.
+//!
+//! Every default lives here. A bad value stops the program with one line naming the
+//! variable; no error message ever contains a key value.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::secret::Secret;
+
+/// A problem with one variable; `Display` is the one line printed at start.
+#[derive(Debug, thiserror::Error)]
+#[error("{var} {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(var: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            var,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// A Cerebras key with the operator's name for it. Only the name is ever shown.
+#[derive(Debug, Clone)]
+pub struct NamedKey {
+    pub name: String,
+    pub secret: Secret,
+}
+
+/// Limits on the conversation with an upstream.
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    /// TCP connect (and TLS handshake).
+    pub connect: Duration,
+    /// From sending the request to the first byte of the answer.
+    pub first_byte: Duration,
+    /// Longest silence between two chunks of a streamed answer.
+    pub idle: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    /// HTTP worker threads; each has its own upstream client.
+    pub workers: usize,
+    pub cerebras_base_url: String,
+    pub cerebras_keys: Vec<NamedKey>,
+    /// Cooldown after a 429 (at least; a longer Retry-After wins) or a failure.
+    pub cooldown: Duration,
+    /// How long a key answered with 401/402/403 stays out of rotation.
+    pub invalid_key_cooldown: Duration,
+    /// Longest a request waits for a cooled-down key before a 503.
+    pub max_key_wait: Duration,
+    pub max_body_bytes: usize,
+    pub timeouts: Timeouts,
+    /// Extra trusted CA certificates (PEM), the OpenSSL convention.
+    pub ssl_cert_file: Option<PathBuf>,
+}
+
+const MIB: usize = 1024 * 1024;
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let default_workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let config = Self {
+            host: env.string("HOST", "0.0.0.0"),
+            port: env.parsed("PORT", 18080)?,
+            workers: env.parsed("WORKERS", default_workers)?,
+            cerebras_base_url: env.base_url("CEREBRAS_BASE_URL", "https://api.cerebras.ai/v1")?,
+            cerebras_keys: parse_keys(env.get("CEREBRAS_API_KEYS"))?,
+            cooldown: env.seconds("CEREBRAS_COOLDOWN", 60.0)?,
+            invalid_key_cooldown: env.seconds("INVALID_KEY_COOLDOWN", 3600.0)?,
+            max_key_wait: env.seconds("MAX_KEY_WAIT", 120.0)?,
+            max_body_bytes: env.parsed("MAX_BODY_BYTES", 64 * MIB)?,
+            timeouts: Timeouts {
+                connect: env.positive_seconds("UPSTREAM_CONNECT_TIMEOUT", 10.0)?,
+                first_byte: env.positive_seconds("UPSTREAM_TIMEOUT", 300.0)?,
+                idle: env.positive_seconds("UPSTREAM_IDLE_TIMEOUT", 120.0)?,
+            },
+            ssl_cert_file: env.get("SSL_CERT_FILE").map(PathBuf::from),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.workers == 0 {
+            return Err(ConfigError::new("WORKERS", "must be at least 1"));
+        }
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError::new("MAX_BODY_BYTES", "must be at least 1"));
+        }
+        if let Some(path) = &self.ssl_cert_file {
+            if !path.is_file() {
+                let shown = path.display();
+                return Err(ConfigError::new(
+                    "SSL_CERT_FILE",
+                    format!("names no readable file: {shown}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The address the server listens on.
+    pub fn bind_address(&self) -> (String, u16) {
+        (self.host.clone(), self.port)
+    }
+}
+
+/// `CEREBRAS_API_KEYS`: a JSON object of name → key, in the operator's order.
+fn parse_keys(raw: Option<String>) -> Result<Vec<NamedKey>, ConfigError> {
+    const VAR: &str = "CEREBRAS_API_KEYS";
+    let raw = raw.ok_or_else(|| {
+        ConfigError::new(
+            VAR,
+            r#"is required: a JSON object of name → key, e.g. {"key1":"csk-..."}"#,
+        )
+    })?;
+    // The serde error is not shown: it could quote part of a key.
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&raw)
+        .map_err(|_| ConfigError::new(VAR, "is not a JSON object of name → key"))?;
+    if object.is_empty() {
+        return Err(ConfigError::new(
+            VAR,
+            "holds no key: give at least one name → key",
+        ));
+    }
+    object
+        .into_iter()
+        .map(|(name, value)| match value {
+            serde_json::Value::String(key) if !key.trim().is_empty() && !name.is_empty() => {
+                Ok(NamedKey {
+                    name,
+                    secret: Secret::new(key.trim()),
+                })
+            }
+            _ => Err(ConfigError::new(
+                VAR,
+                format!(
+                    "entry {name:?} is not a non-empty string key (names must be non-empty too)"
+                ),
+            )),
+        })
+        .collect()
+}
+
+/// Typed reads of environment variables, each error naming its variable.
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    /// The value, with blank treated as unset (as `.env` files often leave them).
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|value| !value.trim().is_empty())
+    }
+
+    fn string(&self, name: &str, default: &str) -> String {
+        self.get(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn parsed<T: std::str::FromStr>(
+        &self,
+        name: &'static str,
+        default: T,
+    ) -> Result<T, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError::new(name, format!("is not a valid number: {raw:?}"))),
+        }
+    }
+
+    /// Seconds, fractions allowed (short cooldowns make tests fast), zero allowed.
+    fn seconds(&self, name: &'static str, default: f64) -> Result<Duration, ConfigError> {
+        let secs: f64 = self.parsed(name, default)?;
+        Duration::try_from_secs_f64(secs).map_err(|_| {
+            ConfigError::new(
+                name,
+                format!("must be a non-negative number of seconds, got {secs}"),
+            )
+        })
+    }
+
+    fn positive_seconds(&self, name: &'static str, default: f64) -> Result<Duration, ConfigError> {
+        let duration = self.seconds(name, default)?;
+        if duration.is_zero() {
+            return Err(ConfigError::new(name, "must be more than 0 seconds"));
+        }
+        Ok(duration)
+    }
+
+    /// An `http(s)://host[:port][/path]` URL, kept without its trailing slash.
+    fn base_url(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
+        let url = self
+            .string(name, default)
+            .trim()
+            .trim_end_matches('/')
+            .to_owned();
+        let uri: awc::http::Uri = url
+            .parse()
+            .map_err(|_| ConfigError::new(name, format!("is not a valid URL: {url:?}")))?;
+        let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+        if !scheme_ok || uri.host().is_none() || uri.query().is_some() {
+            return Err(ConfigError::new(
+                name,
+                format!("must be an http:// or https:// URL with a host and no query, got {url:?}"),
+            ));
+        }
+        Ok(url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    const KEYS: (&str, &str) = ("CEREBRAS_API_KEYS", r#"{"b":"sk-2","a":"sk-1"}"#);
+
+    #[test]
+    fn defaults_match_the_seed() {
+        let config = config(&[KEYS]).unwrap();
+        assert_eq!(config.port, 18080);
+        assert_eq!(config.host, "0.0.0.0");
+        assert_eq!(config.cooldown, Duration::from_secs(60));
+        assert_eq!(config.max_body_bytes, 64 * MIB);
+        assert_eq!(config.cerebras_base_url, "https://api.cerebras.ai/v1");
+        assert_eq!(config.timeouts.first_byte, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn keys_keep_the_operators_order() {
+        let config = config(&[KEYS]).unwrap();
+        let names: Vec<_> = config
+            .cerebras_keys
+            .iter()
+            .map(|k| k.name.as_str())
+            .collect();
+        assert_eq!(names, ["b", "a"]);
+        assert_eq!(config.cerebras_keys[1].secret.expose(), "sk-1");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_never_the_key() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[], "CEREBRAS_API_KEYS is required"),
+            (
+                &[("CEREBRAS_API_KEYS", "[\"sk-secret\"]")],
+                "CEREBRAS_API_KEYS is not a JSON object",
+            ),
+            (
+                &[("CEREBRAS_API_KEYS", "{\"a\":\"sk-secret\"")],
+                "CEREBRAS_API_KEYS is not a JSON object",
+            ),
+            (
+                &[("CEREBRAS_API_KEYS", "{}")],
+                "CEREBRAS_API_KEYS holds no key",
+            ),
+            (
+                &[("CEREBRAS_API_KEYS", "{\"a\":1}")],
+                "CEREBRAS_API_KEYS entry \"a\"",
+            ),
+            (&[KEYS, ("PORT", "eighty")], "PORT is not a valid number"),
+            (
+                &[KEYS, ("CEREBRAS_COOLDOWN", "-1")],
+                "CEREBRAS_COOLDOWN must be a non-negative",
+            ),
+            (
+                &[KEYS, ("UPSTREAM_TIMEOUT", "0")],
+                "UPSTREAM_TIMEOUT must be more than 0",
+            ),
+            (
+                &[KEYS, ("CEREBRAS_BASE_URL", "ftp://x")],
+                "CEREBRAS_BASE_URL must be an http",
+            ),
+            (
+                &[KEYS, ("SSL_CERT_FILE", "/nonexistent.pem")],
+                "SSL_CERT_FILE names no readable file",
+            ),
+        ];
+        for (vars, expected) in cases {
+            let message = config(vars).unwrap_err().to_string();
+            assert!(
+                message.starts_with(expected),
+                "{message:?} should start with {expected:?}"
+            );
+            assert!(
+                !["sk-secret", "sk-1", "sk-2"]
+                    .iter()
+                    .any(|k| message.contains(k)),
+                "{message:?} leaks a key"
+            );
+        }
+    }
+
+    #[test]
+    fn fractional_cooldowns_and_trailing_slashes_are_accepted() {
+        let config = config(&[
+            KEYS,
+            ("CEREBRAS_COOLDOWN", "0.25"),
+            ("CEREBRAS_BASE_URL", "http://127.0.0.1:9/v1/"),
+        ])
+        .unwrap();
+        assert_eq!(config.cooldown, Duration::from_millis(250));
+        assert_eq!(config.cerebras_base_url, "http://127.0.0.1:9/v1");
+    }
+}

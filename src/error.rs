@@ -1,0 +1,124 @@
+//! Errors the proxy itself answers with, as OpenAI-style JSON.
+//!
+//! Upstream answers are relayed as they are; these are only for what the proxy decides.
+
+use std::time::Duration;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+/// One failed attempt at an upstream, as the client is told about it.
+#[derive(Debug, Clone)]
+pub struct AttemptFailure {
+    /// Provider and, for Cerebras, the key's name (never its value).
+    pub target: String,
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("{0}")]
+    InvalidBody(String),
+    #[error("request body is larger than the limit of {limit} bytes (MAX_BODY_BYTES)")]
+    PayloadTooLarge { limit: usize },
+    #[error("could not read the request body: {0}")]
+    PayloadRead(String),
+    #[error("every Cerebras key is cooling down; the next is free in {}s", retry_after.as_secs())]
+    AllKeysCooling { retry_after: Duration },
+    #[error("{0} is unavailable; try again shortly")]
+    ActorUnavailable(&'static str),
+    #[error("no upstream could answer: {}", describe(.0))]
+    UpstreamFailed(Vec<AttemptFailure>),
+}
+
+fn describe(failures: &[AttemptFailure]) -> String {
+    let parts: Vec<String> = failures
+        .iter()
+        .map(|f| format!("{} ({})", f.target, f.reason))
+        .collect();
+    parts.join(", ")
+}
+
+impl ProxyError {
+    fn kind_and_code(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::InvalidBody(_) => ("invalid_request_error", "invalid_json"),
+            Self::PayloadTooLarge { .. } => ("invalid_request_error", "payload_too_large"),
+            Self::PayloadRead(_) => ("invalid_request_error", "body_read_error"),
+            Self::AllKeysCooling { .. } => ("rate_limit_error", "all_keys_cooling_down"),
+            Self::ActorUnavailable(_) => ("server_error", "service_unavailable"),
+            Self::UpstreamFailed(_) => ("upstream_error", "upstream_unavailable"),
+        }
+    }
+}
+
+impl ResponseError for ProxyError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::InvalidBody(_) | Self::PayloadRead(_) => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::AllKeysCooling { .. } | Self::ActorUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (kind, code) = self.kind_and_code();
+        let mut response = HttpResponse::build(self.status_code());
+        if let Self::AllKeysCooling { retry_after } = self {
+            // Round up: a client retrying at 0 s would only meet the same answer.
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response.insert_header((header::RETRY_AFTER, secs.max(1)));
+        }
+        response.json(error_body(&self.to_string(), kind, code))
+    }
+}
+
+/// The OpenAI error shape, shared with mid-stream error events.
+pub fn error_body(message: &str, kind: &str, code: &str) -> serde_json::Value {
+    json!({ "error": { "message": message, "type": kind, "param": null, "code": code } })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody;
+
+    #[test]
+    fn cooling_answers_503_with_a_rounded_up_retry_after() {
+        let error = ProxyError::AllKeysCooling {
+            retry_after: Duration::from_millis(1500),
+        };
+        let response = error.error_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "2");
+        assert_eq!(
+            response.headers().get(header::CONTENT_TYPE).unwrap(),
+            "application/json"
+        );
+        let body = response.into_body().try_into_bytes().unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "all_keys_cooling_down");
+    }
+
+    #[test]
+    fn upstream_failure_names_every_attempt() {
+        let error = ProxyError::UpstreamFailed(vec![
+            AttemptFailure {
+                target: "cerebras/key1".into(),
+                reason: "connection refused".into(),
+            },
+            AttemptFailure {
+                target: "cerebras/key2".into(),
+                reason: "timeout".into(),
+            },
+        ]);
+        assert_eq!(error.status_code(), StatusCode::BAD_GATEWAY);
+        assert!(error
+            .to_string()
+            .contains("cerebras/key1 (connection refused), cerebras/key2 (timeout)"));
+    }
+}

@@ -1,0 +1,13 @@
+//! glm-proxy: an OpenAI-compatible proxy in front of Cerebras that rotates a pool of keys,
+//! streams answers as they arrive, and never shows a key.
+
+pub mod actors;
+pub mod cli;
+pub mod config;
+pub mod dispatch;
+pub mod error;
+pub mod handlers;
+pub mod key_pool;
+pub mod secret;
+pub mod server;
+pub mod upstream;

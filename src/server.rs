@@ -1,0 +1,100 @@
+//! Builds the actors and the HTTP server from a `Config`; used by `main` and by tests alike.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use actix::Supervisor;
+use actix_web::{web, App, HttpServer};
+
+use crate::actors::key_rotator::KeyRotator;
+use crate::config::{Config, ConfigError};
+use crate::dispatch::Dispatcher;
+use crate::handlers::{proxy, status};
+use crate::key_pool::Cooldowns;
+use crate::upstream::client;
+
+/// What every worker shares.
+pub struct AppState {
+    pub dispatcher: Dispatcher,
+    pub max_body_bytes: usize,
+    pub started: Instant,
+}
+
+/// Problems that stop the proxy from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: String,
+        source: std::io::Error,
+    },
+}
+
+/// A started proxy: where it listens, and the server to await (or stop).
+pub struct Running {
+    pub addrs: Vec<SocketAddr>,
+    pub server: actix_web::dev::Server,
+}
+
+/// Starts the actors and binds the server. Must be called inside an actix system.
+pub fn start(config: Config) -> Result<Running, StartError> {
+    let tls = client::tls_config(&config)?;
+    let cooldowns = Cooldowns {
+        rate_limited: config.cooldown,
+        invalid: config.invalid_key_cooldown,
+    };
+    let keys = config.cerebras_keys.clone();
+    let key_names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
+    log::info!(
+        "event=config cerebras_keys={} names={key_names:?} base_url={}",
+        keys.len(),
+        config.cerebras_base_url
+    );
+    // Two full passes over the keys, so a request that waited out a cooldown still gets its turn.
+    let max_attempts = 2 * keys.len() + 1;
+    let rotator = Supervisor::start(move |_| KeyRotator::new(keys, cooldowns));
+
+    let state = web::Data::new(AppState {
+        dispatcher: Dispatcher {
+            rotator,
+            base_url: config.cerebras_base_url.clone(),
+            max_attempts,
+            max_key_wait: config.max_key_wait,
+            idle_timeout: config.timeouts.idle,
+        },
+        max_body_bytes: config.max_body_bytes,
+        started: Instant::now(),
+    });
+
+    let worker_config = config.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::Data::new(client::build(&worker_config, tls.clone())))
+            .route("/_status", web::get().to(status::status))
+            .route("/health", web::get().to(status::health))
+            .default_service(web::to(proxy::forward))
+    })
+    .workers(config.workers)
+    .tcp_nodelay(true)
+    .backlog(4096);
+
+    let address = format!("{}:{}", config.host, config.port);
+    let server = server
+        .bind((config.host.as_str(), config.port))
+        .map_err(|source| StartError::Bind {
+            address: address.clone(),
+            source,
+        })?;
+    let addrs = server.addrs();
+    log::info!(
+        "event=listening address={address} workers={}",
+        config.workers
+    );
+    Ok(Running {
+        addrs,
+        server: server.run(),
+    })
+}
