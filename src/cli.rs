@@ -8,11 +8,7 @@ use crate::config::Config;
 use crate::server;
 
 #[derive(Parser)]
-#[command(
-    name = "glm-proxy",
-    version,
-    about = "OpenAI-compatible proxy in front of Cerebras, with key rotation"
-)]
+#[command(name = "glm-proxy", version, about = "OpenAI-compatible proxy in front of Cerebras, with key rotation")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -43,9 +39,7 @@ fn load_dotenv() -> Result<(), String> {
     match dotenvy::dotenv() {
         Ok(_) => Ok(()),
         Err(e) if e.not_found() => Ok(()),
-        Err(dotenvy::Error::LineParse(_, index)) => {
-            Err(format!(".env cannot be parsed near character {index}"))
-        }
+        Err(dotenvy::Error::LineParse(_, index)) => Err(format!(".env cannot be parsed near character {index}")),
         Err(e @ dotenvy::Error::Io(_)) => Err(format!(".env cannot be read: {e}")),
         Err(_) => Err(".env cannot be parsed".to_owned()),
     }
@@ -61,10 +55,7 @@ fn serve() -> ExitCode {
     };
     let outcome = actix_web::rt::System::new().block_on(async move {
         let running = server::start(config)?;
-        running.server.await.map_err(|e| server::StartError::Bind {
-            address: "server".into(),
-            source: e,
-        })
+        running.server.await.map_err(server::StartError::Serve)
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,10 +18,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(var: &'static str, problem: impl Into<String>) -> Self {
-        Self {
-            var,
-            problem: problem.into(),
-        }
+        Self { var, problem: problem.into() }
     }
 }
 
@@ -106,53 +103,33 @@ impl Config {
         if let Some(path) = &self.ssl_cert_file {
             if !path.is_file() {
                 let shown = path.display();
-                return Err(ConfigError::new(
-                    "SSL_CERT_FILE",
-                    format!("names no readable file: {shown}"),
-                ));
+                return Err(ConfigError::new("SSL_CERT_FILE", format!("names no readable file: {shown}")));
             }
         }
         Ok(())
-    }
-
-    /// The address the server listens on.
-    pub fn bind_address(&self) -> (String, u16) {
-        (self.host.clone(), self.port)
     }
 }
 
 /// `CEREBRAS_API_KEYS`: a JSON object of name → key, in the operator's order.
 fn parse_keys(raw: Option<String>) -> Result<Vec<NamedKey>, ConfigError> {
     const VAR: &str = "CEREBRAS_API_KEYS";
-    let raw = raw.ok_or_else(|| {
-        ConfigError::new(
-            VAR,
-            r#"is required: a JSON object of name → key, e.g. {"key1":"csk-..."}"#,
-        )
-    })?;
+    let raw = raw
+        .ok_or_else(|| ConfigError::new(VAR, r#"is required: a JSON object of name → key, e.g. {"key1":"csk-..."}"#))?;
     // The serde error is not shown: it could quote part of a key.
-    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&raw)
-        .map_err(|_| ConfigError::new(VAR, "is not a JSON object of name → key"))?;
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&raw).map_err(|_| ConfigError::new(VAR, "is not a JSON object of name → key"))?;
     if object.is_empty() {
-        return Err(ConfigError::new(
-            VAR,
-            "holds no key: give at least one name → key",
-        ));
+        return Err(ConfigError::new(VAR, "holds no key: give at least one name → key"));
     }
     object
         .into_iter()
         .map(|(name, value)| match value {
             serde_json::Value::String(key) if !key.trim().is_empty() && !name.is_empty() => {
-                Ok(NamedKey {
-                    name,
-                    secret: Secret::new(key.trim()),
-                })
+                Ok(NamedKey { name, secret: Secret::new(key.trim()) })
             }
             _ => Err(ConfigError::new(
                 VAR,
-                format!(
-                    "entry {name:?} is not a non-empty string key (names must be non-empty too)"
-                ),
+                format!("entry {name:?} is not a non-empty string key (names must be non-empty too)"),
             )),
         })
         .collect()
@@ -171,29 +148,20 @@ impl Env<'_> {
         self.get(name).unwrap_or_else(|| default.to_owned())
     }
 
-    fn parsed<T: std::str::FromStr>(
-        &self,
-        name: &'static str,
-        default: T,
-    ) -> Result<T, ConfigError> {
+    fn parsed<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError> {
         match self.get(name) {
             None => Ok(default),
-            Some(raw) => raw
-                .trim()
-                .parse()
-                .map_err(|_| ConfigError::new(name, format!("is not a valid number: {raw:?}"))),
+            Some(raw) => {
+                raw.trim().parse().map_err(|_| ConfigError::new(name, format!("is not a valid number: {raw:?}")))
+            }
         }
     }
 
     /// Seconds, fractions allowed (short cooldowns make tests fast), zero allowed.
     fn seconds(&self, name: &'static str, default: f64) -> Result<Duration, ConfigError> {
         let secs: f64 = self.parsed(name, default)?;
-        Duration::try_from_secs_f64(secs).map_err(|_| {
-            ConfigError::new(
-                name,
-                format!("must be a non-negative number of seconds, got {secs}"),
-            )
-        })
+        Duration::try_from_secs_f64(secs)
+            .map_err(|_| ConfigError::new(name, format!("must be a non-negative number of seconds, got {secs}")))
     }
 
     fn positive_seconds(&self, name: &'static str, default: f64) -> Result<Duration, ConfigError> {
@@ -206,14 +174,9 @@ impl Env<'_> {
 
     /// An `http(s)://host[:port][/path]` URL, kept without its trailing slash.
     fn base_url(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
-        let url = self
-            .string(name, default)
-            .trim()
-            .trim_end_matches('/')
-            .to_owned();
-        let uri: awc::http::Uri = url
-            .parse()
-            .map_err(|_| ConfigError::new(name, format!("is not a valid URL: {url:?}")))?;
+        let url = self.string(name, default).trim().trim_end_matches('/').to_owned();
+        let uri: awc::http::Uri =
+            url.parse().map_err(|_| ConfigError::new(name, format!("is not a valid URL: {url:?}")))?;
         let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
         if !scheme_ok || uri.host().is_none() || uri.query().is_some() {
             return Err(ConfigError::new(
@@ -231,10 +194,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|name| vars.get(name).cloned())
     }
 
@@ -254,11 +214,7 @@ mod tests {
     #[test]
     fn keys_keep_the_operators_order() {
         let config = config(&[KEYS]).unwrap();
-        let names: Vec<_> = config
-            .cerebras_keys
-            .iter()
-            .map(|k| k.name.as_str())
-            .collect();
+        let names: Vec<_> = config.cerebras_keys.iter().map(|k| k.name.as_str()).collect();
         assert_eq!(names, ["b", "a"]);
         assert_eq!(config.cerebras_keys[1].secret.expose(), "sk-1");
     }
@@ -267,63 +223,27 @@ mod tests {
     fn bad_values_name_the_variable_and_never_the_key() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[], "CEREBRAS_API_KEYS is required"),
-            (
-                &[("CEREBRAS_API_KEYS", "[\"sk-secret\"]")],
-                "CEREBRAS_API_KEYS is not a JSON object",
-            ),
-            (
-                &[("CEREBRAS_API_KEYS", "{\"a\":\"sk-secret\"")],
-                "CEREBRAS_API_KEYS is not a JSON object",
-            ),
-            (
-                &[("CEREBRAS_API_KEYS", "{}")],
-                "CEREBRAS_API_KEYS holds no key",
-            ),
-            (
-                &[("CEREBRAS_API_KEYS", "{\"a\":1}")],
-                "CEREBRAS_API_KEYS entry \"a\"",
-            ),
+            (&[("CEREBRAS_API_KEYS", "[\"sk-secret\"]")], "CEREBRAS_API_KEYS is not a JSON object"),
+            (&[("CEREBRAS_API_KEYS", "{\"a\":\"sk-secret\"")], "CEREBRAS_API_KEYS is not a JSON object"),
+            (&[("CEREBRAS_API_KEYS", "{}")], "CEREBRAS_API_KEYS holds no key"),
+            (&[("CEREBRAS_API_KEYS", "{\"a\":1}")], "CEREBRAS_API_KEYS entry \"a\""),
             (&[KEYS, ("PORT", "eighty")], "PORT is not a valid number"),
-            (
-                &[KEYS, ("CEREBRAS_COOLDOWN", "-1")],
-                "CEREBRAS_COOLDOWN must be a non-negative",
-            ),
-            (
-                &[KEYS, ("UPSTREAM_TIMEOUT", "0")],
-                "UPSTREAM_TIMEOUT must be more than 0",
-            ),
-            (
-                &[KEYS, ("CEREBRAS_BASE_URL", "ftp://x")],
-                "CEREBRAS_BASE_URL must be an http",
-            ),
-            (
-                &[KEYS, ("SSL_CERT_FILE", "/nonexistent.pem")],
-                "SSL_CERT_FILE names no readable file",
-            ),
+            (&[KEYS, ("CEREBRAS_COOLDOWN", "-1")], "CEREBRAS_COOLDOWN must be a non-negative"),
+            (&[KEYS, ("UPSTREAM_TIMEOUT", "0")], "UPSTREAM_TIMEOUT must be more than 0"),
+            (&[KEYS, ("CEREBRAS_BASE_URL", "ftp://x")], "CEREBRAS_BASE_URL must be an http"),
+            (&[KEYS, ("SSL_CERT_FILE", "/nonexistent.pem")], "SSL_CERT_FILE names no readable file"),
         ];
         for (vars, expected) in cases {
             let message = config(vars).unwrap_err().to_string();
-            assert!(
-                message.starts_with(expected),
-                "{message:?} should start with {expected:?}"
-            );
-            assert!(
-                !["sk-secret", "sk-1", "sk-2"]
-                    .iter()
-                    .any(|k| message.contains(k)),
-                "{message:?} leaks a key"
-            );
+            assert!(message.starts_with(expected), "{message:?} should start with {expected:?}");
+            assert!(!["sk-secret", "sk-1", "sk-2"].iter().any(|k| message.contains(k)), "{message:?} leaks a key");
         }
     }
 
     #[test]
     fn fractional_cooldowns_and_trailing_slashes_are_accepted() {
-        let config = config(&[
-            KEYS,
-            ("CEREBRAS_COOLDOWN", "0.25"),
-            ("CEREBRAS_BASE_URL", "http://127.0.0.1:9/v1/"),
-        ])
-        .unwrap();
+        let config =
+            config(&[KEYS, ("CEREBRAS_COOLDOWN", "0.25"), ("CEREBRAS_BASE_URL", "http://127.0.0.1:9/v1/")]).unwrap();
         assert_eq!(config.cooldown, Duration::from_millis(250));
         assert_eq!(config.cerebras_base_url, "http://127.0.0.1:9/v1");
     }

@@ -58,11 +58,7 @@ struct HeldAnswer {
 }
 
 impl Dispatcher {
-    pub async fn dispatch(
-        &self,
-        client: &awc::Client,
-        outgoing: Outgoing,
-    ) -> Result<HttpResponse, ProxyError> {
+    pub async fn dispatch(&self, client: &awc::Client, outgoing: Outgoing) -> Result<HttpResponse, ProxyError> {
         let url = format!("{}{}", self.base_url, outgoing.path_and_query);
         let wait_deadline = Instant::now() + self.max_key_wait;
         let mut failures = Vec::new();
@@ -83,14 +79,8 @@ impl Dispatcher {
                 },
                 Err(error) => judge_send_error(&error),
             };
-            log::warn!(
-                "event=attempt_failed provider=cerebras key={} verdict={verdict:?}",
-                key.name
-            );
-            failures.push(AttemptFailure {
-                target: format!("cerebras/{}", key.name),
-                reason: reason_of(&verdict),
-            });
+            log::warn!("event=attempt_failed provider=cerebras key={} verdict={verdict:?}", key.name);
+            failures.push(AttemptFailure { target: format!("cerebras/{}", key.name), reason: reason_of(&verdict) });
             self.report(&key, verdict);
         }
 
@@ -106,9 +96,7 @@ impl Dispatcher {
             Acquired::Ready(grant) => Ok(grant),
             Acquired::AllCooling { free_in, ticket } => {
                 let budget = wait_deadline.saturating_duration_since(Instant::now());
-                let cooling = ProxyError::AllKeysCooling {
-                    retry_after: free_in,
-                };
+                let cooling = ProxyError::AllKeysCooling { retry_after: free_in };
                 let Some(ticket) = ticket.filter(|_| free_in <= budget) else {
                     return Err(cooling);
                 };
@@ -123,10 +111,7 @@ impl Dispatcher {
     }
 
     fn report(&self, key: &KeyGrant, verdict: KeyVerdict) {
-        self.rotator.do_send(Report {
-            index: key.index,
-            verdict,
-        });
+        self.rotator.do_send(Report { index: key.index, verdict });
     }
 
     /// Streams the answer to the client as it arrives.
@@ -169,17 +154,8 @@ async fn send(
 
 /// Reads an error answer whole (it is small) so its connection can be reused.
 async fn hold(mut answer: ClientResponse, key_name: &Arc<str>) -> HeldAnswer {
-    let body = answer
-        .body()
-        .limit(ERROR_BODY_LIMIT)
-        .await
-        .unwrap_or_default();
-    HeldAnswer {
-        status: answer.status(),
-        headers: answer.headers().clone(),
-        body,
-        key_name: key_name.clone(),
-    }
+    let body = answer.body().limit(ERROR_BODY_LIMIT).await.unwrap_or_default();
+    HeldAnswer { status: answer.status(), headers: answer.headers().clone(), body, key_name: key_name.clone() }
 }
 
 impl HeldAnswer {

@@ -33,10 +33,7 @@ pub enum ProxyError {
 }
 
 fn describe(failures: &[AttemptFailure]) -> String {
-    let parts: Vec<String> = failures
-        .iter()
-        .map(|f| format!("{} ({})", f.target, f.reason))
-        .collect();
+    let parts: Vec<String> = failures.iter().map(|f| format!("{} ({})", f.target, f.reason)).collect();
     parts.join(", ")
 }
 
@@ -58,9 +55,7 @@ impl ResponseError for ProxyError {
         match self {
             Self::InvalidBody(_) | Self::PayloadRead(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::AllKeysCooling { .. } | Self::ActorUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::AllKeysCooling { .. } | Self::ActorUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
         }
     }
@@ -89,16 +84,11 @@ mod tests {
 
     #[test]
     fn cooling_answers_503_with_a_rounded_up_retry_after() {
-        let error = ProxyError::AllKeysCooling {
-            retry_after: Duration::from_millis(1500),
-        };
+        let error = ProxyError::AllKeysCooling { retry_after: Duration::from_millis(1500) };
         let response = error.error_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "2");
-        assert_eq!(
-            response.headers().get(header::CONTENT_TYPE).unwrap(),
-            "application/json"
-        );
+        assert_eq!(response.headers().get(header::CONTENT_TYPE).unwrap(), "application/json");
         let body = response.into_body().try_into_bytes().unwrap();
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["error"]["code"], "all_keys_cooling_down");
@@ -107,18 +97,10 @@ mod tests {
     #[test]
     fn upstream_failure_names_every_attempt() {
         let error = ProxyError::UpstreamFailed(vec![
-            AttemptFailure {
-                target: "cerebras/key1".into(),
-                reason: "connection refused".into(),
-            },
-            AttemptFailure {
-                target: "cerebras/key2".into(),
-                reason: "timeout".into(),
-            },
+            AttemptFailure { target: "cerebras/key1".into(), reason: "connection refused".into() },
+            AttemptFailure { target: "cerebras/key2".into(), reason: "timeout".into() },
         ]);
         assert_eq!(error.status_code(), StatusCode::BAD_GATEWAY);
-        assert!(error
-            .to_string()
-            .contains("cerebras/key1 (connection refused), cerebras/key2 (timeout)"));
+        assert!(error.to_string().contains("cerebras/key1 (connection refused), cerebras/key2 (timeout)"));
     }
 }

@@ -101,10 +101,7 @@ pub struct KeyPool {
 impl KeyPool {
     /// A pool with every key available and the first one current.
     pub fn new(keys: &[NamedKey], cooldowns: Cooldowns) -> Self {
-        assert!(
-            !keys.is_empty(),
-            "config validation guarantees at least one Cerebras key"
-        );
+        assert!(!keys.is_empty(), "config validation guarantees at least one Cerebras key");
         let keys = keys
             .iter()
             .map(|k| Key {
@@ -116,53 +113,29 @@ impl KeyPool {
                 last_error: None,
             })
             .collect();
-        Self {
-            keys,
-            current: 0,
-            cooldowns,
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        Self { keys, current: 0, cooldowns }
     }
 
     /// Sticky choice: the current key while it is usable, else the next usable one after it.
     pub fn acquire(&mut self, now: Instant) -> Availability {
         let n = self.keys.len();
-        let usable = (0..n)
-            .map(|offset| (self.current + offset) % n)
-            .find(|&i| self.keys[i].rest(now).is_none());
+        let usable = (0..n).map(|offset| (self.current + offset) % n).find(|&i| self.keys[i].rest(now).is_none());
         match usable {
             Some(index) => {
                 self.current = index;
                 Availability::Ready(index)
             }
-            None => Availability::AllCooling {
-                free_at: self.earliest_free_at(now),
-            },
+            None => Availability::AllCooling { free_at: self.earliest_free_at(now) },
         }
     }
 
     fn earliest_free_at(&self, now: Instant) -> Instant {
-        self.keys
-            .iter()
-            .filter_map(|k| k.rest(now).map(|(until, _)| until))
-            .min()
-            .unwrap_or(now)
+        self.keys.iter().filter_map(|k| k.rest(now).map(|(until, _)| until)).min().unwrap_or(now)
     }
 
     pub fn grant(&self, index: usize) -> KeyGrant {
         let key = &self.keys[index];
-        KeyGrant {
-            index,
-            name: key.name.clone(),
-            secret: key.secret.clone(),
-        }
+        KeyGrant { index, name: key.name.clone(), secret: key.secret.clone() }
     }
 
     /// Records what an attempt with key `index` said. Marks that key, whichever is current.
@@ -176,18 +149,11 @@ impl KeyPool {
                 return None;
             }
             KeyVerdict::RateLimited { requested } => {
-                let rest =
-                    requested.map_or(cooldowns.rate_limited, |r| r.max(cooldowns.rate_limited));
+                let rest = requested.map_or(cooldowns.rate_limited, |r| r.max(cooldowns.rate_limited));
                 (rest, KeyState::CoolingDown, "rate limited (429)".to_owned())
             }
-            KeyVerdict::Failed { reason } => (
-                cooldowns.rate_limited,
-                KeyState::CoolingDown,
-                reason.clone(),
-            ),
-            KeyVerdict::Invalid { reason } => {
-                (cooldowns.invalid, KeyState::Invalid, reason.clone())
-            }
+            KeyVerdict::Failed { reason } => (cooldowns.rate_limited, KeyState::CoolingDown, reason.clone()),
+            KeyVerdict::Invalid { reason } => (cooldowns.invalid, KeyState::Invalid, reason.clone()),
         };
         key.error_count += 1;
         key.last_error = Some(error);
@@ -227,25 +193,17 @@ impl KeyPool {
 mod tests {
     use super::*;
 
-    const COOLDOWNS: Cooldowns = Cooldowns {
-        rate_limited: Duration::from_secs(60),
-        invalid: Duration::from_secs(3600),
-    };
+    const COOLDOWNS: Cooldowns =
+        Cooldowns { rate_limited: Duration::from_secs(60), invalid: Duration::from_secs(3600) };
 
     fn pool(n: usize) -> KeyPool {
-        let keys: Vec<NamedKey> = (1..=n)
-            .map(|i| NamedKey {
-                name: format!("key{i}"),
-                secret: Secret::new(format!("sk-{i}")),
-            })
-            .collect();
+        let keys: Vec<NamedKey> =
+            (1..=n).map(|i| NamedKey { name: format!("key{i}"), secret: Secret::new(format!("sk-{i}")) }).collect();
         KeyPool::new(&keys, COOLDOWNS)
     }
 
     fn limited(secs: Option<u64>) -> KeyVerdict {
-        KeyVerdict::RateLimited {
-            requested: secs.map(Duration::from_secs),
-        }
+        KeyVerdict::RateLimited { requested: secs.map(Duration::from_secs) }
     }
 
     #[test]
@@ -270,26 +228,16 @@ mod tests {
         pool.report(0, &limited(None), now);
         assert_eq!(pool.acquire(now), Availability::Ready(1));
         pool.report(0, &limited(None), now);
-        assert_eq!(
-            pool.acquire(now),
-            Availability::Ready(1),
-            "key2 is good and must not be skipped"
-        );
+        assert_eq!(pool.acquire(now), Availability::Ready(1), "key2 is good and must not be skipped");
     }
 
     #[test]
     fn retry_after_longer_than_the_cooldown_wins_and_shorter_does_not() {
         let mut pool = pool(1);
         let now = Instant::now();
-        assert_eq!(
-            pool.report(0, &limited(Some(90)), now),
-            Some(now + Duration::from_secs(90))
-        );
+        assert_eq!(pool.report(0, &limited(Some(90)), now), Some(now + Duration::from_secs(90)));
         let mut pool2 = self::pool(1);
-        assert_eq!(
-            pool2.report(0, &limited(Some(5)), now),
-            Some(now + Duration::from_secs(60))
-        );
+        assert_eq!(pool2.report(0, &limited(Some(5)), now), Some(now + Duration::from_secs(60)));
     }
 
     #[test]
@@ -298,16 +246,8 @@ mod tests {
         let now = Instant::now();
         pool.report(0, &limited(Some(300)), now);
         let later = now + Duration::from_secs(10);
-        assert_eq!(
-            pool.report(0, &limited(None), later),
-            Some(now + Duration::from_secs(300))
-        );
-        assert_eq!(
-            pool.acquire(later),
-            Availability::AllCooling {
-                free_at: now + Duration::from_secs(300)
-            }
-        );
+        assert_eq!(pool.report(0, &limited(None), later), Some(now + Duration::from_secs(300)));
+        assert_eq!(pool.acquire(later), Availability::AllCooling { free_at: now + Duration::from_secs(300) });
     }
 
     #[test]
@@ -325,23 +265,14 @@ mod tests {
     fn invalid_keys_rest_far_longer_and_show_it() {
         let mut pool = pool(2);
         let now = Instant::now();
-        pool.report(
-            0,
-            &KeyVerdict::Invalid {
-                reason: "401".into(),
-            },
-            now,
-        );
+        pool.report(0, &KeyVerdict::Invalid { reason: "401".into() }, now);
         let status = pool.status(now + Duration::from_secs(120));
         assert_eq!(status[0].state, KeyState::Invalid);
         assert!(!status[0].available);
         assert!(status[0].rate_limited_for > 3000.0);
         assert_eq!(status[0].error_count, 1);
         assert_eq!(status[1].state, KeyState::Available);
-        assert_eq!(
-            pool.acquire(now + Duration::from_secs(120)),
-            Availability::Ready(1)
-        );
+        assert_eq!(pool.acquire(now + Duration::from_secs(120)), Availability::Ready(1));
     }
 
     #[test]
@@ -349,13 +280,7 @@ mod tests {
         let mut pool = pool(1);
         let now = Instant::now();
         pool.report(0, &KeyVerdict::Success, now);
-        pool.report(
-            0,
-            &KeyVerdict::Failed {
-                reason: "HTTP 500".into(),
-            },
-            now,
-        );
+        pool.report(0, &KeyVerdict::Failed { reason: "HTTP 500".into() }, now);
         let cooling = &pool.status(now + Duration::from_secs(30))[0];
         assert_eq!((cooling.requests, cooling.error_count), (1, 1));
         assert!((cooling.rate_limited_for - 30.0).abs() < 0.001);

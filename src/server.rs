@@ -26,10 +26,9 @@ pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("cannot listen on {address}: {source}")]
-    Bind {
-        address: String,
-        source: std::io::Error,
-    },
+    Bind { address: String, source: std::io::Error },
+    #[error("the server stopped with an error: {0}")]
+    Serve(std::io::Error),
 }
 
 /// A started proxy: where it listens, and the server to await (or stop).
@@ -41,17 +40,10 @@ pub struct Running {
 /// Starts the actors and binds the server. Must be called inside an actix system.
 pub fn start(config: Config) -> Result<Running, StartError> {
     let tls = client::tls_config(&config)?;
-    let cooldowns = Cooldowns {
-        rate_limited: config.cooldown,
-        invalid: config.invalid_key_cooldown,
-    };
+    let cooldowns = Cooldowns { rate_limited: config.cooldown, invalid: config.invalid_key_cooldown };
     let keys = config.cerebras_keys.clone();
     let key_names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
-    log::info!(
-        "event=config cerebras_keys={} names={key_names:?} base_url={}",
-        keys.len(),
-        config.cerebras_base_url
-    );
+    log::info!("event=config cerebras_keys={} names={key_names:?} base_url={}", keys.len(), config.cerebras_base_url);
     // Two full passes over the keys, so a request that waited out a cooldown still gets its turn.
     let max_attempts = 2 * keys.len() + 1;
     let rotator = Supervisor::start(move |_| KeyRotator::new(keys, cooldowns));
@@ -81,20 +73,12 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     .tcp_nodelay(true)
     .backlog(4096);
 
-    let address = format!("{}:{}", config.host, config.port);
     let server = server
         .bind((config.host.as_str(), config.port))
-        .map_err(|source| StartError::Bind {
-            address: address.clone(),
-            source,
-        })?;
+        .map_err(|source| StartError::Bind { address: format!("{}:{}", config.host, config.port), source })?;
     let addrs = server.addrs();
-    log::info!(
-        "event=listening address={address} workers={}",
-        config.workers
-    );
-    Ok(Running {
-        addrs,
-        server: server.run(),
-    })
+    for addr in &addrs {
+        log::info!("event=listening address={addr} workers={}", config.workers);
+    }
+    Ok(Running { addrs, server: server.run() })
 }

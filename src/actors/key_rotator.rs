@@ -21,10 +21,7 @@ pub struct Acquire {
 
 pub enum Acquired {
     Ready(KeyGrant),
-    AllCooling {
-        free_in: Duration,
-        ticket: Option<oneshot::Receiver<KeyGrant>>,
-    },
+    AllCooling { free_in: Duration, ticket: Option<oneshot::Receiver<KeyGrant>> },
 }
 
 /// What an attempt with a key said about it. Sent with `do_send`: nobody waits for it.
@@ -57,12 +54,7 @@ pub struct KeyRotator {
 impl KeyRotator {
     pub fn new(keys: Vec<NamedKey>, cooldowns: Cooldowns) -> Self {
         let pool = KeyPool::new(&keys, cooldowns);
-        Self {
-            keys,
-            cooldowns,
-            pool,
-            waiters: Vec::new(),
-        }
+        Self { keys, cooldowns, pool, waiters: Vec::new() }
     }
 
     /// Hands the first free key to every request still waiting.
@@ -113,10 +105,7 @@ impl Handler<Acquire> for KeyRotator {
                         this.waiters.push(sender);
                         receiver
                     });
-                    Acquired::AllCooling {
-                        free_in: free_at - now,
-                        ticket,
-                    }
+                    Acquired::AllCooling { free_in: free_at - now, ticket }
                 }
             }
         })
@@ -166,19 +155,10 @@ mod tests {
 
     fn rotator(cooldown: Duration) -> Addr<KeyRotator> {
         let keys = vec![
-            NamedKey {
-                name: "key1".into(),
-                secret: Secret::new("sk-1"),
-            },
-            NamedKey {
-                name: "key2".into(),
-                secret: Secret::new("sk-2"),
-            },
+            NamedKey { name: "key1".into(), secret: Secret::new("sk-1") },
+            NamedKey { name: "key2".into(), secret: Secret::new("sk-2") },
         ];
-        let cooldowns = Cooldowns {
-            rate_limited: cooldown,
-            invalid: Duration::from_secs(3600),
-        };
+        let cooldowns = Cooldowns { rate_limited: cooldown, invalid: Duration::from_secs(3600) };
         Supervisor::start(move |_| KeyRotator::new(keys, cooldowns))
     }
 
@@ -204,25 +184,14 @@ mod tests {
     #[actix_rt::test]
     async fn a_panic_restarts_the_rotator_with_fresh_state() {
         let addr = rotator(Duration::from_secs(60));
-        addr.send(Report {
-            index: 0,
-            verdict: KeyVerdict::RateLimited { requested: None },
-        })
-        .await
-        .unwrap();
-        assert_eq!(
-            ready_name(addr.send(Acquire { wait: true }).await.unwrap().unwrap()),
-            "key2"
-        );
+        addr.send(Report { index: 0, verdict: KeyVerdict::RateLimited { requested: None } }).await.unwrap();
+        assert_eq!(ready_name(addr.send(Acquire { wait: true }).await.unwrap().unwrap()), "key2");
 
         assert!(addr.send(Explode).await.unwrap().is_err());
 
         // Same address, same mailbox, sane state: every key available again, key1 current.
         assert!(addr.connected());
-        assert_eq!(
-            ready_name(addr.send(Acquire { wait: true }).await.unwrap().unwrap()),
-            "key1"
-        );
+        assert_eq!(ready_name(addr.send(Acquire { wait: true }).await.unwrap().unwrap()), "key1");
         let status = addr.send(GetStatus).await.unwrap().unwrap();
         assert!(status.keys.iter().all(|k| k.available));
     }
@@ -231,25 +200,15 @@ mod tests {
     async fn waiters_get_the_first_key_that_comes_free() {
         let addr = rotator(Duration::from_millis(50));
         for index in 0..2 {
-            addr.send(Report {
-                index,
-                verdict: KeyVerdict::RateLimited { requested: None },
-            })
-            .await
-            .unwrap();
+            addr.send(Report { index, verdict: KeyVerdict::RateLimited { requested: None } }).await.unwrap();
         }
-        let Acquired::AllCooling {
-            free_in,
-            ticket: Some(ticket),
-        } = addr.send(Acquire { wait: true }).await.unwrap().unwrap()
+        let Acquired::AllCooling { free_in, ticket: Some(ticket) } =
+            addr.send(Acquire { wait: true }).await.unwrap().unwrap()
         else {
             panic!("every key should be cooling");
         };
         assert!(free_in <= Duration::from_millis(50));
-        let grant = tokio::time::timeout(Duration::from_secs(5), ticket)
-            .await
-            .unwrap()
-            .unwrap();
+        let grant = tokio::time::timeout(Duration::from_secs(5), ticket).await.unwrap().unwrap();
         assert_eq!(&*grant.name, "key1");
     }
 
@@ -257,25 +216,10 @@ mod tests {
     async fn without_wait_an_all_cooling_answer_has_no_ticket() {
         let addr = rotator(Duration::from_secs(60));
         for index in 0..2 {
-            addr.send(Report {
-                index,
-                verdict: KeyVerdict::RateLimited { requested: None },
-            })
-            .await
-            .unwrap();
+            addr.send(Report { index, verdict: KeyVerdict::RateLimited { requested: None } }).await.unwrap();
         }
         let acquired = addr.send(Acquire { wait: false }).await.unwrap().unwrap();
-        assert!(matches!(
-            acquired,
-            Acquired::AllCooling { ticket: None, .. }
-        ));
-        assert_eq!(
-            addr.send(GetStatus)
-                .await
-                .unwrap()
-                .unwrap()
-                .requests_waiting_for_key,
-            0
-        );
+        assert!(matches!(acquired, Acquired::AllCooling { ticket: None, .. }));
+        assert_eq!(addr.send(GetStatus).await.unwrap().unwrap().requests_waiting_for_key, 0);
     }
 }

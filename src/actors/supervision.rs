@@ -55,3 +55,43 @@ where
         Ok(Err(_)) | Err(_) => Err(ProxyError::ActorUnavailable(A::NAME)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix::{Arbiter, Context};
+
+    struct Echo;
+
+    impl Named for Echo {
+        const NAME: &'static str = "echo";
+    }
+
+    impl Actor for Echo {
+        type Context = Context<Self>;
+    }
+
+    #[derive(actix::Message)]
+    #[rtype(result = "Result<u8, ActorFault>")]
+    struct Ping;
+
+    impl Handler<Ping> for Echo {
+        type Result = Result<u8, ActorFault>;
+        fn handle(&mut self, _: Ping, ctx: &mut Context<Self>) -> Self::Result {
+            guarded(self, ctx, |_, _| 7)
+        }
+    }
+
+    #[actix_rt::test]
+    async fn asking_a_dead_actor_is_a_503_not_a_hang() {
+        let arbiter = Arbiter::new();
+        let addr = Echo::start_in_arbiter(&arbiter.handle(), |_| Echo);
+        assert_eq!(ask(&addr, Ping).await.unwrap(), 7);
+
+        arbiter.stop();
+        arbiter.join().unwrap();
+        let error = ask(&addr, Ping).await.unwrap_err();
+        assert!(matches!(error, ProxyError::ActorUnavailable("echo")), "{error:?}");
+        assert_eq!(actix_web::ResponseError::status_code(&error), 503);
+    }
+}

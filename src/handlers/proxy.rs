@@ -45,15 +45,9 @@ fn upstream_path(path: &str) -> &str {
 }
 
 /// Reads the whole body (attempts may resend it), refusing more than `limit` bytes.
-async fn read_body(
-    mut payload: web::Payload,
-    headers: &HeaderMap,
-    limit: usize,
-) -> Result<bytes::Bytes, ProxyError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+async fn read_body(mut payload: web::Payload, headers: &HeaderMap, limit: usize) -> Result<bytes::Bytes, ProxyError> {
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|length| length > limit) {
         return Err(ProxyError::PayloadTooLarge { limit });
     }
@@ -72,12 +66,8 @@ async fn read_body(
 fn check_chat_body(body: &[u8]) -> Result<(), ProxyError> {
     match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(serde_json::Value::Object(_)) => Ok(()),
-        Ok(_) => Err(ProxyError::InvalidBody(
-            "request body must be a JSON object".to_owned(),
-        )),
-        Err(e) => Err(ProxyError::InvalidBody(format!(
-            "request body is not valid JSON: {e}"
-        ))),
+        Ok(_) => Err(ProxyError::InvalidBody("request body must be a JSON object".to_owned())),
+        Err(e) => Err(ProxyError::InvalidBody(format!("request body is not valid JSON: {e}"))),
     }
 }
 

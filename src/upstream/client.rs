@@ -15,9 +15,7 @@ use crate::config::{Config, ConfigError};
 
 /// Builds the TLS client configuration once, at start.
 pub fn tls_config(config: &Config) -> Result<Arc<ClientConfig>, ConfigError> {
-    let mut roots = RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
+    let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     // rustls-native-certs reads the platform store, or SSL_CERT_FILE/SSL_CERT_DIR instead of it
     // when set; the Mozilla roots above keep public providers trusted either way.
     let native = rustls_native_certs::load_native_certs();
@@ -28,19 +26,13 @@ pub fn tls_config(config: &Config) -> Result<Arc<ClientConfig>, ConfigError> {
     if let Some(path) = &config.ssl_cert_file {
         if added == 0 {
             let shown = path.display();
-            return Err(ConfigError {
-                var: "SSL_CERT_FILE",
-                problem: format!("holds no PEM certificate: {shown}"),
-            });
+            return Err(ConfigError { var: "SSL_CERT_FILE", problem: format!("holds no PEM certificate: {shown}") });
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| ConfigError {
-            var: "TLS",
-            problem: e.to_string(),
-        })?
+        .map_err(|e| ConfigError { var: "TLS", problem: e.to_string() })?
         .with_root_certificates(roots)
         .with_no_client_auth();
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -50,19 +42,13 @@ pub fn tls_config(config: &Config) -> Result<Arc<ClientConfig>, ConfigError> {
 /// A client for one worker.
 pub fn build(config: &Config, tls: Arc<ClientConfig>) -> awc::Client {
     let connector = awc::Connector::new()
-        .connector(NoDelay(
-            actix_tls::connect::Connector::new(Resolver::default()).service(),
-        ))
+        .connector(NoDelay(actix_tls::connect::Connector::new(Resolver::default()).service()))
         .rustls_0_23(tls)
         .timeout(config.timeouts.connect)
         .handshake_timeout(config.timeouts.connect)
         // Each worker's pool is unbounded: long streams must not queue behind each other.
         .limit(0);
-    awc::Client::builder()
-        .connector(connector)
-        .disable_redirects()
-        .timeout(config.timeouts.first_byte)
-        .finish()
+    awc::Client::builder().connector(connector).disable_redirects().timeout(config.timeouts.first_byte).finish()
 }
 
 /// Sets TCP_NODELAY on every upstream connection: without it, small SSE chunks can wait
@@ -79,10 +65,7 @@ where
     type Error = ConnectError;
     type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
 
-    fn poll_ready(
-        &self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
+    fn poll_ready(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
         self.0.poll_ready(cx)
     }
 

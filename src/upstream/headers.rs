@@ -69,10 +69,7 @@ mod tests {
             ("content-type", "application/json"),
             ("openai-organization", "org-1"),
         ] {
-            client.append(
-                HeaderName::from_static(name),
-                HeaderValue::from_static(value),
-            );
+            client.append(HeaderName::from_static(name), HeaderValue::from_static(value));
         }
         let forwarded = upstream_request_headers(&client);
         let mut names: Vec<_> = forwarded.keys().map(|n| n.as_str()).collect();
@@ -83,10 +80,7 @@ mod tests {
     #[test]
     fn response_framing_headers_are_not_relayed() {
         let upstream = HeaderMap::new();
-        assert!(!relays_response_header(
-            &upstream,
-            &header::TRANSFER_ENCODING
-        ));
+        assert!(!relays_response_header(&upstream, &header::TRANSFER_ENCODING));
         assert!(!relays_response_header(&upstream, &header::CONTENT_LENGTH));
         assert!(relays_response_header(&upstream, &header::CONTENT_TYPE));
     }

@@ -26,12 +26,8 @@ pub fn judge_answer(status: StatusCode, headers: &HeaderMap) -> Disposition {
         429 => Disposition::RetryWithAnotherKey(KeyVerdict::RateLimited {
             requested: requested_wait(headers, SystemTime::now()),
         }),
-        401 | 402 | 403 => {
-            Disposition::RetryWithAnotherKey(KeyVerdict::Invalid { reason: reason() })
-        }
-        500 | 502 | 503 | 504 => {
-            Disposition::RetryWithAnotherKey(KeyVerdict::Failed { reason: reason() })
-        }
+        401..=403 => Disposition::RetryWithAnotherKey(KeyVerdict::Invalid { reason: reason() }),
+        500 | 502..=504 => Disposition::RetryWithAnotherKey(KeyVerdict::Failed { reason: reason() }),
         // Every other answer, an ordinary 400 included, is the client's to see at once.
         _ => Disposition::Relay,
     }
@@ -59,9 +55,7 @@ mod tests {
         headers.insert(RETRY_AFTER, HeaderValue::from_static("40"));
         assert_eq!(
             judge_answer(StatusCode::TOO_MANY_REQUESTS, &headers),
-            Disposition::RetryWithAnotherKey(KeyVerdict::RateLimited {
-                requested: Some(Duration::from_secs(40))
-            })
+            Disposition::RetryWithAnotherKey(KeyVerdict::RateLimited { requested: Some(Duration::from_secs(40)) })
         );
     }
 
@@ -77,17 +71,10 @@ mod tests {
         }
         for code in [500, 502, 503, 504] {
             let status = StatusCode::from_u16(code).unwrap();
-            assert!(matches!(
-                judge_answer(status, &none),
-                Disposition::RetryWithAnotherKey(KeyVerdict::Failed { .. })
-            ));
+            assert!(matches!(judge_answer(status, &none), Disposition::RetryWithAnotherKey(KeyVerdict::Failed { .. })));
         }
         for code in [200, 201, 400, 404, 409, 422, 501] {
-            assert_eq!(
-                judge_answer(StatusCode::from_u16(code).unwrap(), &none),
-                Disposition::Relay,
-                "{code}"
-            );
+            assert_eq!(judge_answer(StatusCode::from_u16(code).unwrap(), &none), Disposition::Relay, "{code}");
         }
     }
 }

@@ -1,0 +1,172 @@
+//! The `glm-proxy` binary as an operator runs it: configuration errors, TLS to an HTTPS
+//! upstream trusted through `SSL_CERT_FILE`, and a clean stop on SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{chat_body, client, completion, MockUpstream, Reply};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde_json::Value;
+
+const KEYS: &str = r#"{"tls-key":"sk-tls-secret-value"}"#;
+
+fn command(dir: &std::path::Path, vars: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_glm-proxy"));
+    // An empty working directory, so no developer's .env is read.
+    command.current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    command.envs(vars.iter().copied());
+    command
+}
+
+#[test]
+fn bad_configuration_stops_with_one_clear_line_and_no_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (&[], "CEREBRAS_API_KEYS is required"),
+        (&[("CEREBRAS_API_KEYS", "sk-bare-secret-key")], "CEREBRAS_API_KEYS is not a JSON object of name → key"),
+        (&[("CEREBRAS_API_KEYS", KEYS), ("UPSTREAM_TIMEOUT", "soon")], "UPSTREAM_TIMEOUT is not a valid number"),
+    ];
+    for (vars, expected) in cases {
+        let output = command(dir.path(), vars).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{expected}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(!stderr.contains("secret"), "{stderr}");
+        assert!(output.stdout.is_empty());
+    }
+}
+
+/// A running binary and the lines of its log.
+struct Running {
+    child: Child,
+    url: String,
+    log: mpsc::Receiver<String>,
+}
+
+impl Running {
+    fn start(dir: &std::path::Path, vars: &[(&str, &str)]) -> Self {
+        let mut child = command(dir, vars)
+            .envs([("HOST", "127.0.0.1"), ("PORT", "0"), ("CEREBRAS_API_KEYS", KEYS)])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (sender, log) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+        let mut seen = Vec::new();
+        let url = loop {
+            let line =
+                log.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| panic!("no listening line in {seen:?}"));
+            if let Some(rest) = line.split("event=listening address=").nth(1) {
+                break format!("http://{}", rest.split_whitespace().next().unwrap());
+            }
+            seen.push(line);
+        };
+        Self { child, url, log }
+    }
+
+    fn log_lines(&self) -> Vec<String> {
+        self.log.try_iter().collect()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A self-signed CA and a `localhost` certificate it signed, as a mock upstream serves it.
+fn tls_material(dir: &std::path::Path) -> (std::path::PathBuf, rustls::ServerConfig) {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut leaf_params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    leaf_params.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+
+    let ca_file = dir.join("mock-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let server =
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(leaf.der().to_vec())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+            )
+            .unwrap();
+    (ca_file, server)
+}
+
+#[actix_web::test]
+async fn an_https_upstream_is_trusted_through_ssl_cert_file_and_only_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_file, server_tls) = tls_material(dir.path());
+    let upstream = MockUpstream::start_with(|_| Reply::ok(completion("over TLS")), Some(server_tls));
+    assert!(upstream.url.starts_with("https://localhost:"));
+    let ca_file = ca_file.to_str().unwrap();
+
+    let trusted = Running::start(dir.path(), &[("CEREBRAS_BASE_URL", &upstream.url), ("SSL_CERT_FILE", ca_file)]);
+    let mut response = client()
+        .post(format!("{}/v1/chat/completions", trusted.url))
+        .send_body(chat_body(false).to_string())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap(), completion("over TLS"));
+    assert_eq!(upstream.keys_used(), ["sk-tls-secret-value"]);
+    let log = trusted.log_lines().join("\n");
+    assert!(!log.contains("sk-tls-secret-value"), "no key in the log: {log}");
+
+    // Without the CA, the handshake must fail: the certificate is not trusted.
+    let untrusted = Running::start(
+        dir.path(),
+        &[("CEREBRAS_BASE_URL", &upstream.url), ("CEREBRAS_COOLDOWN", "0.01"), ("MAX_KEY_WAIT", "5")],
+    );
+    let mut response = client()
+        .post(format!("{}/v1/chat/completions", untrusted.url))
+        .send_body(chat_body(false).to_string())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("cannot connect"), "{body}");
+    assert_eq!(upstream.received().len(), 1, "no request got through without trust");
+}
+
+#[actix_web::test]
+async fn sigterm_stops_the_proxy_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = MockUpstream::start(|_| Reply::ok(completion("ok")));
+    let mut running = Running::start(dir.path(), &[("CEREBRAS_BASE_URL", &upstream.url)]);
+    let health = client().get(format!("{}/health", running.url)).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    let pid = running.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = actix_web::rt::task::spawn_blocking(move || {
+        let status = running.child.wait();
+        (status, running)
+    })
+    .await
+    .unwrap()
+    .0
+    .unwrap();
+    assert!(status.success(), "{status:?}");
+}

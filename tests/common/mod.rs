@@ -1,0 +1,291 @@
+//! Test harness: a scripted mock upstream (an actix-web server inside the test) that records
+//! what it receives, and the proxy started on a random port in front of it.
+#![allow(dead_code)] // each test file uses its own part of the harness
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use bytes::Bytes;
+use futures_util::stream::{self, StreamExt};
+use tokio::sync::Notify;
+
+use glm_proxy::config::Config;
+
+/// One request as the mock upstream saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path_and_query: String,
+    pub headers: HashMap<String, String>,
+    pub body: Bytes,
+}
+
+impl Received {
+    /// The provider key the proxy chose, from `Authorization: Bearer ...`.
+    pub fn key(&self) -> &str {
+        self.headers.get("authorization").and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("")
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("mock received JSON")
+    }
+}
+
+/// How the mock answers one request.
+pub enum Reply {
+    Json {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        body: String,
+    },
+    /// An SSE stream: `chunks` with `delay` before each one after the first. With `gate`, the
+    /// stream waits for the test's signal after the first chunk.
+    Sse {
+        chunks: Vec<String>,
+        delay: Duration,
+        gate: Option<Arc<Notify>>,
+    },
+    /// An SSE stream that sends its chunks, then breaks the connection.
+    SseThenBreak {
+        chunks: Vec<String>,
+    },
+    /// Never answers.
+    Hang,
+}
+
+impl Reply {
+    pub fn ok(body: serde_json::Value) -> Self {
+        Self::Json { status: 200, headers: vec![], body: body.to_string() }
+    }
+
+    pub fn status(status: u16, body: serde_json::Value) -> Self {
+        Self::Json { status, headers: vec![], body: body.to_string() }
+    }
+
+    pub fn rate_limited(retry_after: Option<u64>) -> Self {
+        let headers = retry_after.map(|s| vec![("retry-after", s.to_string())]).unwrap_or_default();
+        let body = serde_json::json!({"error": {"message": "rate limited", "code": "too_many_requests"}});
+        Self::Json { status: 429, headers, body: body.to_string() }
+    }
+
+    pub fn sse(n: usize, delay: Duration) -> Self {
+        Self::Sse { chunks: sse_chunks(n), delay, gate: None }
+    }
+}
+
+/// `n` numbered SSE events and the final `[DONE]`.
+pub fn sse_chunks(n: usize) -> Vec<String> {
+    let mut chunks: Vec<String> =
+        (0..n).map(|i| format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\"{i}\"}}}}]}}\n\n")).collect();
+    chunks.push("data: [DONE]\n\n".to_owned());
+    chunks
+}
+
+pub fn completion(text: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "model": "llama-3.3-70b",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]
+    })
+}
+
+type Script = dyn Fn(&Received) -> Reply + Send + Sync;
+
+/// A scripted upstream. `script` decides each answer from the request.
+pub struct MockUpstream {
+    /// Base URL, ending in `/v1` like the real providers'.
+    pub url: String,
+    received: Arc<Mutex<Vec<Received>>>,
+    /// SSE streams dropped before their last chunk was sent (the client went away).
+    pub streams_cut: Arc<AtomicUsize>,
+    pub streams_finished: Arc<AtomicUsize>,
+}
+
+impl MockUpstream {
+    pub fn start(script: impl Fn(&Received) -> Reply + Send + Sync + 'static) -> Self {
+        Self::start_with(script, None)
+    }
+
+    /// Starts the mock over HTTPS when `tls` is given; its URL then names `localhost`.
+    pub fn start_with(
+        script: impl Fn(&Received) -> Reply + Send + Sync + 'static,
+        tls: Option<rustls::ServerConfig>,
+    ) -> Self {
+        let script: Arc<Script> = Arc::new(script);
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let streams_cut = Arc::new(AtomicUsize::new(0));
+        let streams_finished = Arc::new(AtomicUsize::new(0));
+        let state = web::Data::new(MockState {
+            script,
+            received: received.clone(),
+            streams_cut: streams_cut.clone(),
+            streams_finished: streams_finished.clone(),
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::PayloadConfig::new(256 << 20))
+                .default_service(web::to(answer))
+        })
+        .workers(2)
+        .disable_signals();
+        let (server, scheme) = match tls {
+            None => (server.bind("127.0.0.1:0"), "http"),
+            Some(tls) => (server.bind_rustls_0_23("127.0.0.1:0", tls), "https"),
+        };
+        let server = server.expect("bind mock upstream");
+        let port = server.addrs()[0].port();
+        actix_rt::spawn(server.run());
+        let host = if scheme == "https" { "localhost" } else { "127.0.0.1" };
+        Self { url: format!("{scheme}://{host}:{port}/v1"), received, streams_cut, streams_finished }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// The provider keys used, in the order requests arrived.
+    pub fn keys_used(&self) -> Vec<String> {
+        self.received().iter().map(|r| r.key().to_owned()).collect()
+    }
+}
+
+struct MockState {
+    script: Arc<Script>,
+    received: Arc<Mutex<Vec<Received>>>,
+    streams_cut: Arc<AtomicUsize>,
+    streams_finished: Arc<AtomicUsize>,
+}
+
+/// Counts a stream as cut if it is dropped before it finished.
+struct StreamGuard {
+    finished: bool,
+    cut: Arc<AtomicUsize>,
+    done: Arc<AtomicUsize>,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let counter = if self.finished { &self.done } else { &self.cut };
+        counter.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+async fn answer(request: HttpRequest, body: Bytes, state: web::Data<MockState>) -> HttpResponse {
+    let received = Received {
+        method: request.method().to_string(),
+        path_and_query: request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+        headers: request
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect(),
+        body,
+    };
+    let reply = (state.script)(&received);
+    state.received.lock().unwrap().push(received);
+    match reply {
+        Reply::Json { status, headers, body } => {
+            let mut response = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
+            for (name, value) in headers {
+                response.insert_header((name, value));
+            }
+            response.content_type("application/json").body(body)
+        }
+        Reply::Sse { chunks, delay, gate } => {
+            let guard =
+                StreamGuard { finished: false, cut: state.streams_cut.clone(), done: state.streams_finished.clone() };
+            let total = chunks.len();
+            let body = stream::unfold((chunks.into_iter().enumerate(), guard), move |(mut chunks, mut guard)| {
+                let gate = gate.clone();
+                async move {
+                    let (i, chunk) = chunks.next()?;
+                    if i > 0 {
+                        actix_rt::time::sleep(delay).await;
+                    }
+                    if i == 1 {
+                        if let Some(gate) = gate {
+                            gate.notified().await;
+                        }
+                    }
+                    guard.finished = i + 1 == total;
+                    Some((Ok::<_, actix_web::Error>(Bytes::from(chunk)), (chunks, guard)))
+                }
+            });
+            HttpResponse::Ok().content_type("text/event-stream").streaming(body)
+        }
+        Reply::SseThenBreak { chunks } => {
+            let body = stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from(c)))).chain(stream::once(async {
+                // Pause so the head and chunks are flushed before the connection breaks.
+                actix_rt::time::sleep(Duration::from_millis(50)).await;
+                Err(actix_web::error::ErrorInternalServerError("upstream broke"))
+            }));
+            HttpResponse::Ok().content_type("text/event-stream").streaming(body)
+        }
+        Reply::Hang => {
+            std::future::pending::<()>().await;
+            unreachable!()
+        }
+    }
+}
+
+/// A proxy configuration from `vars`, on a random local port, in front of `upstream_url`.
+pub fn config(upstream_url: &str, vars: &[(&str, &str)]) -> Config {
+    let mut all: HashMap<String, String> = HashMap::from([
+        ("HOST".into(), "127.0.0.1".into()),
+        ("PORT".into(), "0".into()),
+        ("WORKERS".into(), "2".into()),
+        ("CEREBRAS_BASE_URL".into(), upstream_url.into()),
+        ("CEREBRAS_API_KEYS".into(), r#"{"key1":"sk-1","key2":"sk-2"}"#.into()),
+    ]);
+    all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Config::from_lookup(|name| all.get(name).cloned()).expect("valid test config")
+}
+
+/// The proxy, running in this test's actix system.
+pub struct Proxy {
+    pub url: String,
+}
+
+impl Proxy {
+    pub fn start(config: Config) -> Self {
+        let running = glm_proxy::server::start(config).expect("proxy starts");
+        let url = format!("http://{}", running.addrs[0]);
+        actix_rt::spawn(running.server);
+        Self { url }
+    }
+
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    pub async fn status(&self) -> serde_json::Value {
+        client().get(self.at("/_status")).send().await.unwrap().json().await.unwrap()
+    }
+}
+
+/// A test client with no connection limit and generous timeouts.
+pub fn client() -> awc::Client {
+    awc::Client::builder().connector(awc::Connector::new().limit(0)).timeout(Duration::from_secs(30)).finish()
+}
+
+pub fn chat_body(stream: bool) -> serde_json::Value {
+    serde_json::json!({
+        "model": "llama-3.3-70b",
+        "stream": stream,
+        "messages": [{"role": "user", "content": "Hello!"}]
+    })
+}
+
+/// Polls `condition` every 10 ms for up to 10 s: for effects that happen just after a response.
+pub async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
+    for _ in 0..1000 {
+        if condition() {
+            return true;
+        }
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
