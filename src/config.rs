@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::providers::{Alternative, ProviderKind};
 use crate::secret::Secret;
 
 /// A problem with one variable; `Display` is the one line printed at start.
@@ -58,6 +59,13 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Extra trusted CA certificates (PEM), the OpenSSL convention.
     pub ssl_cert_file: Option<PathBuf>,
+    /// Synthetic then Z.ai, each only if its key is set.
+    pub alternatives: Vec<Alternative>,
+    /// Requests estimated above this many tokens go to the alternatives.
+    pub token_threshold: f64,
+    pub chars_per_token: f64,
+    /// Go to the alternatives instead of waiting when every Cerebras key rests.
+    pub fallback_on_cooldown: bool,
 }
 
 const MIB: usize = 1024 * 1024;
@@ -88,6 +96,10 @@ impl Config {
                 idle: env.positive_seconds("UPSTREAM_IDLE_TIMEOUT", 120.0)?,
             },
             ssl_cert_file: env.get("SSL_CERT_FILE").map(PathBuf::from),
+            alternatives: alternatives(&env)?,
+            token_threshold: env.parsed("TOKEN_THRESHOLD", 120_000.0)?,
+            chars_per_token: env.parsed("CHARS_PER_TOKEN", 1.7)?,
+            fallback_on_cooldown: env.flag("FALLBACK_ON_COOLDOWN", false)?,
         };
         config.validate()?;
         Ok(config)
@@ -99,6 +111,12 @@ impl Config {
         }
         if self.max_body_bytes == 0 {
             return Err(ConfigError::new("MAX_BODY_BYTES", "must be at least 1"));
+        }
+        if !(self.chars_per_token.is_finite() && self.chars_per_token > 0.0) {
+            return Err(ConfigError::new("CHARS_PER_TOKEN", "must be a number above 0"));
+        }
+        if !(self.token_threshold.is_finite() && self.token_threshold >= 0.0) {
+            return Err(ConfigError::new("TOKEN_THRESHOLD", "must be a non-negative number"));
         }
         if let Some(path) = &self.ssl_cert_file {
             if !path.is_file() {
@@ -135,6 +153,31 @@ fn parse_keys(raw: Option<String>) -> Result<Vec<NamedKey>, ConfigError> {
         .collect()
 }
 
+/// Synthetic, then Z.ai: each configured only when its key is set.
+fn alternatives(env: &Env) -> Result<Vec<Alternative>, ConfigError> {
+    let mut alternatives = Vec::new();
+    if let Some(key) = env.get("SYNTHETIC_API_KEY") {
+        alternatives.push(Alternative {
+            kind: ProviderKind::Synthetic,
+            base_url: env.base_url("SYNTHETIC_BASE_URL", "https://api.synthetic.new/openai/v1")?,
+            key: Secret::new(key.trim()),
+            model: env.string("SYNTHETIC_MODEL", "hf:zai-org/GLM-4.6"),
+            vision_model: env.string("SYNTHETIC_VISION_MODEL", "hf:Qwen/Qwen3-VL-235B-A22B-Instruct"),
+        });
+    }
+    if let Some(key) = env.get("ZAI_API_KEY") {
+        let model = env.string("ZAI_MODEL", "glm-4.6");
+        alternatives.push(Alternative {
+            kind: ProviderKind::Zai,
+            base_url: env.base_url("ZAI_BASE_URL", "https://api.z.ai/api/coding/paas/v4")?,
+            key: Secret::new(key.trim()),
+            vision_model: model.clone(),
+            model,
+        });
+    }
+    Ok(alternatives)
+}
+
 /// Typed reads of environment variables, each error naming its variable.
 struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
 
@@ -154,6 +197,15 @@ impl Env<'_> {
             Some(raw) => {
                 raw.trim().parse().map_err(|_| ConfigError::new(name, format!("is not a valid number: {raw:?}")))
             }
+        }
+    }
+
+    fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None => Ok(default),
+            Some("true" | "1" | "yes" | "on") => Ok(true),
+            Some("false" | "0" | "no" | "off") => Ok(false),
+            Some(other) => Err(ConfigError::new(name, format!("must be true or false, got {other:?}"))),
         }
     }
 
@@ -232,12 +284,29 @@ mod tests {
             (&[KEYS, ("UPSTREAM_TIMEOUT", "0")], "UPSTREAM_TIMEOUT must be more than 0"),
             (&[KEYS, ("CEREBRAS_BASE_URL", "ftp://x")], "CEREBRAS_BASE_URL must be an http"),
             (&[KEYS, ("SSL_CERT_FILE", "/nonexistent.pem")], "SSL_CERT_FILE names no readable file"),
+            (&[KEYS, ("FALLBACK_ON_COOLDOWN", "maybe")], "FALLBACK_ON_COOLDOWN must be true or false"),
+            (&[KEYS, ("CHARS_PER_TOKEN", "0")], "CHARS_PER_TOKEN must be a number above 0"),
+            (&[KEYS, ("ZAI_API_KEY", "sk-secret"), ("ZAI_BASE_URL", "nope")], "ZAI_BASE_URL must be an http"),
         ];
         for (vars, expected) in cases {
             let message = config(vars).unwrap_err().to_string();
             assert!(message.starts_with(expected), "{message:?} should start with {expected:?}");
             assert!(!["sk-secret", "sk-1", "sk-2"].iter().any(|k| message.contains(k)), "{message:?} leaks a key");
         }
+    }
+
+    #[test]
+    fn alternatives_are_configured_by_their_keys_in_order() {
+        assert!(config(&[KEYS]).unwrap().alternatives.is_empty());
+        let config = config(&[KEYS, ("ZAI_API_KEY", "sk-z"), ("SYNTHETIC_API_KEY", "sk-s")]).unwrap();
+        let kinds: Vec<_> = config.alternatives.iter().map(|a| a.kind).collect();
+        assert_eq!(kinds, [ProviderKind::Synthetic, ProviderKind::Zai]);
+        assert_eq!(config.alternatives[0].model, "hf:zai-org/GLM-4.6");
+        assert_eq!(config.alternatives[0].vision_model, "hf:Qwen/Qwen3-VL-235B-A22B-Instruct");
+        assert_eq!(config.alternatives[1].base_url, "https://api.z.ai/api/coding/paas/v4");
+        assert_eq!(config.alternatives[1].model, "glm-4.6");
+        assert!((config.token_threshold - 120_000.0).abs() < f64::EPSILON);
+        assert!(!config.fallback_on_cooldown);
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! Runs one client request against Cerebras: takes a key from the `KeyRotator`, sends,
-//! judges the answer, reports it, and tries again with another key while that can help.
+//! Runs one client request through its plan: the `UpstreamRouter` orders the providers, the
+//! `KeyRotator` hands out Cerebras keys, and this code sends, judges each answer, reports it,
+//! and moves on to another key or the next provider while that can help.
 //!
-//! Runs on the worker that accepted the request, with that worker's client: the actor only
-//! decides which key, so the bytes never queue behind one thread.
+//! Runs on the worker that accepted the request, with that worker's client: the actors only
+//! decide, so the bytes never queue behind one thread.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,14 +15,23 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpMessage, HttpResponse};
 use awc::ClientResponse;
 use bytes::Bytes;
+use futures_util::{stream, StreamExt};
+use serde_json::{Map, Value};
 
 use crate::actors::key_rotator::{Acquire, Acquired, KeyRotator, Report};
 use crate::actors::supervision::ask;
+use crate::actors::upstream_router::{PlanRoute, ProviderEvent, UpstreamRouter};
 use crate::error::{AttemptFailure, ProxyError};
 use crate::key_pool::{KeyGrant, KeyVerdict};
+use crate::providers::{Alternative, ProviderKind};
+use crate::routing::Step;
+use crate::secret::Secret;
+use crate::transform::token_estimate::ChatFacts;
 use crate::upstream::headers::relays_response_header;
 use crate::upstream::relay::Relay;
-use crate::upstream::verdict::{judge_answer, judge_send_error, Disposition};
+use crate::upstream::verdict::{
+    is_context_length_exceeded, judge_answer, judge_send_error, says_quota_exhausted, Disposition,
+};
 
 /// Names the provider that answered.
 pub const PROVIDER_HEADER: HeaderName = HeaderName::from_static("x-glm-proxy-provider");
@@ -37,16 +47,48 @@ pub struct Outgoing {
     /// Path and query after the base URL, e.g. `/chat/completions?x=1`.
     pub path_and_query: String,
     pub headers: HeaderMap,
+    /// The body Cerebras gets: the client's bytes, or the repaired history.
     pub body: Bytes,
+    /// A chat completion, parsed: what routing looks at, and what alternatives rewrite.
+    pub chat: Option<(Map<String, Value>, ChatFacts)>,
 }
 
 /// What a dispatch needs from the application, shared by all workers.
 pub struct Dispatcher {
     pub rotator: Addr<KeyRotator>,
-    pub base_url: String,
-    pub max_attempts: usize,
+    pub router: Addr<UpstreamRouter>,
+    pub cerebras_base_url: String,
+    pub alternatives: Vec<Alternative>,
+    pub max_key_attempts: usize,
     pub max_key_wait: Duration,
     pub idle_timeout: Duration,
+    pub fallback_on_cooldown: bool,
+}
+
+/// Who answered, for the response headers.
+#[derive(Clone)]
+struct Source {
+    provider: ProviderKind,
+    key_name: Option<Arc<str>>,
+}
+
+impl Source {
+    fn target(&self) -> String {
+        match &self.key_name {
+            Some(name) => format!("{}/{name}", self.provider.name()),
+            None => self.provider.name().to_owned(),
+        }
+    }
+}
+
+/// The outcome of one attempt.
+enum AttemptResult {
+    /// The client gets this: a success, or an error that is the client's to see.
+    Deliver(HttpResponse),
+    /// The key failed; another key may do better.
+    KeyFailed(KeyVerdict),
+    /// The provider cannot serve the request; the next provider may.
+    ProviderFailed,
 }
 
 /// An upstream error answer, kept whole so the client can get it if nothing better comes.
@@ -54,45 +96,236 @@ struct HeldAnswer {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
-    key_name: Arc<str>,
+    source: Source,
+}
+
+/// The failures of a request so far, and the last upstream answer among them.
+#[derive(Default)]
+struct Trail {
+    failures: Vec<AttemptFailure>,
+    last_answer: Option<HeldAnswer>,
+}
+
+impl Trail {
+    fn fail(&mut self, source: &Source, reason: String) {
+        log::warn!("event=attempt_failed target={} reason={reason:?}", source.target());
+        self.failures.push(AttemptFailure { target: source.target(), reason });
+    }
+
+    /// The client gets the last upstream answer, or a 502 naming every attempt.
+    fn finish(self) -> Result<HttpResponse, ProxyError> {
+        match self.last_answer {
+            Some(answer) => Ok(answer.into_response()),
+            None => Err(ProxyError::UpstreamFailed(self.failures)),
+        }
+    }
 }
 
 impl Dispatcher {
     pub async fn dispatch(&self, client: &awc::Client, outgoing: Outgoing) -> Result<HttpResponse, ProxyError> {
-        let url = format!("{}{}", self.base_url, outgoing.path_and_query);
-        let wait_deadline = Instant::now() + self.max_key_wait;
-        let mut failures = Vec::new();
-        let mut last_answer: Option<HeldAnswer> = None;
-
-        for _ in 0..self.max_attempts {
-            let key = self.acquire_key(wait_deadline).await?;
-            let verdict = match send(client, &url, &outgoing, &key).await {
-                Ok(answer) => match judge_answer(answer.status(), answer.headers()) {
-                    Disposition::Relay => {
-                        self.report(&key, KeyVerdict::Success);
-                        return Ok(self.relay(answer, &key.name));
-                    }
-                    Disposition::RetryWithAnotherKey(verdict) => {
-                        last_answer = Some(hold(answer, &key.name).await);
-                        verdict
-                    }
-                },
-                Err(error) => judge_send_error(&error),
+        let facts = outgoing.chat.as_ref().map(|(_, facts)| *facts);
+        let plan = ask(&self.router, PlanRoute { facts }).await?;
+        let mut trail = Trail::default();
+        for (position, step) in plan.steps.iter().enumerate() {
+            let can_fail_over = position + 1 < plan.steps.len();
+            let (provider, result) = match *step {
+                Step::Cerebras => {
+                    (ProviderKind::Cerebras, self.via_cerebras(client, &outgoing, can_fail_over, &mut trail).await?)
+                }
+                Step::Alternative { index, vision } => {
+                    let alternative = &self.alternatives[index];
+                    (
+                        alternative.kind,
+                        self.via_alternative(client, &outgoing, alternative, vision, can_fail_over, &mut trail).await,
+                    )
+                }
             };
-            log::warn!("event=attempt_failed provider=cerebras key={} verdict={verdict:?}", key.name);
-            failures.push(AttemptFailure { target: format!("cerebras/{}", key.name), reason: reason_of(&verdict) });
-            self.report(&key, verdict);
+            if let Some(response) = result {
+                return Ok(response);
+            }
+            if can_fail_over {
+                log::warn!("event=failover from={}", provider.name());
+                self.router.do_send(ProviderEvent::Failover { from: provider });
+            }
         }
+        trail.finish()
+    }
 
-        match last_answer {
-            Some(answer) => Ok(answer.into_response()),
-            None => Err(ProxyError::UpstreamFailed(failures)),
+    /// Cerebras with key rotation. `None` when the request should go to the next provider.
+    async fn via_cerebras(
+        &self,
+        client: &awc::Client,
+        outgoing: &Outgoing,
+        can_fail_over: bool,
+        trail: &mut Trail,
+    ) -> Result<Option<HttpResponse>, ProxyError> {
+        let url = format!("{}{}", self.cerebras_base_url, outgoing.path_and_query);
+        let wait_deadline = Instant::now() + self.max_key_wait;
+        let skip_cooldowns = self.fallback_on_cooldown && can_fail_over;
+        for _ in 0..self.max_key_attempts {
+            let key = match self.acquire_key(wait_deadline, !skip_cooldowns).await {
+                Ok(key) => key,
+                Err(ProxyError::AllKeysCooling { .. }) if skip_cooldowns => {
+                    let source = Source { provider: ProviderKind::Cerebras, key_name: None };
+                    trail.fail(&source, "every key is cooling down".to_owned());
+                    return Ok(None);
+                }
+                Err(error) => return Err(error),
+            };
+            let source = Source { provider: ProviderKind::Cerebras, key_name: Some(key.name.clone()) };
+            let result = self
+                .attempt(client, &url, outgoing, outgoing.body.clone(), &key.secret, source, can_fail_over, trail)
+                .await;
+            match result {
+                AttemptResult::Deliver(response) => {
+                    self.rotator.do_send(Report { index: key.index, verdict: KeyVerdict::Success });
+                    return Ok(Some(response));
+                }
+                AttemptResult::KeyFailed(verdict) => self.rotator.do_send(Report { index: key.index, verdict }),
+                AttemptResult::ProviderFailed => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
+    /// One try at an alternative, with its model written into the body.
+    async fn via_alternative(
+        &self,
+        client: &awc::Client,
+        outgoing: &Outgoing,
+        alternative: &Alternative,
+        vision: bool,
+        can_fail_over: bool,
+        trail: &mut Trail,
+    ) -> Option<HttpResponse> {
+        let (chat, _) = outgoing.chat.as_ref()?;
+        let model = if vision { &alternative.vision_model } else { &alternative.model };
+        let body = with_model(chat, model);
+        let url = format!("{}{}", alternative.base_url, outgoing.path_and_query);
+        let source = Source { provider: alternative.kind, key_name: None };
+        match self.attempt(client, &url, outgoing, body, &alternative.key, source, can_fail_over, trail).await {
+            AttemptResult::Deliver(response) => Some(response),
+            AttemptResult::KeyFailed(_) | AttemptResult::ProviderFailed => None,
+        }
+    }
+
+    /// Sends once and judges the answer.
+    #[allow(clippy::too_many_arguments)] // one attempt needs all of these; a struct would only rename them
+    async fn attempt(
+        &self,
+        client: &awc::Client,
+        url: &str,
+        outgoing: &Outgoing,
+        body: Bytes,
+        key: &Secret,
+        source: Source,
+        can_fail_over: bool,
+        trail: &mut Trail,
+    ) -> AttemptResult {
+        let started = Instant::now();
+        let answer = send(client, url, outgoing, body, key).await;
+        let result = match answer {
+            Err(error) => {
+                let disposition = judge_send_error(&error, can_fail_over);
+                self.settle(disposition, None, &source, trail)
+            }
+            Ok(mut answer) => match judge_answer(answer.status(), answer.headers(), can_fail_over) {
+                Disposition::Relay if can_fail_over && answer.status().is_success() => {
+                    self.relay_unless_quota_exhausted(answer, &source, trail).await
+                }
+                Disposition::Relay => AttemptResult::Deliver(self.relay(answer, None, &source)),
+                Disposition::InspectBadRequest => {
+                    let held = hold(&mut answer, &source).await;
+                    if is_context_length_exceeded(&held.body) {
+                        self.settle(
+                            Disposition::FailOver("context_length_exceeded".to_owned()),
+                            Some(held),
+                            &source,
+                            trail,
+                        )
+                    } else {
+                        AttemptResult::Deliver(held.into_response())
+                    }
+                }
+                disposition => {
+                    let held = hold(&mut answer, &source).await;
+                    self.settle(disposition, Some(held), &source, trail)
+                }
+            },
+        };
+        let failed = !matches!(result, AttemptResult::Deliver(_));
+        self.router.do_send(ProviderEvent::Attempt { provider: source.provider, failed });
+        log::debug!("event=attempt target={} failed={failed} ms={}", source.target(), started.elapsed().as_millis());
+        result
+    }
+
+    /// Records a failed attempt and says what comes next.
+    fn settle(
+        &self,
+        disposition: Disposition,
+        held: Option<HeldAnswer>,
+        source: &Source,
+        trail: &mut Trail,
+    ) -> AttemptResult {
+        let (result, reason) = match disposition {
+            Disposition::FailOver(reason) => (AttemptResult::ProviderFailed, reason),
+            Disposition::RetryWithAnotherKey(verdict) => {
+                let reason = match &verdict {
+                    KeyVerdict::RateLimited { .. } => "HTTP 429".to_owned(),
+                    KeyVerdict::Failed { reason } | KeyVerdict::Invalid { reason } => reason.clone(),
+                    KeyVerdict::Success => "ok".to_owned(),
+                };
+                (AttemptResult::KeyFailed(verdict), reason)
+            }
+            Disposition::Relay | Disposition::InspectBadRequest => unreachable!("settle is only called for failures"),
+        };
+        trail.fail(source, reason);
+        if held.is_some() {
+            trail.last_answer = held;
+        }
+        result
+    }
+
+    /// Reads the first chunk before committing to a success: some providers answer an
+    /// exhausted quota with a 200. Nothing has reached the client yet, so failover is still open.
+    async fn relay_unless_quota_exhausted(
+        &self,
+        mut answer: ClientResponse,
+        source: &Source,
+        trail: &mut Trail,
+    ) -> AttemptResult {
+        let first = match tokio::time::timeout(self.idle_timeout, answer.next()).await {
+            Ok(None) => None,
+            Ok(Some(Ok(chunk))) => Some(chunk),
+            Ok(Some(Err(error))) => {
+                return self.settle(Disposition::FailOver(format!("answer broke: {error}")), None, source, trail)
+            }
+            Err(_) => {
+                return self.settle(
+                    Disposition::FailOver("no data within UPSTREAM_IDLE_TIMEOUT".to_owned()),
+                    None,
+                    source,
+                    trail,
+                )
+            }
+        };
+        match first {
+            Some(chunk) if says_quota_exhausted(&chunk) => {
+                let held = HeldAnswer {
+                    status: answer.status(),
+                    headers: answer.headers().clone(),
+                    body: chunk,
+                    source: source.clone(),
+                };
+                self.settle(Disposition::FailOver("token quota is not enough".to_owned()), Some(held), source, trail)
+            }
+            first => AttemptResult::Deliver(self.relay(answer, first, source)),
         }
     }
 
     /// The sticky key, or the first to come free if every key rests, within the wait budget.
-    async fn acquire_key(&self, wait_deadline: Instant) -> Result<KeyGrant, ProxyError> {
-        match ask(&self.rotator, Acquire { wait: true }).await? {
+    async fn acquire_key(&self, wait_deadline: Instant, wait: bool) -> Result<KeyGrant, ProxyError> {
+        match ask(&self.rotator, Acquire { wait }).await? {
             Acquired::Ready(grant) => Ok(grant),
             Acquired::AllCooling { free_in, ticket } => {
                 let budget = wait_deadline.saturating_duration_since(Instant::now());
@@ -110,22 +343,19 @@ impl Dispatcher {
         }
     }
 
-    fn report(&self, key: &KeyGrant, verdict: KeyVerdict) {
-        self.rotator.do_send(Report { index: key.index, verdict });
-    }
-
-    /// Streams the answer to the client as it arrives.
-    fn relay(&self, mut answer: ClientResponse, key_name: &str) -> HttpResponse {
+    /// Streams the answer to the client as it arrives, after `first` if it was already read.
+    fn relay(&self, mut answer: ClientResponse, first: Option<Bytes>, source: &Source) -> HttpResponse {
         let mut response = HttpResponse::build(answer.status());
         copy_headers(answer.headers(), &mut response);
-        tag(&mut response, key_name);
+        tag(&mut response, source);
         let content_length = answer
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         let sse = is_event_stream(answer.headers());
-        let body = Relay::new(answer.take_payload(), self.idle_timeout, sse);
+        let upstream = stream::iter(first.map(Ok)).chain(answer.take_payload());
+        let body = Relay::new(upstream, self.idle_timeout, sse);
         match content_length {
             Some(length) if !sse => response.body(SizedStream::new(length, body)),
             _ => response.streaming(body),
@@ -133,36 +363,44 @@ impl Dispatcher {
     }
 }
 
+/// The chat body with another `model`; every other field stays as the client sent it.
+fn with_model(chat: &Map<String, Value>, model: &str) -> Bytes {
+    let mut chat = chat.clone();
+    chat.insert("model".to_owned(), Value::String(model.to_owned()));
+    // A map of JSON values always serialises.
+    Bytes::from(serde_json::to_vec(&chat).unwrap_or_default())
+}
+
 async fn send(
     client: &awc::Client,
     url: &str,
     outgoing: &Outgoing,
-    key: &KeyGrant,
+    body: Bytes,
+    key: &Secret,
 ) -> Result<ClientResponse, awc::error::SendRequestError> {
     let mut request = client.request(outgoing.method.clone(), url).no_decompress();
     *request.headers_mut() = outgoing.headers.clone();
-    let bearer = HeaderValue::try_from(format!("Bearer {}", key.secret.expose()));
-    if let Ok(bearer) = bearer {
+    if let Ok(bearer) = HeaderValue::try_from(format!("Bearer {}", key.expose())) {
         request = request.insert_header((header::AUTHORIZATION, bearer));
     }
-    if outgoing.body.is_empty() && matches!(outgoing.method, Method::GET | Method::HEAD) {
+    if body.is_empty() && matches!(outgoing.method, Method::GET | Method::HEAD) {
         request.send().await
     } else {
-        request.send_body(outgoing.body.clone()).await
+        request.send_body(body).await
     }
 }
 
 /// Reads an error answer whole (it is small) so its connection can be reused.
-async fn hold(mut answer: ClientResponse, key_name: &Arc<str>) -> HeldAnswer {
+async fn hold(answer: &mut ClientResponse, source: &Source) -> HeldAnswer {
     let body = answer.body().limit(ERROR_BODY_LIMIT).await.unwrap_or_default();
-    HeldAnswer { status: answer.status(), headers: answer.headers().clone(), body, key_name: key_name.clone() }
+    HeldAnswer { status: answer.status(), headers: answer.headers().clone(), body, source: source.clone() }
 }
 
 impl HeldAnswer {
     fn into_response(self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status);
         copy_headers(&self.headers, &mut response);
-        tag(&mut response, &self.key_name);
+        tag(&mut response, &self.source);
         response.body(self.body)
     }
 }
@@ -175,9 +413,9 @@ fn copy_headers(upstream: &HeaderMap, response: &mut actix_web::HttpResponseBuil
     }
 }
 
-fn tag(response: &mut actix_web::HttpResponseBuilder, key_name: &str) {
-    response.insert_header((PROVIDER_HEADER, "cerebras"));
-    if let Ok(name) = HeaderValue::from_str(key_name) {
+fn tag(response: &mut actix_web::HttpResponseBuilder, source: &Source) {
+    response.insert_header((PROVIDER_HEADER, source.provider.name()));
+    if let Some(name) = source.key_name.as_deref().and_then(|n| HeaderValue::from_str(n).ok()) {
         response.insert_header((KEY_HEADER, name));
     }
 }
@@ -187,12 +425,4 @@ fn is_event_stream(headers: &HeaderMap) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
-}
-
-fn reason_of(verdict: &KeyVerdict) -> String {
-    match verdict {
-        KeyVerdict::Success => "ok".to_owned(),
-        KeyVerdict::RateLimited { .. } => "HTTP 429".to_owned(),
-        KeyVerdict::Failed { reason } | KeyVerdict::Invalid { reason } => reason.clone(),
-    }
 }

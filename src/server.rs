@@ -7,10 +7,13 @@ use actix::Supervisor;
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::key_rotator::KeyRotator;
+use crate::actors::upstream_router::UpstreamRouter;
 use crate::config::{Config, ConfigError};
 use crate::dispatch::Dispatcher;
 use crate::handlers::{proxy, status};
 use crate::key_pool::Cooldowns;
+use crate::providers::ProviderKind;
+use crate::routing::RoutingPolicy;
 use crate::upstream::client;
 
 /// What every worker shares.
@@ -45,16 +48,34 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let key_names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
     log::info!("event=config cerebras_keys={} names={key_names:?} base_url={}", keys.len(), config.cerebras_base_url);
     // Two full passes over the keys, so a request that waited out a cooldown still gets its turn.
-    let max_attempts = 2 * keys.len() + 1;
+    let max_key_attempts = 2 * keys.len() + 1;
     let rotator = Supervisor::start(move |_| KeyRotator::new(keys, cooldowns));
+
+    let configured: Vec<ProviderKind> =
+        std::iter::once(ProviderKind::Cerebras).chain(config.alternatives.iter().map(|a| a.kind)).collect();
+    let names: Vec<&str> = configured.iter().map(|k| k.name()).collect();
+    log::info!(
+        "event=config providers={names:?} token_threshold={} fallback_on_cooldown={}",
+        config.token_threshold,
+        config.fallback_on_cooldown
+    );
+    let policy = RoutingPolicy {
+        alternatives: config.alternatives.len(),
+        token_threshold: config.token_threshold,
+        chars_per_token: config.chars_per_token,
+    };
+    let router = Supervisor::start(move |_| UpstreamRouter::new(policy, &configured));
 
     let state = web::Data::new(AppState {
         dispatcher: Dispatcher {
             rotator,
-            base_url: config.cerebras_base_url.clone(),
-            max_attempts,
+            router,
+            cerebras_base_url: config.cerebras_base_url.clone(),
+            alternatives: config.alternatives.clone(),
+            max_key_attempts,
             max_key_wait: config.max_key_wait,
             idle_timeout: config.timeouts.idle,
+            fallback_on_cooldown: config.fallback_on_cooldown,
         },
         max_body_bytes: config.max_body_bytes,
         started: Instant::now(),

@@ -2,3 +2,4 @@
 
 pub mod key_rotator;
 pub mod supervision;
+pub mod upstream_router;

@@ -3,8 +3,13 @@
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+use serde_json::{Map, Value};
+
+use crate::actors::upstream_router::ProviderEvent;
+use crate::transform::token_estimate::{inspect, ChatFacts};
+use crate::transform::tool_repair::repair;
 
 use crate::dispatch::Outgoing;
 use crate::error::ProxyError;
@@ -19,9 +24,12 @@ pub async fn forward(
 ) -> Result<HttpResponse, ProxyError> {
     let body = read_body(payload, request.headers(), state.max_body_bytes).await?;
     let path = upstream_path(request.path());
-    if request.method() == Method::POST && path == "/chat/completions" {
-        check_chat_body(&body)?;
-    }
+    let (body, chat) = if request.method() == Method::POST && path == "/chat/completions" {
+        let (body, chat) = prepare_chat(body, &state)?;
+        (body, Some(chat))
+    } else {
+        (body, None)
+    };
     let path_and_query = match request.query_string() {
         "" => path.to_owned(),
         query => format!("{path}?{query}"),
@@ -31,6 +39,7 @@ pub async fn forward(
         path_and_query,
         headers: upstream_request_headers(request.headers()),
         body,
+        chat,
     };
     state.dispatcher.dispatch(&client, outgoing).await
 }
@@ -45,7 +54,7 @@ fn upstream_path(path: &str) -> &str {
 }
 
 /// Reads the whole body (attempts may resend it), refusing more than `limit` bytes.
-async fn read_body(mut payload: web::Payload, headers: &HeaderMap, limit: usize) -> Result<bytes::Bytes, ProxyError> {
+async fn read_body(mut payload: web::Payload, headers: &HeaderMap, limit: usize) -> Result<Bytes, ProxyError> {
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|length| length > limit) {
@@ -62,10 +71,29 @@ async fn read_body(mut payload: web::Payload, headers: &HeaderMap, limit: usize)
     Ok(body.freeze())
 }
 
+/// Parses a chat completion once, measures it for routing and repairs its tool-call history.
+/// A history that needs no repair keeps the client's bytes exactly.
+fn prepare_chat(body: Bytes, state: &AppState) -> Result<(Bytes, (Map<String, Value>, ChatFacts)), ProxyError> {
+    let mut chat = parse_chat_body(&body)?;
+    let facts = inspect(&chat);
+    let repaired = match chat.get("messages") {
+        Some(Value::Array(messages)) => repair(messages),
+        _ => None,
+    };
+    let Some((messages, repairs)) = repaired else {
+        return Ok((body, (chat, facts)));
+    };
+    log::info!("event=tool_calls_repaired inserted={} removed={}", repairs.inserted, repairs.removed);
+    state.dispatcher.router.do_send(ProviderEvent::Repaired(repairs));
+    chat.insert("messages".to_owned(), Value::Array(messages));
+    let body = serde_json::to_vec(&chat).map_err(|e| ProxyError::InvalidBody(e.to_string()))?;
+    Ok((Bytes::from(body), (chat, facts)))
+}
+
 /// A chat completion must be a JSON object; anything else is the client's error, said now.
-fn check_chat_body(body: &[u8]) -> Result<(), ProxyError> {
-    match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(serde_json::Value::Object(_)) => Ok(()),
+fn parse_chat_body(body: &[u8]) -> Result<Map<String, Value>, ProxyError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(chat)) => Ok(chat),
         Ok(_) => Err(ProxyError::InvalidBody("request body must be a JSON object".to_owned())),
         Err(e) => Err(ProxyError::InvalidBody(format!("request body is not valid JSON: {e}"))),
     }
@@ -86,9 +114,9 @@ mod tests {
 
     #[test]
     fn chat_bodies_must_be_json_objects() {
-        assert!(check_chat_body(br#"{"model":"m","messages":[]}"#).is_ok());
-        assert!(check_chat_body(b"[1,2]").is_err());
-        assert!(check_chat_body(b"").is_err());
-        assert!(check_chat_body(b"{\"model\":").is_err());
+        assert!(parse_chat_body(br#"{"model":"m","messages":[]}"#).is_ok());
+        assert!(parse_chat_body(b"[1,2]").is_err());
+        assert!(parse_chat_body(b"").is_err());
+        assert!(parse_chat_body(b"{\"model\":").is_err());
     }
 }

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::actors::key_rotator::GetStatus;
 use crate::actors::supervision::ask;
+use crate::actors::upstream_router::{GetRoutingStatus, RoutingStatus};
 use crate::error::ProxyError;
 use crate::key_pool::KeyStatus;
 use crate::server::AppState;
@@ -16,21 +17,25 @@ struct StatusBody {
     current_key: std::sync::Arc<str>,
     requests_waiting_for_key: usize,
     uptime_seconds: u64,
+    #[serde(flatten)]
+    routing: RoutingStatus,
 }
 
 pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ProxyError> {
     let rotator = ask(&state.dispatcher.rotator, GetStatus).await?;
+    let routing = ask(&state.dispatcher.router, GetRoutingStatus).await?;
     Ok(HttpResponse::Ok().json(StatusBody {
         keys: rotator.keys,
         current_key: rotator.current_key,
         requests_waiting_for_key: rotator.requests_waiting_for_key,
         uptime_seconds: state.started.elapsed().as_secs(),
+        routing,
     }))
 }
 
-/// Liveness for container health checks: cheap, and 503 if the key rotator is gone.
+/// Liveness for container health checks: cheap, and 503 if an actor is gone.
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
-    if state.dispatcher.rotator.connected() {
+    if state.dispatcher.rotator.connected() && state.dispatcher.router.connected() {
         HttpResponse::Ok().json(json!({ "status": "ok" }))
     } else {
         HttpResponse::ServiceUnavailable().json(json!({ "status": "unavailable" }))

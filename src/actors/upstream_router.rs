@@ -1,0 +1,139 @@
+//! `UpstreamRouter`: decides, per request, the ordered providers to try, and keeps the
+//! per-provider counts of requests, errors and failovers that `/_status` shows.
+
+use std::collections::BTreeMap;
+
+use actix::prelude::*;
+use serde::Serialize;
+
+use super::supervision::{guarded, ActorFault, Named};
+use crate::providers::ProviderKind;
+use crate::routing::{plan, Plan, RouteReason, RoutingPolicy};
+use crate::transform::token_estimate::ChatFacts;
+use crate::transform::tool_repair::Repairs;
+
+/// Asks for the plan of a request; `facts` is `None` for anything but a chat completion.
+#[derive(Message)]
+#[rtype(result = "Result<Plan, ActorFault>")]
+pub struct PlanRoute {
+    pub facts: Option<ChatFacts>,
+}
+
+/// What happened at a provider. Sent with `do_send`: nobody waits for it.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub enum ProviderEvent {
+    /// An attempt was sent; `failed` when it got no usable answer.
+    Attempt { provider: ProviderKind, failed: bool },
+    /// A request left this provider for the next one.
+    Failover { from: ProviderKind },
+    /// A history was repaired before it went upstream.
+    Repaired(Repairs),
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<RoutingStatus, ActorFault>")]
+pub struct GetRoutingStatus;
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ProviderCounts {
+    pub configured: bool,
+    pub requests: u64,
+    pub errors: u64,
+    pub failovers: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct RepairCounts {
+    pub requests: u64,
+    pub inserted_answers: u64,
+    pub removed_answers: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RoutingStatus {
+    pub providers: BTreeMap<&'static str, ProviderCounts>,
+    pub routed: BTreeMap<&'static str, u64>,
+    pub tool_call_repairs: RepairCounts,
+}
+
+pub struct UpstreamRouter {
+    policy: RoutingPolicy,
+    status: RoutingStatus,
+}
+
+impl UpstreamRouter {
+    /// `configured` lists the providers in use: Cerebras and the alternatives with a key.
+    pub fn new(policy: RoutingPolicy, configured: &[ProviderKind]) -> Self {
+        let mut status = RoutingStatus::default();
+        for kind in ProviderKind::ALL {
+            let counts = ProviderCounts { configured: configured.contains(&kind), ..ProviderCounts::default() };
+            status.providers.insert(kind.name(), counts);
+        }
+        Self { policy, status }
+    }
+
+    fn counts(&mut self, provider: ProviderKind) -> &mut ProviderCounts {
+        self.status.providers.entry(provider.name()).or_default()
+    }
+}
+
+impl Named for UpstreamRouter {
+    const NAME: &'static str = "upstream router";
+}
+
+impl Actor for UpstreamRouter {
+    type Context = Context<Self>;
+}
+
+/// The policy is configuration and the counts are only ever added to, so both survive a restart.
+impl Supervised for UpstreamRouter {}
+
+impl Handler<PlanRoute> for UpstreamRouter {
+    type Result = Result<Plan, ActorFault>;
+
+    fn handle(&mut self, msg: PlanRoute, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(self, ctx, |this, _| {
+            let plan = plan(&this.policy, msg.facts);
+            if plan.reason != RouteReason::Default {
+                let reason = match plan.reason {
+                    RouteReason::TooLong => "too_long",
+                    RouteReason::Images => "images",
+                    RouteReason::Default => "default",
+                };
+                *this.status.routed.entry(reason).or_default() += 1;
+                log::info!("event=routed reason={reason}");
+            }
+            plan
+        })
+    }
+}
+
+impl Handler<ProviderEvent> for UpstreamRouter {
+    type Result = ();
+
+    fn handle(&mut self, event: ProviderEvent, ctx: &mut Context<Self>) {
+        let _ = guarded(self, ctx, |this, _| match event {
+            ProviderEvent::Attempt { provider, failed } => {
+                let counts = this.counts(provider);
+                counts.requests += 1;
+                counts.errors += u64::from(failed);
+            }
+            ProviderEvent::Failover { from } => this.counts(from).failovers += 1,
+            ProviderEvent::Repaired(repairs) => {
+                let counts = &mut this.status.tool_call_repairs;
+                counts.requests += 1;
+                counts.inserted_answers += repairs.inserted as u64;
+                counts.removed_answers += repairs.removed as u64;
+            }
+        });
+    }
+}
+
+impl Handler<GetRoutingStatus> for UpstreamRouter {
+    type Result = Result<RoutingStatus, ActorFault>;
+
+    fn handle(&mut self, _: GetRoutingStatus, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(self, ctx, |this, _| this.status.clone())
+    }
+}

@@ -1,0 +1,94 @@
+//! Which providers a request goes to, in order: pure rules the `UpstreamRouter` applies.
+
+use serde::Serialize;
+
+use crate::transform::token_estimate::ChatFacts;
+
+/// One provider to try. Alternatives are named by their position in the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Cerebras,
+    Alternative { index: usize, vision: bool },
+}
+
+/// Why a request was routed the way it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteReason {
+    /// Cerebras first; the alternatives only on failover.
+    Default,
+    /// The estimate exceeds `TOKEN_THRESHOLD`.
+    TooLong,
+    /// The request carries images; Cerebras models are text-only.
+    Images,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    pub reason: RouteReason,
+}
+
+#[derive(Debug, Clone)]
+pub struct RoutingPolicy {
+    /// How many alternatives are configured (Synthetic, then Z.ai, each only with its key).
+    pub alternatives: usize,
+    pub token_threshold: f64,
+    pub chars_per_token: f64,
+}
+
+/// The ordered steps for a request. Only chat completions (`facts` known) can go to an
+/// alternative, since going there rewrites the body's `model`.
+pub fn plan(policy: &RoutingPolicy, facts: Option<ChatFacts>) -> Plan {
+    let Some(facts) = facts.filter(|_| policy.alternatives > 0) else {
+        return Plan { steps: vec![Step::Cerebras], reason: RouteReason::Default };
+    };
+    let alternatives = |vision| (0..policy.alternatives).map(move |index| Step::Alternative { index, vision });
+    if facts.has_images {
+        return Plan { steps: alternatives(true).collect(), reason: RouteReason::Images };
+    }
+    if facts.estimated_tokens(policy.chars_per_token) > policy.token_threshold {
+        return Plan { steps: alternatives(false).collect(), reason: RouteReason::TooLong };
+    }
+    let steps = std::iter::once(Step::Cerebras).chain(alternatives(false)).collect();
+    Plan { steps, reason: RouteReason::Default }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: RoutingPolicy = RoutingPolicy { alternatives: 2, token_threshold: 100.0, chars_per_token: 2.0 };
+
+    fn chat(chars: usize, has_images: bool) -> Option<ChatFacts> {
+        Some(ChatFacts { chars, has_images })
+    }
+
+    const SYNTHETIC: Step = Step::Alternative { index: 0, vision: false };
+    const ZAI: Step = Step::Alternative { index: 1, vision: false };
+
+    #[test]
+    fn ordinary_requests_go_to_cerebras_first_then_the_alternatives() {
+        assert_eq!(plan(&POLICY, chat(200, false)).steps, [Step::Cerebras, SYNTHETIC, ZAI]);
+    }
+
+    #[test]
+    fn long_requests_skip_cerebras() {
+        let long = plan(&POLICY, chat(201, false));
+        assert_eq!((long.steps, long.reason), (vec![SYNTHETIC, ZAI], RouteReason::TooLong));
+    }
+
+    #[test]
+    fn images_go_to_the_vision_models() {
+        let images = plan(&POLICY, chat(10, true));
+        let vision = vec![Step::Alternative { index: 0, vision: true }, Step::Alternative { index: 1, vision: true }];
+        assert_eq!((images.steps, images.reason), (vision, RouteReason::Images));
+    }
+
+    #[test]
+    fn without_alternatives_or_a_chat_body_everything_goes_to_cerebras() {
+        let none = RoutingPolicy { alternatives: 0, ..POLICY };
+        assert_eq!(plan(&none, chat(1_000_000, true)).steps, [Step::Cerebras]);
+        assert_eq!(plan(&POLICY, None).steps, [Step::Cerebras]);
+    }
+}

@@ -1,0 +1,4 @@
+//! Pure functions over chat-completion bodies: what they hold, and repairs they need.
+
+pub mod token_estimate;
+pub mod tool_repair;
