@@ -49,8 +49,13 @@ pub struct Outgoing {
     pub headers: HeaderMap,
     /// The body Cerebras gets: the client's bytes, or the repaired history.
     pub body: Bytes,
-    /// A chat completion, parsed: what routing looks at, and what alternatives rewrite.
-    pub chat: Option<(Map<String, Value>, ChatFacts)>,
+    pub chat: Option<ChatRequest>,
+}
+
+/// A chat completion, parsed once: what routing looks at, and what alternatives rewrite.
+pub struct ChatRequest {
+    pub body: Map<String, Value>,
+    pub facts: ChatFacts,
 }
 
 /// What a dispatch needs from the application, shared by all workers.
@@ -123,7 +128,7 @@ impl Trail {
 
 impl Dispatcher {
     pub async fn dispatch(&self, client: &awc::Client, outgoing: Outgoing) -> Result<HttpResponse, ProxyError> {
-        let facts = outgoing.chat.as_ref().map(|(_, facts)| *facts);
+        let facts = outgoing.chat.as_ref().map(|chat| chat.facts);
         let plan = ask(&self.router, PlanRoute { facts }).await?;
         let mut trail = Trail::default();
         for (position, step) in plan.steps.iter().enumerate() {
@@ -198,9 +203,9 @@ impl Dispatcher {
         can_fail_over: bool,
         trail: &mut Trail,
     ) -> Option<HttpResponse> {
-        let (chat, _) = outgoing.chat.as_ref()?;
+        let chat = outgoing.chat.as_ref()?;
         let model = if vision { &alternative.vision_model } else { &alternative.model };
-        let body = with_model(chat, model);
+        let body = with_model(&chat.body, model);
         let url = format!("{}{}", alternative.base_url, outgoing.path_and_query);
         let source = Source { provider: alternative.kind, key_name: None };
         match self.attempt(client, &url, outgoing, body, &alternative.key, source, can_fail_over, trail).await {

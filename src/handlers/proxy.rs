@@ -8,10 +8,10 @@ use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
 use crate::actors::upstream_router::ProviderEvent;
-use crate::transform::token_estimate::{inspect, ChatFacts};
+use crate::transform::token_estimate::inspect;
 use crate::transform::tool_repair::repair;
 
-use crate::dispatch::Outgoing;
+use crate::dispatch::{ChatRequest, Outgoing};
 use crate::error::ProxyError;
 use crate::server::AppState;
 use crate::upstream::headers::upstream_request_headers;
@@ -73,7 +73,7 @@ async fn read_body(mut payload: web::Payload, headers: &HeaderMap, limit: usize)
 
 /// Parses a chat completion once, measures it for routing and repairs its tool-call history.
 /// A history that needs no repair keeps the client's bytes exactly.
-fn prepare_chat(body: Bytes, state: &AppState) -> Result<(Bytes, (Map<String, Value>, ChatFacts)), ProxyError> {
+fn prepare_chat(body: Bytes, state: &AppState) -> Result<(Bytes, ChatRequest), ProxyError> {
     let mut chat = parse_chat_body(&body)?;
     let facts = inspect(&chat);
     let repaired = match chat.get("messages") {
@@ -81,13 +81,13 @@ fn prepare_chat(body: Bytes, state: &AppState) -> Result<(Bytes, (Map<String, Va
         _ => None,
     };
     let Some((messages, repairs)) = repaired else {
-        return Ok((body, (chat, facts)));
+        return Ok((body, ChatRequest { body: chat, facts }));
     };
     log::info!("event=tool_calls_repaired inserted={} removed={}", repairs.inserted, repairs.removed);
     state.dispatcher.router.do_send(ProviderEvent::Repaired(repairs));
     chat.insert("messages".to_owned(), Value::Array(messages));
     let body = serde_json::to_vec(&chat).map_err(|e| ProxyError::InvalidBody(e.to_string()))?;
-    Ok((Bytes::from(body), (chat, facts)))
+    Ok((Bytes::from(body), ChatRequest { body: chat, facts }))
 }
 
 /// A chat completion must be a JSON object; anything else is the client's error, said now.
