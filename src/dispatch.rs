@@ -30,7 +30,7 @@ use crate::transform::token_estimate::ChatFacts;
 use crate::upstream::headers::relays_response_header;
 use crate::upstream::relay::Relay;
 use crate::upstream::verdict::{
-    is_context_length_exceeded, judge_answer, judge_send_error, says_quota_exhausted, Disposition,
+    is_context_length_exceeded, judge_answer, judge_send_error, says_quota_exhausted, Disposition, Failure,
 };
 
 /// Names the provider that answered.
@@ -230,10 +230,7 @@ impl Dispatcher {
         let started = Instant::now();
         let answer = send(client, url, outgoing, body, key).await;
         let result = match answer {
-            Err(error) => {
-                let disposition = judge_send_error(&error, can_fail_over);
-                self.settle(disposition, None, &source, trail)
-            }
+            Err(error) => self.settle(judge_send_error(&error, can_fail_over), None, &source, trail),
             Ok(mut answer) => match judge_answer(answer.status(), answer.headers(), can_fail_over) {
                 Disposition::Relay if can_fail_over && answer.status().is_success() => {
                     self.relay_unless_quota_exhausted(answer, &source, trail).await
@@ -242,19 +239,14 @@ impl Dispatcher {
                 Disposition::InspectBadRequest => {
                     let held = hold(&mut answer, &source).await;
                     if is_context_length_exceeded(&held.body) {
-                        self.settle(
-                            Disposition::FailOver("context_length_exceeded".to_owned()),
-                            Some(held),
-                            &source,
-                            trail,
-                        )
+                        self.settle(Failure::FailOver("context_length_exceeded".to_owned()), Some(held), &source, trail)
                     } else {
                         AttemptResult::Deliver(held.into_response())
                     }
                 }
-                disposition => {
+                Disposition::Fail(failure) => {
                     let held = hold(&mut answer, &source).await;
-                    self.settle(disposition, Some(held), &source, trail)
+                    self.settle(failure, Some(held), &source, trail)
                 }
             },
         };
@@ -265,16 +257,10 @@ impl Dispatcher {
     }
 
     /// Records a failed attempt and says what comes next.
-    fn settle(
-        &self,
-        disposition: Disposition,
-        held: Option<HeldAnswer>,
-        source: &Source,
-        trail: &mut Trail,
-    ) -> AttemptResult {
-        let (result, reason) = match disposition {
-            Disposition::FailOver(reason) => (AttemptResult::ProviderFailed, reason),
-            Disposition::RetryWithAnotherKey(verdict) => {
+    fn settle(&self, failure: Failure, held: Option<HeldAnswer>, source: &Source, trail: &mut Trail) -> AttemptResult {
+        let (result, reason) = match failure {
+            Failure::FailOver(reason) => (AttemptResult::ProviderFailed, reason),
+            Failure::RetryWithAnotherKey(verdict) => {
                 let reason = match &verdict {
                     KeyVerdict::RateLimited { .. } => "HTTP 429".to_owned(),
                     KeyVerdict::Failed { reason } | KeyVerdict::Invalid { reason } => reason.clone(),
@@ -282,7 +268,6 @@ impl Dispatcher {
                 };
                 (AttemptResult::KeyFailed(verdict), reason)
             }
-            Disposition::Relay | Disposition::InspectBadRequest => unreachable!("settle is only called for failures"),
         };
         trail.fail(source, reason);
         if held.is_some() {
@@ -303,11 +288,11 @@ impl Dispatcher {
             Ok(None) => None,
             Ok(Some(Ok(chunk))) => Some(chunk),
             Ok(Some(Err(error))) => {
-                return self.settle(Disposition::FailOver(format!("answer broke: {error}")), None, source, trail)
+                return self.settle(Failure::FailOver(format!("answer broke: {error}")), None, source, trail)
             }
             Err(_) => {
                 return self.settle(
-                    Disposition::FailOver("no data within UPSTREAM_IDLE_TIMEOUT".to_owned()),
+                    Failure::FailOver("no data within UPSTREAM_IDLE_TIMEOUT".to_owned()),
                     None,
                     source,
                     trail,
@@ -322,7 +307,7 @@ impl Dispatcher {
                     body: chunk,
                     source: source.clone(),
                 };
-                self.settle(Disposition::FailOver("token quota is not enough".to_owned()), Some(held), source, trail)
+                self.settle(Failure::FailOver("token quota is not enough".to_owned()), Some(held), source, trail)
             }
             first => AttemptResult::Deliver(self.relay(answer, first, source)),
         }

@@ -20,6 +20,12 @@ pub enum Disposition {
     Relay,
     /// A 400: fail over if its body says `context_length_exceeded`, else relay it.
     InspectBadRequest,
+    Fail(Failure),
+}
+
+/// An attempt that got no usable answer, and where to go next.
+#[derive(Debug, PartialEq)]
+pub enum Failure {
     /// The key failed: report this verdict and try again with another key.
     RetryWithAnotherKey(KeyVerdict),
     /// The provider cannot serve the request now: go to the next provider.
@@ -30,12 +36,12 @@ pub fn judge_answer(status: StatusCode, headers: &HeaderMap, can_fail_over: bool
     let reason = || format!("HTTP {}", status.as_u16());
     match status.as_u16() {
         400 if can_fail_over => Disposition::InspectBadRequest,
-        429 => Disposition::RetryWithAnotherKey(KeyVerdict::RateLimited {
+        429 => Disposition::Fail(Failure::RetryWithAnotherKey(KeyVerdict::RateLimited {
             requested: requested_wait(headers, SystemTime::now()),
-        }),
-        401..=403 => Disposition::RetryWithAnotherKey(KeyVerdict::Invalid { reason: reason() }),
-        502..=504 if can_fail_over => Disposition::FailOver(reason()),
-        500 | 502..=504 => Disposition::RetryWithAnotherKey(KeyVerdict::Failed { reason: reason() }),
+        })),
+        401..=403 => Disposition::Fail(Failure::RetryWithAnotherKey(KeyVerdict::Invalid { reason: reason() })),
+        502..=504 if can_fail_over => Disposition::Fail(Failure::FailOver(reason())),
+        500 | 502..=504 => Disposition::Fail(Failure::RetryWithAnotherKey(KeyVerdict::Failed { reason: reason() })),
         // Every other answer, an ordinary 400 included, is the client's to see at once.
         _ => Disposition::Relay,
     }
@@ -43,16 +49,16 @@ pub fn judge_answer(status: StatusCode, headers: &HeaderMap, can_fail_over: bool
 
 /// A request that got no answer. An upstream that cannot be reached at all (refused, connect
 /// timeout, nothing within `UPSTREAM_TIMEOUT`) is a provider failure, not the key's.
-pub fn judge_send_error(error: &SendRequestError, can_fail_over: bool) -> Disposition {
+pub fn judge_send_error(error: &SendRequestError, can_fail_over: bool) -> Failure {
     let (reason, unreachable) = match error {
         SendRequestError::Connect(e) => (format!("cannot connect: {e}"), true),
         SendRequestError::Timeout => ("no answer within UPSTREAM_TIMEOUT".to_owned(), true),
         other => (format!("request failed: {other}"), false),
     };
     if unreachable && can_fail_over {
-        Disposition::FailOver(reason)
+        Failure::FailOver(reason)
     } else {
-        Disposition::RetryWithAnotherKey(KeyVerdict::Failed { reason })
+        Failure::RetryWithAnotherKey(KeyVerdict::Failed { reason })
     }
 }
 
@@ -87,16 +93,21 @@ mod tests {
         headers.insert(RETRY_AFTER, HeaderValue::from_static("40"));
         assert_eq!(
             judge_answer(StatusCode::TOO_MANY_REQUESTS, &headers, true),
-            Disposition::RetryWithAnotherKey(KeyVerdict::RateLimited { requested: Some(Duration::from_secs(40)) })
+            Disposition::Fail(Failure::RetryWithAnotherKey(KeyVerdict::RateLimited {
+                requested: Some(Duration::from_secs(40))
+            }))
         );
     }
 
     #[test]
     fn key_problems_retry_and_client_errors_relay() {
         for code in [401, 402, 403] {
-            assert!(matches!(judge(code, true), Disposition::RetryWithAnotherKey(KeyVerdict::Invalid { .. })));
+            assert!(matches!(
+                judge(code, true),
+                Disposition::Fail(Failure::RetryWithAnotherKey(KeyVerdict::Invalid { .. }))
+            ));
         }
-        assert!(matches!(judge(500, true), Disposition::RetryWithAnotherKey(KeyVerdict::Failed { .. })));
+        assert!(matches!(judge(500, true), Disposition::Fail(Failure::RetryWithAnotherKey(KeyVerdict::Failed { .. }))));
         for code in [200, 201, 404, 409, 422, 501] {
             assert_eq!(judge(code, true), Disposition::Relay, "{code}");
         }
@@ -105,8 +116,11 @@ mod tests {
     #[test]
     fn provider_trouble_fails_over_only_when_there_is_somewhere_to_go() {
         for code in [502, 503, 504] {
-            assert_eq!(judge(code, true), Disposition::FailOver(format!("HTTP {code}")));
-            assert!(matches!(judge(code, false), Disposition::RetryWithAnotherKey(KeyVerdict::Failed { .. })));
+            assert_eq!(judge(code, true), Disposition::Fail(Failure::FailOver(format!("HTTP {code}"))));
+            assert!(matches!(
+                judge(code, false),
+                Disposition::Fail(Failure::RetryWithAnotherKey(KeyVerdict::Failed { .. }))
+            ));
         }
         assert_eq!(judge(400, true), Disposition::InspectBadRequest);
         assert_eq!(judge(400, false), Disposition::Relay);
@@ -114,10 +128,10 @@ mod tests {
 
     #[test]
     fn unreachable_upstreams_fail_over_and_otherwise_cost_the_key() {
-        assert!(matches!(judge_send_error(&SendRequestError::Timeout, true), Disposition::FailOver(_)));
+        assert!(matches!(judge_send_error(&SendRequestError::Timeout, true), Failure::FailOver(_)));
         assert!(matches!(
             judge_send_error(&SendRequestError::Timeout, false),
-            Disposition::RetryWithAnotherKey(KeyVerdict::Failed { .. })
+            Failure::RetryWithAnotherKey(KeyVerdict::Failed { .. })
         ));
     }
 
