@@ -66,6 +66,9 @@ pub struct Config {
     pub chars_per_token: f64,
     /// Go to the alternatives instead of waiting when every Cerebras key rests.
     pub fallback_on_cooldown: bool,
+    /// Require a client key (from the key database) on every proxied request.
+    pub enable_incoming_auth: bool,
+    pub key_db: PathBuf,
 }
 
 const MIB: usize = 1024 * 1024;
@@ -100,6 +103,8 @@ impl Config {
             token_threshold: env.parsed("TOKEN_THRESHOLD", 120_000.0)?,
             chars_per_token: env.parsed("CHARS_PER_TOKEN", 1.7)?,
             fallback_on_cooldown: env.flag("FALLBACK_ON_COOLDOWN", false)?,
+            enable_incoming_auth: env.flag("ENABLE_INCOMING_AUTH", false)?,
+            key_db: crate::db::path_from_env(&lookup),
         };
         config.validate()?;
         Ok(config)

@@ -8,6 +8,8 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
+use crate::auth::client_key::Refusal;
+
 /// One failed attempt at an upstream, as the client is told about it.
 #[derive(Debug, Clone)]
 pub struct AttemptFailure {
@@ -26,6 +28,8 @@ pub enum ProxyError {
     PayloadRead(String),
     #[error("every Cerebras key is cooling down; the next is free in {}s", retry_after.as_secs())]
     AllKeysCooling { retry_after: Duration },
+    #[error("{}", .0.message())]
+    Unauthorized(Refusal),
     #[error("{0} is unavailable; try again shortly")]
     ActorUnavailable(&'static str),
     #[error("no upstream could answer: {}", describe(.0))]
@@ -44,6 +48,7 @@ impl ProxyError {
             Self::PayloadTooLarge { .. } => ("invalid_request_error", "payload_too_large"),
             Self::PayloadRead(_) => ("invalid_request_error", "body_read_error"),
             Self::AllKeysCooling { .. } => ("rate_limit_error", "all_keys_cooling_down"),
+            Self::Unauthorized(refusal) => ("invalid_request_error", refusal.code()),
             Self::ActorUnavailable(_) => ("server_error", "service_unavailable"),
             Self::UpstreamFailed(_) => ("upstream_error", "upstream_unavailable"),
         }
@@ -55,6 +60,7 @@ impl ResponseError for ProxyError {
         match self {
             Self::InvalidBody(_) | Self::PayloadRead(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::AllKeysCooling { .. } | Self::ActorUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
         }
@@ -67,6 +73,9 @@ impl ResponseError for ProxyError {
             // Round up: a client retrying at 0 s would only meet the same answer.
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             response.insert_header((header::RETRY_AFTER, secs.max(1)));
+        }
+        if let Self::Unauthorized(_) = self {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
         response.json(error_body(&self.to_string(), kind, code))
     }

@@ -2,8 +2,10 @@
 //! streams answers as they arrive, and never shows a key.
 
 pub mod actors;
+pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod db;
 pub mod dispatch;
 pub mod error;
 pub mod handlers;

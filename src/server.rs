@@ -1,14 +1,18 @@
 //! Builds the actors and the HTTP server from a `Config`; used by `main` and by tests alike.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use actix::Supervisor;
+use actix::{Supervisor, SyncArbiter};
 use actix_web::{web, App, HttpServer};
 
+use crate::actors::auth::AuthActor;
 use crate::actors::key_rotator::KeyRotator;
 use crate::actors::upstream_router::UpstreamRouter;
+use crate::auth::gate::AuthGate;
 use crate::config::{Config, ConfigError};
+use crate::db::{self, DbError};
 use crate::dispatch::Dispatcher;
 use crate::handlers::{proxy, status};
 use crate::key_pool::Cooldowns;
@@ -19,6 +23,8 @@ use crate::upstream::client;
 /// What every worker shares.
 pub struct AppState {
     pub dispatcher: Dispatcher,
+    /// Present when `ENABLE_INCOMING_AUTH` is on.
+    pub auth: Option<Arc<AuthGate>>,
     pub max_body_bytes: usize,
     pub started: Instant,
 }
@@ -28,6 +34,8 @@ pub struct AppState {
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Database(#[from] DbError),
     #[error("cannot listen on {address}: {source}")]
     Bind { address: String, source: std::io::Error },
     #[error("the server stopped with an error: {0}")]
@@ -38,11 +46,50 @@ pub enum StartError {
 pub struct Running {
     pub addrs: Vec<SocketAddr>,
     pub server: actix_web::dev::Server,
+    auth: Option<Arc<AuthGate>>,
+}
+
+impl Running {
+    /// Serves until the server stops (SIGTERM, SIGINT), then flushes pending usage counts.
+    pub async fn serve(self) -> std::io::Result<()> {
+        let served = self.server.await;
+        if let Some(auth) = &self.auth {
+            auth.sync().await;
+            log::info!("event=usage_flushed");
+        }
+        served
+    }
+}
+
+/// How often usage is flushed and the key cache reloaded: revocations land within two.
+const AUTH_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Opens (creating and migrating) the key database and starts the actor and the sync loop.
+fn start_auth(config: &Config) -> Result<Option<Arc<AuthGate>>, StartError> {
+    if !config.enable_incoming_auth {
+        log::info!("event=config incoming_auth=off");
+        return Ok(None);
+    }
+    db::open(&config.key_db)?;
+    log::info!("event=config incoming_auth=on key_db={}", config.key_db.display());
+    let path = config.key_db.clone();
+    let actor = SyncArbiter::start(1, move || AuthActor::new(path.clone()));
+    let gate = Arc::new(AuthGate::new(actor));
+    let syncing = gate.clone();
+    actix_web::rt::spawn(async move {
+        let mut interval = actix_web::rt::time::interval(AUTH_SYNC_INTERVAL);
+        loop {
+            interval.tick().await;
+            syncing.sync().await;
+        }
+    });
+    Ok(Some(gate))
 }
 
 /// Starts the actors and binds the server. Must be called inside an actix system.
 pub fn start(config: Config) -> Result<Running, StartError> {
     let tls = client::tls_config(&config)?;
+    let auth = start_auth(&config)?;
     let cooldowns = Cooldowns { rate_limited: config.cooldown, invalid: config.invalid_key_cooldown };
     let keys = config.cerebras_keys.clone();
     let key_names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
@@ -77,6 +124,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             idle_timeout: config.timeouts.idle,
             fallback_on_cooldown: config.fallback_on_cooldown,
         },
+        auth: auth.clone(),
         max_body_bytes: config.max_body_bytes,
         started: Instant::now(),
     });
@@ -101,5 +149,5 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     for addr in &addrs {
         log::info!("event=listening address={addr} workers={}", config.workers);
     }
-    Ok(Running { addrs, server: server.run() })
+    Ok(Running { addrs, server: server.run(), auth })
 }

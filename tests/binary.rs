@@ -3,25 +3,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
-
-use common::{chat_body, client, completion, MockUpstream, Reply};
+use common::{chat_body, client, command, completion, MockUpstream, ProxyProcess, Reply};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::Value;
-
-const KEYS: &str = r#"{"tls-key":"sk-tls-secret-value"}"#;
-
-fn command(dir: &std::path::Path, vars: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_glm-proxy"));
-    // An empty working directory, so no developer's .env is read.
-    command.current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
-    command.envs(vars.iter().copied());
-    command
-}
 
 #[test]
 fn bad_configuration_stops_with_one_clear_line_and_no_key() {
@@ -29,7 +14,10 @@ fn bad_configuration_stops_with_one_clear_line_and_no_key() {
     let cases: [(&[(&str, &str)], &str); 3] = [
         (&[], "CEREBRAS_API_KEYS is required"),
         (&[("CEREBRAS_API_KEYS", "sk-bare-secret-key")], "CEREBRAS_API_KEYS is not a JSON object of name → key"),
-        (&[("CEREBRAS_API_KEYS", KEYS), ("UPSTREAM_TIMEOUT", "soon")], "UPSTREAM_TIMEOUT is not a valid number"),
+        (
+            &[("CEREBRAS_API_KEYS", common::PROCESS_KEYS), ("UPSTREAM_TIMEOUT", "soon")],
+            "UPSTREAM_TIMEOUT is not a valid number",
+        ),
     ];
     for (vars, expected) in cases {
         let output = command(dir.path(), vars).output().unwrap();
@@ -39,51 +27,6 @@ fn bad_configuration_stops_with_one_clear_line_and_no_key() {
         assert!(stderr.contains(expected), "{stderr}");
         assert!(!stderr.contains("secret"), "{stderr}");
         assert!(output.stdout.is_empty());
-    }
-}
-
-/// A running binary and the lines of its log.
-struct Running {
-    child: Child,
-    url: String,
-    log: mpsc::Receiver<String>,
-}
-
-impl Running {
-    fn start(dir: &std::path::Path, vars: &[(&str, &str)]) -> Self {
-        let mut child = command(dir, vars)
-            .envs([("HOST", "127.0.0.1"), ("PORT", "0"), ("CEREBRAS_API_KEYS", KEYS)])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (sender, log) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = sender.send(line);
-            }
-        });
-        let mut seen = Vec::new();
-        let url = loop {
-            let line =
-                log.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| panic!("no listening line in {seen:?}"));
-            if let Some(rest) = line.split("event=listening address=").nth(1) {
-                break format!("http://{}", rest.split_whitespace().next().unwrap());
-            }
-            seen.push(line);
-        };
-        Self { child, url, log }
-    }
-
-    fn log_lines(&self) -> Vec<String> {
-        self.log.try_iter().collect()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -122,7 +65,7 @@ async fn an_https_upstream_is_trusted_through_ssl_cert_file_and_only_then() {
     assert!(upstream.url.starts_with("https://localhost:"));
     let ca_file = ca_file.to_str().unwrap();
 
-    let trusted = Running::start(dir.path(), &[("CEREBRAS_BASE_URL", &upstream.url), ("SSL_CERT_FILE", ca_file)]);
+    let trusted = ProxyProcess::start(dir.path(), &[("CEREBRAS_BASE_URL", &upstream.url), ("SSL_CERT_FILE", ca_file)]);
     let mut response = client()
         .post(format!("{}/v1/chat/completions", trusted.url))
         .send_body(chat_body(false).to_string())
@@ -135,7 +78,7 @@ async fn an_https_upstream_is_trusted_through_ssl_cert_file_and_only_then() {
     assert!(!log.contains("sk-tls-secret-value"), "no key in the log: {log}");
 
     // Without the CA, the handshake must fail: the certificate is not trusted.
-    let untrusted = Running::start(
+    let untrusted = ProxyProcess::start(
         dir.path(),
         &[("CEREBRAS_BASE_URL", &upstream.url), ("CEREBRAS_COOLDOWN", "0.01"), ("MAX_KEY_WAIT", "5")],
     );
@@ -154,19 +97,10 @@ async fn an_https_upstream_is_trusted_through_ssl_cert_file_and_only_then() {
 async fn sigterm_stops_the_proxy_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let upstream = MockUpstream::start(|_| Reply::ok(completion("ok")));
-    let mut running = Running::start(dir.path(), &[("CEREBRAS_BASE_URL", &upstream.url)]);
+    let running = ProxyProcess::start(dir.path(), &[("CEREBRAS_BASE_URL", &upstream.url)]);
     let health = client().get(format!("{}/health", running.url)).send().await.unwrap();
     assert_eq!(health.status(), 200);
 
-    let pid = running.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = actix_web::rt::task::spawn_blocking(move || {
-        let status = running.child.wait();
-        (status, running)
-    })
-    .await
-    .unwrap()
-    .0
-    .unwrap();
+    let status = running.terminate().await;
     assert!(status.success(), "{status:?}");
 }

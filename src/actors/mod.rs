@@ -1,5 +1,6 @@
 //! The actors that own the proxy's state and decisions. Handlers talk to them by message.
 
+pub mod auth;
 pub mod key_rotator;
 pub mod supervision;
 pub mod upstream_router;

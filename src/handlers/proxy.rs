@@ -22,6 +22,10 @@ pub async fn forward(
     state: web::Data<AppState>,
     client: web::Data<awc::Client>,
 ) -> Result<HttpResponse, ProxyError> {
+    if let Some(auth) = &state.auth {
+        let client = auth.admit(request.headers()).await?;
+        log::debug!("event=admitted client={client}");
+    }
     let body = read_body(payload, request.headers(), state.max_body_bytes).await?;
     let path = upstream_path(request.path());
     let (body, chat) = if request.method() == Method::POST && path == "/chat/completions" {

@@ -3,7 +3,10 @@
 #![allow(dead_code)] // each test file uses its own part of the harness
 
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -253,7 +256,7 @@ impl Proxy {
     pub fn start(config: Config) -> Self {
         let running = glm_proxy::server::start(config).expect("proxy starts");
         let url = format!("http://{}", running.addrs[0]);
-        actix_rt::spawn(running.server);
+        actix_rt::spawn(running.serve());
         Self { url }
     }
 
@@ -288,4 +291,76 @@ pub async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
         actix_rt::time::sleep(Duration::from_millis(10)).await;
     }
     false
+}
+
+/// The Cerebras keys of a proxy started as a process.
+pub const PROCESS_KEYS: &str = r#"{"tls-key":"sk-tls-secret-value"}"#;
+
+/// The `glm-proxy` binary with only `vars` in its environment.
+pub fn command(dir: &std::path::Path, vars: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_glm-proxy"));
+    // An empty working directory, so no developer's .env is read.
+    command.current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    command.envs(vars.iter().copied());
+    command
+}
+
+/// A running `glm-proxy` process and the lines of its log.
+pub struct ProxyProcess {
+    pub child: Child,
+    pub url: String,
+    log: mpsc::Receiver<String>,
+}
+
+impl ProxyProcess {
+    pub fn start(dir: &std::path::Path, vars: &[(&str, &str)]) -> Self {
+        let mut child = command(dir, vars)
+            .envs([("HOST", "127.0.0.1"), ("PORT", "0"), ("CEREBRAS_API_KEYS", PROCESS_KEYS)])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (sender, log) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+        let mut seen = Vec::new();
+        let url = loop {
+            let line =
+                log.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| panic!("no listening line in {seen:?}"));
+            if let Some(rest) = line.split("event=listening address=").nth(1) {
+                break format!("http://{}", rest.split_whitespace().next().unwrap());
+            }
+            seen.push(line);
+        };
+        Self { child, url, log }
+    }
+
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.try_iter().collect()
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ProxyProcess {
+    /// Sends SIGTERM and waits for the exit, off the async threads.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        actix_web::rt::task::spawn_blocking(move || {
+            let status = self.child.wait().unwrap();
+            drop(self);
+            status
+        })
+        .await
+        .unwrap()
+    }
 }

@@ -1,4 +1,6 @@
-//! The command line: `glm-proxy [serve]`.
+//! The command line: `glm-proxy [serve]` and `glm-proxy keys ...`.
+
+mod keys;
 
 use std::process::ExitCode;
 
@@ -18,6 +20,8 @@ struct Cli {
 enum Command {
     /// Start the proxy (the default when no command is given).
     Serve,
+    /// Manage client API keys (used when ENABLE_INCOMING_AUTH=true).
+    Keys(keys::KeysArgs),
 }
 
 /// Runs the program; the exit code is 0 on a clean stop, 2 on bad configuration, 1 otherwise.
@@ -30,6 +34,7 @@ pub fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(),
+        Command::Keys(args) => keys::run(args),
     }
 }
 
@@ -55,7 +60,7 @@ fn serve() -> ExitCode {
     };
     let outcome = actix_web::rt::System::new().block_on(async move {
         let running = server::start(config)?;
-        running.server.await.map_err(server::StartError::Serve)
+        running.serve().await.map_err(server::StartError::Serve)
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

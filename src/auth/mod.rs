@@ -1,0 +1,4 @@
+//! Client authentication: keys made by the CLI, checked on every request from memory.
+
+pub mod client_key;
+pub mod gate;

@@ -1,0 +1,190 @@
+//! Client keys: the CLI, the proxy's checks, usage counts, revocation while running.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{chat_body, client, command, completion, config, MockUpstream, Proxy, ProxyProcess, Reply};
+use serde_json::Value;
+
+/// Runs `glm-proxy keys --db <db> <args>`; returns stdout, or panics with stderr.
+fn keys(db: &Path, args: &[&str]) -> String {
+    // The tempdir root: the data folder is the CLI's to create.
+    let dir = db.parent().unwrap().parent().unwrap();
+    let output = command(dir, &[]).arg("keys").arg("--db").arg(db).args(args).output().unwrap();
+    assert!(output.status.success(), "keys {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn key_list(db: &Path) -> Vec<Value> {
+    let list: Value = serde_json::from_str(&keys(db, &["list", "--json"])).unwrap();
+    list["keys"].as_array().unwrap().clone()
+}
+
+fn db_path() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data/incoming_keys.db");
+    (dir, path)
+}
+
+fn auth_proxy(upstream: &MockUpstream, db: &Path) -> Proxy {
+    Proxy::start(config(&upstream.url, &[("ENABLE_INCOMING_AUTH", "true"), ("INCOMING_KEY_DB", db.to_str().unwrap())]))
+}
+
+async fn chat_with(proxy: &Proxy, header: (&str, &str)) -> (u16, Value) {
+    let mut response = client()
+        .post(proxy.at("/v1/chat/completions"))
+        .insert_header(header)
+        .send_json(&chat_body(false))
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls `check` every 50 ms until it holds; returns how long that took, or panics after 5 s.
+async fn within(mut check: impl AsyncFnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        if check().await {
+            return started.elapsed();
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("condition not met within 5 s");
+}
+
+#[actix_web::test]
+async fn the_whole_life_of_a_key() {
+    let (_dir, db) = db_path();
+    let key = keys(&db, &["add", "laptop", "--quiet"]).trim().to_owned();
+    assert!(key.starts_with("sk-") && key.len() == 46, "{key}");
+    let upstream = MockUpstream::start(|_| Reply::ok(completion("ok")));
+    let proxy = auth_proxy(&upstream, &db);
+    let bearer = format!("Bearer {key}");
+
+    assert_eq!(chat_with(&proxy, ("authorization", &bearer)).await.0, 200);
+    assert_eq!(chat_with(&proxy, ("x-api-key", &key)).await.0, 200);
+    assert!(upstream.received().iter().all(|r| r.key() == "sk-1" && !r.headers.values().any(|v| v.contains(&key))));
+
+    // Usage reaches the database within the flush interval.
+    within(async || key_list(&db)[0]["request_count"] == 2).await;
+    assert!(key_list(&db)[0]["last_used_at"].is_string());
+
+    // Revoked from the CLI while the server runs: refused within 2 s, no restart.
+    keys(&db, &["revoke", "laptop"]);
+    let took = within(async || chat_with(&proxy, ("authorization", &bearer)).await.0 == 401).await;
+    assert!(took < Duration::from_millis(2500), "revocation took {took:?}");
+    let (_, body) = chat_with(&proxy, ("authorization", &bearer)).await;
+    assert_eq!(body["error"]["code"], "invalid_api_key");
+
+    keys(&db, &["enable", &key]);
+    within(async || chat_with(&proxy, ("authorization", &bearer)).await.0 == 200).await;
+}
+
+#[actix_web::test]
+async fn refusals_have_their_own_codes_and_status_stays_open() {
+    let (_dir, db) = db_path();
+    let upstream = MockUpstream::start(|_| Reply::ok(completion("ok")));
+    let proxy = auth_proxy(&upstream, &db);
+
+    let missing = client().post(proxy.at("/v1/chat/completions")).send_json(&chat_body(false)).await;
+    let mut missing = missing.unwrap();
+    assert_eq!(missing.status(), 401);
+    assert_eq!(missing.headers().get("www-authenticate").unwrap(), "Bearer");
+    assert_eq!(missing.json::<Value>().await.unwrap()["error"]["code"], "missing_authorization");
+    let (status, body) = chat_with(&proxy, ("authorization", "Basic dXNlcjpwYXNz")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("invalid_authorization")));
+    let (status, body) = chat_with(&proxy, ("authorization", "Bearer sk-made-up")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("invalid_api_key")));
+    assert!(!body.to_string().contains("sk-made-up"), "the key is not echoed");
+    assert!(upstream.received().is_empty());
+
+    for open in ["/_status", "/health"] {
+        assert_eq!(client().get(proxy.at(open)).send().await.unwrap().status(), 200, "{open}");
+    }
+}
+
+#[actix_web::test]
+async fn the_cli_writes_while_the_server_is_under_load() {
+    let (_dir, db) = db_path();
+    let key = keys(&db, &["add", "load", "-q"]).trim().to_owned();
+    let upstream = MockUpstream::start(|_| Reply::ok(completion("ok")));
+    let proxy = auth_proxy(&upstream, &db);
+    let bearer = format!("Bearer {key}");
+
+    let cli_db = db.clone();
+    let writers = actix_web::rt::task::spawn_blocking(move || {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let db = cli_db.clone();
+                std::thread::spawn(move || keys(&db, &["add", &format!("client-{i}"), "-q"]))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().is_ok()).filter(|ok| *ok).count()
+    });
+    let load = futures_util::future::join_all((0..8).map(|_| async {
+        let mut ok = 0;
+        for _ in 0..25 {
+            ok += usize::from(chat_with(&proxy, ("authorization", &bearer)).await.0 == 200);
+        }
+        ok
+    }));
+    let (written, served) = tokio::join!(writers, load);
+    assert_eq!(written.unwrap(), 8, "every CLI write succeeded");
+    assert_eq!(served.iter().sum::<usize>(), 200, "every request was served");
+    assert_eq!(key_list(&db).len(), 9);
+    within(async || key_list(&db)[0]["request_count"] == 200).await;
+}
+
+#[actix_web::test]
+async fn counts_survive_a_graceful_restart_and_the_raw_key_is_never_stored() {
+    let (dir, db) = db_path();
+    let key = keys(&db, &["add", "restart", "-q"]).trim().to_owned();
+    let upstream = MockUpstream::start(|_| Reply::ok(completion("ok")));
+    let vars = [
+        ("CEREBRAS_BASE_URL", upstream.url.as_str()),
+        ("ENABLE_INCOMING_AUTH", "true"),
+        ("INCOMING_KEY_DB", db.to_str().unwrap()),
+    ];
+    for (round, expected) in [(1, 7), (2, 14)] {
+        let proxy = ProxyProcess::start(dir.path(), &vars);
+        for _ in 0..7 {
+            let response = client()
+                .post(format!("{}/v1/chat/completions", proxy.url))
+                .insert_header(("authorization", format!("Bearer {key}")))
+                .send_json(&chat_body(false))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+        // Stopped at once, before a periodic flush can be relied on: the shutdown flush counts.
+        assert!(proxy.terminate().await.success());
+        assert_eq!(key_list(&db)[0]["request_count"], expected, "round {round}");
+    }
+
+    for file in std::fs::read_dir(db.parent().unwrap()).unwrap() {
+        let bytes = std::fs::read(file.unwrap().path()).unwrap();
+        assert!(!bytes.windows(key.len()).any(|w| w == key.as_bytes()), "the raw key is in the database files");
+    }
+}
+
+#[test]
+fn names_that_match_several_keys_need_all_and_unknown_selectors_fail() {
+    let (_dir, db) = db_path();
+    keys(&db, &["add", "team", "-q"]);
+    keys(&db, &["add", "team", "-q"]);
+    let dir = db.parent().unwrap().parent().unwrap();
+    let refused = command(dir, &[]).args(["keys", "--db"]).arg(&db).args(["revoke", "team"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--all"));
+    assert!(key_list(&db).iter().all(|k| k["revoked"] == false), "nothing changed");
+
+    keys(&db, &["revoke", "team", "--all"]);
+    assert!(key_list(&db).iter().all(|k| k["revoked"] == true));
+    let missing = command(dir, &[]).args(["keys", "--db"]).arg(&db).args(["enable", "nobody"]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    let stats = keys(&db, &["stats"]);
+    assert!(stats.contains("Total keys: 2") && stats.contains("Revoked:    2"), "{stats}");
+}
