@@ -69,6 +69,15 @@ pub struct Config {
     /// Require a client key (from the key database) on every proxied request.
     pub enable_incoming_auth: bool,
     pub key_db: PathBuf,
+    /// Write one JSON record per request under `log_dir`.
+    pub log_requests: bool,
+    pub log_dir: PathBuf,
+    /// Day folders older than this are deleted; 0 keeps everything.
+    pub log_retention_days: u32,
+    /// Records waiting for the writer; past this they are dropped, never the request.
+    pub log_queue_capacity: usize,
+    /// Time in-flight requests get to finish on SIGTERM.
+    pub shutdown_timeout: Duration,
 }
 
 const MIB: usize = 1024 * 1024;
@@ -105,6 +114,11 @@ impl Config {
             fallback_on_cooldown: env.flag("FALLBACK_ON_COOLDOWN", false)?,
             enable_incoming_auth: env.flag("ENABLE_INCOMING_AUTH", false)?,
             key_db: crate::db::path_from_env(&lookup),
+            log_requests: env.flag("LOG_REQUESTS", true)?,
+            log_dir: PathBuf::from(env.string("LOG_DIR", "./logs")),
+            log_retention_days: env.parsed("LOG_RETENTION_DAYS", 14)?,
+            log_queue_capacity: env.parsed("LOG_QUEUE_CAPACITY", 10_000)?,
+            shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT", 30.0)?,
         };
         config.validate()?;
         Ok(config)
@@ -113,6 +127,9 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.workers == 0 {
             return Err(ConfigError::new("WORKERS", "must be at least 1"));
+        }
+        if self.log_queue_capacity == 0 {
+            return Err(ConfigError::new("LOG_QUEUE_CAPACITY", "must be at least 1"));
         }
         if self.max_body_bytes == 0 {
             return Err(ConfigError::new("MAX_BODY_BYTES", "must be at least 1"));

@@ -23,6 +23,7 @@ use crate::actors::supervision::ask;
 use crate::actors::upstream_router::{PlanRoute, ProviderEvent, UpstreamRouter};
 use crate::error::{AttemptFailure, ProxyError};
 use crate::key_pool::{KeyGrant, KeyVerdict};
+use crate::logging::record::AttemptLog;
 use crate::providers::{Alternative, ProviderKind};
 use crate::routing::Step;
 use crate::secret::Secret;
@@ -104,9 +105,10 @@ struct HeldAnswer {
     source: Source,
 }
 
-/// The failures of a request so far, and the last upstream answer among them.
+/// The attempts of a request so far, its failures, and the last upstream answer among them.
 #[derive(Default)]
 struct Trail {
+    attempts: Vec<AttemptLog>,
     failures: Vec<AttemptFailure>,
     last_answer: Option<HeldAnswer>,
 }
@@ -118,30 +120,45 @@ impl Trail {
     }
 
     /// The client gets the last upstream answer, or a 502 naming every attempt.
-    fn finish(self) -> Result<HttpResponse, ProxyError> {
-        match self.last_answer {
+    fn finish(&mut self) -> Result<HttpResponse, ProxyError> {
+        match self.last_answer.take() {
             Some(answer) => Ok(answer.into_response()),
-            None => Err(ProxyError::UpstreamFailed(self.failures)),
+            None => Err(ProxyError::UpstreamFailed(std::mem::take(&mut self.failures))),
         }
     }
 }
 
 impl Dispatcher {
-    pub async fn dispatch(&self, client: &awc::Client, outgoing: Outgoing) -> Result<HttpResponse, ProxyError> {
+    /// Runs the request; the attempts made come back whatever the outcome, for the log.
+    pub async fn dispatch(
+        &self,
+        client: &awc::Client,
+        outgoing: Outgoing,
+    ) -> (Result<HttpResponse, ProxyError>, Vec<AttemptLog>) {
+        let mut trail = Trail::default();
+        let result = self.run(client, &outgoing, &mut trail).await;
+        (result, trail.attempts)
+    }
+
+    async fn run(
+        &self,
+        client: &awc::Client,
+        outgoing: &Outgoing,
+        trail: &mut Trail,
+    ) -> Result<HttpResponse, ProxyError> {
         let facts = outgoing.chat.as_ref().map(|chat| chat.facts);
         let plan = ask(&self.router, PlanRoute { facts }).await?;
-        let mut trail = Trail::default();
         for (position, step) in plan.steps.iter().enumerate() {
             let can_fail_over = position + 1 < plan.steps.len();
             let (provider, result) = match *step {
                 Step::Cerebras => {
-                    (ProviderKind::Cerebras, self.via_cerebras(client, &outgoing, can_fail_over, &mut trail).await?)
+                    (ProviderKind::Cerebras, self.via_cerebras(client, outgoing, can_fail_over, trail).await?)
                 }
                 Step::Alternative { index, vision } => {
                     let alternative = &self.alternatives[index];
                     (
                         alternative.kind,
-                        self.via_alternative(client, &outgoing, alternative, vision, can_fail_over, &mut trail).await,
+                        self.via_alternative(client, outgoing, alternative, vision, can_fail_over, trail).await,
                     )
                 }
             };
@@ -229,6 +246,7 @@ impl Dispatcher {
     ) -> AttemptResult {
         let started = Instant::now();
         let answer = send(client, url, outgoing, body, key).await;
+        let status = answer.as_ref().ok().map(|a| a.status().as_u16());
         let result = match answer {
             Err(error) => self.settle(judge_send_error(&error, can_fail_over), None, &source, trail),
             Ok(mut answer) => match judge_answer(answer.status(), answer.headers(), can_fail_over) {
@@ -252,7 +270,16 @@ impl Dispatcher {
         };
         let failed = !matches!(result, AttemptResult::Deliver(_));
         self.router.do_send(ProviderEvent::Attempt { provider: source.provider, failed });
-        log::debug!("event=attempt target={} failed={failed} ms={}", source.target(), started.elapsed().as_millis());
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        log::debug!("event=attempt target={} failed={failed} ms={duration_ms:.1}", source.target());
+        let error = if failed { trail.failures.last().map(|f| f.reason.clone()) } else { None };
+        trail.attempts.push(AttemptLog {
+            provider: source.provider.name(),
+            key: source.key_name,
+            status,
+            error,
+            duration_ms,
+        });
         result
     }
 

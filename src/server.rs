@@ -4,11 +4,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Supervisor, SyncArbiter};
+use actix::{Arbiter, Supervisor, SyncArbiter};
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::auth::AuthActor;
 use crate::actors::key_rotator::KeyRotator;
+use crate::actors::logger::{Flush, LoggerActor};
 use crate::actors::upstream_router::UpstreamRouter;
 use crate::auth::gate::AuthGate;
 use crate::config::{Config, ConfigError};
@@ -16,7 +18,9 @@ use crate::db::{self, DbError};
 use crate::dispatch::Dispatcher;
 use crate::handlers::{proxy, status};
 use crate::key_pool::Cooldowns;
+use crate::logging::sink::LogSink;
 use crate::providers::ProviderKind;
+use crate::request_id;
 use crate::routing::RoutingPolicy;
 use crate::upstream::client;
 
@@ -25,6 +29,8 @@ pub struct AppState {
     pub dispatcher: Dispatcher,
     /// Present when `ENABLE_INCOMING_AUTH` is on.
     pub auth: Option<Arc<AuthGate>>,
+    /// Present when `LOG_REQUESTS` is on.
+    pub logs: Option<Arc<LogSink>>,
     pub max_body_bytes: usize,
     pub started: Instant,
 }
@@ -47,6 +53,7 @@ pub struct Running {
     pub addrs: Vec<SocketAddr>,
     pub server: actix_web::dev::Server,
     auth: Option<Arc<AuthGate>>,
+    logs: Option<Arc<LogSink>>,
 }
 
 impl Running {
@@ -57,8 +64,30 @@ impl Running {
             auth.sync().await;
             log::info!("event=usage_flushed");
         }
+        if let Some(logs) = &self.logs {
+            // The mailbox is FIFO: once this is answered, every record queued before it is written.
+            let _ = logs.logger().send(Flush).await;
+            log::info!("event=logs_flushed dropped={}", logs.dropped());
+        }
+        log::info!("event=stopped");
         served
     }
+}
+
+/// Starts the request logger on a thread of its own, when logging is on.
+fn start_logs(config: &Config) -> Option<Arc<LogSink>> {
+    if !config.log_requests {
+        log::info!("event=config request_logs=off");
+        return None;
+    }
+    log::info!(
+        "event=config request_logs=on log_dir={} retention_days={}",
+        config.log_dir.display(),
+        config.log_retention_days
+    );
+    let (dir, days, capacity) = (config.log_dir.clone(), config.log_retention_days, config.log_queue_capacity);
+    let logger = Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| LoggerActor::new(dir, days, capacity));
+    Some(Arc::new(LogSink::new(logger)))
 }
 
 /// How often usage is flushed and the key cache reloaded: revocations land within two.
@@ -90,6 +119,7 @@ fn start_auth(config: &Config) -> Result<Option<Arc<AuthGate>>, StartError> {
 pub fn start(config: Config) -> Result<Running, StartError> {
     let tls = client::tls_config(&config)?;
     let auth = start_auth(&config)?;
+    let logs = start_logs(&config);
     let cooldowns = Cooldowns { rate_limited: config.cooldown, invalid: config.invalid_key_cooldown };
     let keys = config.cerebras_keys.clone();
     let key_names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
@@ -125,6 +155,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             fallback_on_cooldown: config.fallback_on_cooldown,
         },
         auth: auth.clone(),
+        logs: logs.clone(),
         max_body_bytes: config.max_body_bytes,
         started: Instant::now(),
     });
@@ -132,6 +163,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let worker_config = config.clone();
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(from_fn(request_id::middleware))
             .app_data(state.clone())
             .app_data(web::Data::new(client::build(&worker_config, tls.clone())))
             .route("/_status", web::get().to(status::status))
@@ -139,6 +171,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             .default_service(web::to(proxy::forward))
     })
     .workers(config.workers)
+    .shutdown_timeout(config.shutdown_timeout.as_secs())
     .tcp_nodelay(true)
     .backlog(4096);
 
@@ -149,5 +182,5 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     for addr in &addrs {
         log::info!("event=listening address={addr} workers={}", config.workers);
     }
-    Ok(Running { addrs, server: server.run(), auth })
+    Ok(Running { addrs, server: server.run(), auth, logs })
 }

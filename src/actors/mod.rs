@@ -2,5 +2,6 @@
 
 pub mod auth;
 pub mod key_rotator;
+pub mod logger;
 pub mod supervision;
 pub mod upstream_router;

@@ -2,7 +2,11 @@
 
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::Method;
-use actix_web::{web, HttpRequest, HttpResponse};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use actix_web::body::BoxBody;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
@@ -13,6 +17,10 @@ use crate::transform::tool_repair::repair;
 
 use crate::dispatch::{ChatRequest, Outgoing};
 use crate::error::ProxyError;
+use crate::logging::record::{AttemptLog, RequestLog};
+use crate::logging::sink::LogSink;
+use crate::logging::tap::TappedBody;
+use crate::request_id::RequestId;
 use crate::server::AppState;
 use crate::upstream::headers::upstream_request_headers;
 
@@ -21,15 +29,42 @@ pub async fn forward(
     payload: web::Payload,
     state: web::Data<AppState>,
     client: web::Data<awc::Client>,
+) -> HttpResponse {
+    let mut journal = Journal::default();
+    let started = (SystemTime::now(), Instant::now());
+    let response = match proxy(&request, payload, &state, &client, &mut journal).await {
+        Ok(response) => response,
+        Err(error) => error.error_response(),
+    };
+    match &state.logs {
+        Some(sink) => log_response(&request, response, journal, started, sink.clone()),
+        None => response,
+    }
+}
+
+/// What the log needs that only the request's processing learns.
+#[derive(Default)]
+struct Journal {
+    client: Option<Arc<str>>,
+    body: Bytes,
+    attempts: Vec<AttemptLog>,
+}
+
+async fn proxy(
+    request: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    client: &awc::Client,
+    journal: &mut Journal,
 ) -> Result<HttpResponse, ProxyError> {
     if let Some(auth) = &state.auth {
-        let client = auth.admit(request.headers()).await?;
-        log::debug!("event=admitted client={client}");
+        journal.client = Some(auth.admit(request.headers()).await?);
     }
     let body = read_body(payload, request.headers(), state.max_body_bytes).await?;
+    journal.body = body.clone();
     let path = upstream_path(request.path());
     let (body, chat) = if request.method() == Method::POST && path == "/chat/completions" {
-        let (body, chat) = prepare_chat(body, &state)?;
+        let (body, chat) = prepare_chat(body, state)?;
         (body, Some(chat))
     } else {
         (body, None)
@@ -45,7 +80,37 @@ pub async fn forward(
         body,
         chat,
     };
-    state.dispatcher.dispatch(&client, outgoing).await
+    let (result, attempts) = state.dispatcher.dispatch(client, outgoing).await;
+    journal.attempts = attempts;
+    result
+}
+
+/// Attaches the request's record to the response body, which sends it when the client has it all.
+fn log_response(
+    request: &HttpRequest,
+    response: HttpResponse,
+    journal: Journal,
+    (started_at, started): (SystemTime, Instant),
+    sink: Arc<LogSink>,
+) -> HttpResponse {
+    let id = request.extensions().get::<RequestId>().map_or_else(|| Arc::from(""), |id| id.0.clone());
+    let record = RequestLog {
+        id,
+        started_at,
+        started,
+        client: journal.client,
+        method: request.method().to_string(),
+        path: request.path().to_owned(),
+        query: request.query_string().to_owned(),
+        request_headers: request.headers().clone(),
+        request_body: journal.body,
+        attempts: journal.attempts,
+        status: response.status().as_u16(),
+        response_headers: response.headers().clone(),
+        response_body: Bytes::new(),
+        incomplete: false,
+    };
+    response.map_body(|_, body| BoxBody::new(TappedBody::new(body, record, sink)))
 }
 
 /// The path below the provider's base URL: a leading `/v1` segment is dropped, since base

@@ -17,6 +17,8 @@ struct StatusBody {
     current_key: std::sync::Arc<str>,
     requests_waiting_for_key: usize,
     uptime_seconds: u64,
+    /// Request log records dropped because the writer could not keep up.
+    log_records_dropped: u64,
     #[serde(flatten)]
     routing: RoutingStatus,
 }
@@ -29,6 +31,7 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ProxyErr
         current_key: rotator.current_key,
         requests_waiting_for_key: rotator.requests_waiting_for_key,
         uptime_seconds: state.started.elapsed().as_secs(),
+        log_records_dropped: state.logs.as_ref().map_or(0, |logs| logs.dropped()),
         routing,
     }))
 }

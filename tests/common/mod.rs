@@ -240,6 +240,7 @@ pub fn config(upstream_url: &str, vars: &[(&str, &str)]) -> Config {
         ("HOST".into(), "127.0.0.1".into()),
         ("PORT".into(), "0".into()),
         ("WORKERS".into(), "2".into()),
+        ("LOG_REQUESTS".into(), "false".into()),
         ("CEREBRAS_BASE_URL".into(), upstream_url.into()),
         ("CEREBRAS_API_KEYS".into(), r#"{"key1":"sk-1","key2":"sk-2"}"#.into()),
     ]);
