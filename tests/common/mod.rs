@@ -353,9 +353,14 @@ impl Drop for ProxyProcess {
 
 impl ProxyProcess {
     /// Sends SIGTERM and waits for the exit, off the async threads.
-    pub async fn terminate(mut self) -> std::process::ExitStatus {
+    pub async fn terminate(self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        self.terminate_wait().await
+    }
+
+    /// Waits for the process to exit, off the async threads.
+    pub async fn terminate_wait(mut self) -> std::process::ExitStatus {
         actix_web::rt::task::spawn_blocking(move || {
             let status = self.child.wait().unwrap();
             drop(self);

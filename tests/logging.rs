@@ -1,0 +1,211 @@
+//! Request logs: what a record holds, streams, failovers, redaction, drops, retention, shutdown.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{chat_body, client, completion, config, sse_chunks, MockUpstream, Proxy, ProxyProcess, Reply};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+fn today_file(dir: &Path) -> PathBuf {
+    dir.join(chrono::Utc::now().format("%Y-%m-%d").to_string()).join("requests.jsonl")
+}
+
+/// The records written so far.
+fn records(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(today_file(dir))
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is one JSON record"))
+        .collect()
+}
+
+/// Waits until `n` records are written, and returns them.
+async fn wait_for_records(dir: &Path, n: usize) -> Vec<Value> {
+    assert!(common::eventually(|| records(dir).len() >= n).await, "{} records, wanted {n}", records(dir).len());
+    records(dir)
+}
+
+fn logging_proxy(upstream_url: &str, dir: &Path, extra: &[(&str, &str)]) -> Proxy {
+    let mut vars = vec![("LOG_REQUESTS", "true"), ("LOG_DIR", dir.to_str().unwrap())];
+    vars.extend_from_slice(extra);
+    Proxy::start(config(upstream_url, &vars))
+}
+
+#[actix_web::test]
+async fn a_non_streaming_request_is_logged_under_its_request_id() {
+    let logs = tempfile::tempdir().unwrap();
+    let upstream = MockUpstream::start(|_| Reply::ok(completion("logged")));
+    let proxy = logging_proxy(&upstream.url, logs.path(), &[]);
+
+    let response = client()
+        .post(proxy.at("/v1/chat/completions?debug=1"))
+        .insert_header(("x-request-id", "req-42"))
+        .send_json(&chat_body(false))
+        .await
+        .unwrap();
+    assert_eq!(response.headers().get("x-request-id").unwrap(), "req-42");
+
+    let record = wait_for_records(logs.path(), 1).await.remove(0);
+    assert_eq!(record["id"], "req-42");
+    assert_eq!((record["method"].as_str(), record["path"].as_str()), (Some("POST"), Some("/v1/chat/completions")));
+    assert_eq!(record["query"], "debug=1");
+    assert_eq!(record["request_body"], chat_body(false));
+    assert_eq!(record["status"], 200);
+    assert_eq!(record["response_body"], completion("logged"));
+    assert_eq!(record["response_complete"], true);
+    assert!(record["duration_ms"].as_f64().unwrap() >= 0.0);
+    assert!(record["started_at"].as_str().unwrap().ends_with('Z'));
+    let attempts = record["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!((attempts[0]["provider"].as_str(), attempts[0]["key"].as_str()), (Some("cerebras"), Some("key1")));
+    assert_eq!(attempts[0]["status"], 200);
+
+    // A proxy without a client id makes one up, and every answer carries it.
+    let mut status = client().get(proxy.at("/_status")).send().await.unwrap();
+    assert!(!status.headers().get("x-request-id").unwrap().is_empty());
+    assert_eq!(status.json::<Value>().await.unwrap()["log_records_dropped"], 0);
+}
+
+#[actix_web::test]
+async fn a_streaming_request_is_logged_with_the_whole_sse_text() {
+    let logs = tempfile::tempdir().unwrap();
+    let upstream = MockUpstream::start(|_| Reply::sse(5, Duration::from_millis(5)));
+    let proxy = logging_proxy(&upstream.url, logs.path(), &[]);
+
+    let mut response = client().post(proxy.at("/v1/chat/completions")).send_json(&chat_body(true)).await.unwrap();
+    let mut received = Vec::new();
+    while let Some(chunk) = response.next().await {
+        received.extend_from_slice(&chunk.unwrap());
+    }
+    let record = wait_for_records(logs.path(), 1).await.remove(0);
+    assert_eq!(record["response_body"], sse_chunks(5).concat());
+    assert_eq!(record["response_body"].as_str().unwrap().as_bytes(), received);
+    assert_eq!(record["response_headers"]["content-type"], "text/event-stream");
+}
+
+#[actix_web::test]
+async fn a_failover_is_logged_with_every_attempt_and_no_secret_reaches_any_log_file() {
+    let logs = tempfile::tempdir().unwrap();
+    let cerebras = MockUpstream::start(|r| match r.key() {
+        "sk-1" => Reply::rate_limited(Some(30)),
+        _ => Reply::status(503, json!({"error": {"message": "down"}})),
+    });
+    let synthetic = MockUpstream::start(|_| Reply::ok(completion("synthetic")));
+    let proxy = logging_proxy(
+        &cerebras.url,
+        logs.path(),
+        &[("SYNTHETIC_API_KEY", "sk-synthetic-secret"), ("SYNTHETIC_BASE_URL", &synthetic.url)],
+    );
+
+    let response = client()
+        .post(proxy.at("/v1/chat/completions"))
+        .insert_header(("authorization", "Bearer sk-client-secret"))
+        .insert_header(("x-api-key", "sk-client-other"))
+        .insert_header(("x-session-token", "tok-secret"))
+        .send_json(&chat_body(false))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let record = wait_for_records(logs.path(), 1).await.remove(0);
+    let attempts: Vec<(String, Value, Value)> = record["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["provider"].as_str().unwrap().to_owned(), a["key"].clone(), a["status"].clone()))
+        .collect();
+    assert_eq!(
+        attempts,
+        [
+            ("cerebras".to_owned(), json!("key1"), json!(429)),
+            ("cerebras".to_owned(), json!("key2"), json!(503)),
+            ("synthetic".to_owned(), Value::Null, json!(200)),
+        ]
+    );
+    assert_eq!(record["attempts"][1]["error"], "HTTP 503");
+    assert_eq!(record["request_headers"]["authorization"], "[redacted]");
+
+    for entry in walk(logs.path()) {
+        let text = std::fs::read_to_string(&entry).unwrap();
+        for secret in ["sk-client-secret", "sk-client-other", "tok-secret", "sk-synthetic-secret", "sk-1", "sk-2"] {
+            assert!(!text.contains(secret), "{secret} found in {}", entry.display());
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[actix_web::test]
+async fn a_stalled_writer_drops_records_not_requests() {
+    let logs = tempfile::tempdir().unwrap();
+    // A FIFO nobody reads: opening it blocks the writer, like a hung disk.
+    let file = today_file(logs.path());
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(&file).status().unwrap().success());
+    let upstream = MockUpstream::start(|_| Reply::ok(completion("ok")));
+    let proxy = logging_proxy(&upstream.url, logs.path(), &[("LOG_QUEUE_CAPACITY", "2")]);
+
+    for _ in 0..30 {
+        let response = client().post(proxy.at("/v1/chat/completions")).send_json(&chat_body(false)).await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    // The queue holds two and the stuck writer one: the rest were dropped, and counted.
+    let dropped = proxy.status().await["log_records_dropped"].as_u64().unwrap();
+    assert!(dropped >= 20, "most records dropped while the writer is stuck: {dropped}");
+
+    // Unblock the writer so its thread can finish.
+    std::thread::spawn(move || std::fs::read(file));
+}
+
+#[actix_web::test]
+async fn old_day_folders_are_deleted_at_start() {
+    let logs = tempfile::tempdir().unwrap();
+    let old = logs.path().join("2020-01-01");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::write(old.join("requests.jsonl"), "{}\n").unwrap();
+    let kept = logs.path().join(chrono::Utc::now().format("%Y-%m-%d").to_string());
+    std::fs::create_dir_all(&kept).unwrap();
+    let upstream = MockUpstream::start(|_| Reply::ok(completion("ok")));
+    let _proxy = logging_proxy(&upstream.url, logs.path(), &[("LOG_RETENTION_DAYS", "3")]);
+    assert!(common::eventually(|| !old.exists()).await, "the 2020 folder is past retention");
+    assert!(kept.exists());
+}
+
+#[actix_web::test]
+async fn sigterm_during_a_stream_lets_it_finish_and_writes_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = MockUpstream::start(|_| Reply::sse(10, Duration::from_millis(100)));
+    let proxy = ProxyProcess::start(
+        dir.path(),
+        &[("CEREBRAS_BASE_URL", &upstream.url), ("LOG_REQUESTS", "true"), ("LOG_DIR", "logs")],
+    );
+    let mut response =
+        client().post(format!("{}/v1/chat/completions", proxy.url)).send_json(&chat_body(true)).await.unwrap();
+    let mut received = response.next().await.unwrap().unwrap().to_vec();
+
+    let pid = proxy.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    while let Some(chunk) = response.next().await {
+        received.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(received, sse_chunks(10).concat().as_bytes(), "the stream completed");
+    assert!(proxy.terminate_wait().await.success());
+
+    let records = records(&dir.path().join("logs"));
+    assert_eq!(records.len(), 1, "the record was written before exit");
+    assert_eq!(records[0]["response_body"], sse_chunks(10).concat());
+}
