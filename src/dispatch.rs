@@ -24,6 +24,7 @@ use crate::actors::upstream_router::{PlanRoute, ProviderEvent, UpstreamRouter};
 use crate::error::{AttemptFailure, ProxyError};
 use crate::key_pool::{KeyGrant, KeyVerdict};
 use crate::logging::record::AttemptLog;
+use crate::metrics::{reason_kind, Metrics};
 use crate::providers::{Alternative, ProviderKind};
 use crate::routing::Step;
 use crate::secret::Secret;
@@ -69,6 +70,7 @@ pub struct Dispatcher {
     pub max_key_wait: Duration,
     pub idle_timeout: Duration,
     pub fallback_on_cooldown: bool,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Who answered, for the response headers.
@@ -166,7 +168,9 @@ impl Dispatcher {
                 return Ok(response);
             }
             if can_fail_over {
-                log::warn!("event=failover from={}", provider.name());
+                let reason = trail.failures.last().map_or("other", |f| reason_kind(&f.reason));
+                log::warn!("event=failover from={} reason={reason}", provider.name());
+                self.metrics.failovers.with_label_values(&[provider.name(), reason]).inc();
                 self.router.do_send(ProviderEvent::Failover { from: provider });
             }
         }
@@ -247,6 +251,10 @@ impl Dispatcher {
         let started = Instant::now();
         let answer = send(client, url, outgoing, body, key).await;
         let status = answer.as_ref().ok().map(|a| a.status().as_u16());
+        if status.is_some() {
+            let ttfb = started.elapsed().as_secs_f64();
+            self.metrics.upstream_ttfb.with_label_values(&[source.provider.name()]).observe(ttfb);
+        }
         let result = match answer {
             Err(error) => self.settle(judge_send_error(&error, can_fail_over), None, &source, trail),
             Ok(mut answer) => match judge_answer(answer.status(), answer.headers(), can_fail_over) {
@@ -351,7 +359,10 @@ impl Dispatcher {
                     return Err(cooling);
                 };
                 log::info!("event=waiting_for_key seconds={:.2}", free_in.as_secs_f64());
-                match tokio::time::timeout(budget, ticket).await {
+                let waiting = Instant::now();
+                let waited = tokio::time::timeout(budget, ticket).await;
+                self.metrics.key_wait.observe(waiting.elapsed().as_secs_f64());
+                match waited {
                     Ok(Ok(grant)) => Ok(grant),
                     Ok(Err(_)) => Err(ProxyError::ActorUnavailable("key rotator")),
                     Err(_) => Err(cooling),

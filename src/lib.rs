@@ -11,6 +11,7 @@ pub mod error;
 pub mod handlers;
 pub mod key_pool;
 pub mod logging;
+pub mod metrics;
 pub mod providers;
 pub mod request_id;
 pub mod routing;

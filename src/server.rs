@@ -19,6 +19,7 @@ use crate::dispatch::Dispatcher;
 use crate::handlers::{proxy, status};
 use crate::key_pool::Cooldowns;
 use crate::logging::sink::LogSink;
+use crate::metrics::Metrics;
 use crate::providers::ProviderKind;
 use crate::request_id;
 use crate::routing::RoutingPolicy;
@@ -31,6 +32,7 @@ pub struct AppState {
     pub auth: Option<Arc<AuthGate>>,
     /// Present when `LOG_REQUESTS` is on.
     pub logs: Option<Arc<LogSink>>,
+    pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
     pub started: Instant,
 }
@@ -42,6 +44,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Database(#[from] DbError),
+    #[error("cannot set up metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
     #[error("cannot listen on {address}: {source}")]
     Bind { address: String, source: std::io::Error },
     #[error("the server stopped with an error: {0}")]
@@ -75,7 +79,7 @@ impl Running {
 }
 
 /// Starts the request logger on a thread of its own, when logging is on.
-fn start_logs(config: &Config) -> Option<Arc<LogSink>> {
+fn start_logs(config: &Config, metrics: &Metrics) -> Option<Arc<LogSink>> {
     if !config.log_requests {
         log::info!("event=config request_logs=off");
         return None;
@@ -87,7 +91,7 @@ fn start_logs(config: &Config) -> Option<Arc<LogSink>> {
     );
     let (dir, days, capacity) = (config.log_dir.clone(), config.log_retention_days, config.log_queue_capacity);
     let logger = Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| LoggerActor::new(dir, days, capacity));
-    Some(Arc::new(LogSink::new(logger)))
+    Some(Arc::new(LogSink::new(logger, metrics.log_records_dropped.clone())))
 }
 
 /// How often usage is flushed and the key cache reloaded: revocations land within two.
@@ -118,15 +122,17 @@ fn start_auth(config: &Config) -> Result<Option<Arc<AuthGate>>, StartError> {
 /// Starts the actors and binds the server. Must be called inside an actix system.
 pub fn start(config: Config) -> Result<Running, StartError> {
     let tls = client::tls_config(&config)?;
+    let metrics = Arc::new(Metrics::new()?);
     let auth = start_auth(&config)?;
-    let logs = start_logs(&config);
+    let logs = start_logs(&config, &metrics);
     let cooldowns = Cooldowns { rate_limited: config.cooldown, invalid: config.invalid_key_cooldown };
     let keys = config.cerebras_keys.clone();
     let key_names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
     log::info!("event=config cerebras_keys={} names={key_names:?} base_url={}", keys.len(), config.cerebras_base_url);
     // Two full passes over the keys, so a request that waited out a cooldown still gets its turn.
     let max_key_attempts = 2 * keys.len() + 1;
-    let rotator = Supervisor::start(move |_| KeyRotator::new(keys, cooldowns));
+    let rotator_metrics = metrics.clone();
+    let rotator = Supervisor::start(move |_| KeyRotator::new(keys, cooldowns, rotator_metrics));
 
     let configured: Vec<ProviderKind> =
         std::iter::once(ProviderKind::Cerebras).chain(config.alternatives.iter().map(|a| a.kind)).collect();
@@ -153,9 +159,11 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             max_key_wait: config.max_key_wait,
             idle_timeout: config.timeouts.idle,
             fallback_on_cooldown: config.fallback_on_cooldown,
+            metrics: metrics.clone(),
         },
         auth: auth.clone(),
         logs: logs.clone(),
+        metrics,
         max_body_bytes: config.max_body_bytes,
         started: Instant::now(),
     });
@@ -168,6 +176,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             .app_data(web::Data::new(client::build(&worker_config, tls.clone())))
             .route("/_status", web::get().to(status::status))
             .route("/health", web::get().to(status::health))
+            .route("/metrics", web::get().to(status::metrics))
             .default_service(web::to(proxy::forward))
     })
     .workers(config.workers)

@@ -101,8 +101,13 @@ async fn refusals_have_their_own_codes_and_status_stays_open() {
     assert!(!body.to_string().contains("sk-made-up"), "the key is not echoed");
     assert!(upstream.received().is_empty());
 
-    for open in ["/_status", "/health"] {
+    for open in ["/_status", "/health", "/metrics"] {
         assert_eq!(client().get(proxy.at(open)).send().await.unwrap().status(), 200, "{open}");
+    }
+    let metrics = client().get(proxy.at("/metrics")).send().await.unwrap().body().await.unwrap();
+    let metrics = String::from_utf8(metrics.to_vec()).unwrap();
+    for code in ["missing_authorization", "invalid_authorization", "invalid_api_key"] {
+        assert!(metrics.contains(&format!("glm_proxy_auth_failures_total{{code=\"{code}\"}} 1")), "{code}: {metrics}");
     }
 }
 

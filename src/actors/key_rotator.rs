@@ -8,8 +8,11 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::supervision::{guarded, ActorFault, Named};
+use std::sync::Arc;
+
 use crate::config::NamedKey;
 use crate::key_pool::{Availability, Cooldowns, KeyGrant, KeyPool, KeyStatus, KeyVerdict};
+use crate::metrics::Metrics;
 
 /// Asks for a key. With `wait`, an all-cooling answer carries a ticket that yields the
 /// first key to come free.
@@ -46,15 +49,16 @@ pub struct RotatorStatus {
 
 pub struct KeyRotator {
     keys: Vec<NamedKey>,
+    metrics: Arc<Metrics>,
     cooldowns: Cooldowns,
     pool: KeyPool,
     waiters: Vec<oneshot::Sender<KeyGrant>>,
 }
 
 impl KeyRotator {
-    pub fn new(keys: Vec<NamedKey>, cooldowns: Cooldowns) -> Self {
+    pub fn new(keys: Vec<NamedKey>, cooldowns: Cooldowns, metrics: Arc<Metrics>) -> Self {
         let pool = KeyPool::new(&keys, cooldowns);
-        Self { keys, cooldowns, pool, waiters: Vec::new() }
+        Self { keys, metrics, cooldowns, pool, waiters: Vec::new() }
     }
 
     /// Hands the first free key to every request still waiting.
@@ -123,6 +127,7 @@ impl Handler<Report> for KeyRotator {
                 return;
             };
             let name = this.pool.grant(msg.index).name;
+            this.metrics.key_cooldowns.with_label_values(&[&*name]).inc();
             log::warn!(
                 "event=key_cooldown key={name} seconds={:.1} verdict={:?}",
                 (until - now).as_secs_f64(),
@@ -159,7 +164,8 @@ mod tests {
             NamedKey { name: "key2".into(), secret: Secret::new("sk-2") },
         ];
         let cooldowns = Cooldowns { rate_limited: cooldown, invalid: Duration::from_secs(3600) };
-        Supervisor::start(move |_| KeyRotator::new(keys, cooldowns))
+        let metrics = Arc::new(Metrics::new().unwrap());
+        Supervisor::start(move |_| KeyRotator::new(keys, cooldowns, metrics))
     }
 
     /// A message whose handling panics, to prove the supervisor restarts the rotator.

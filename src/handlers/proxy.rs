@@ -15,11 +15,13 @@ use crate::actors::upstream_router::ProviderEvent;
 use crate::transform::token_estimate::inspect;
 use crate::transform::tool_repair::repair;
 
-use crate::dispatch::{ChatRequest, Outgoing};
+use crate::dispatch::{ChatRequest, Outgoing, PROVIDER_HEADER};
 use crate::error::ProxyError;
 use crate::logging::record::{AttemptLog, RequestLog};
 use crate::logging::sink::LogSink;
 use crate::logging::tap::TappedBody;
+use crate::metrics::{MeteredBody, Metrics};
+use crate::providers::ProviderKind;
 use crate::request_id::RequestId;
 use crate::server::AppState;
 use crate::upstream::headers::upstream_request_headers;
@@ -32,14 +34,37 @@ pub async fn forward(
 ) -> HttpResponse {
     let mut journal = Journal::default();
     let started = (SystemTime::now(), Instant::now());
+    state.metrics.in_flight_requests.inc();
     let response = match proxy(&request, payload, &state, &client, &mut journal).await {
         Ok(response) => response,
-        Err(error) => error.error_response(),
+        Err(error) => {
+            if let ProxyError::Unauthorized(refusal) = &error {
+                state.metrics.auth_failures.with_label_values(&[refusal.code()]).inc();
+            }
+            error.error_response()
+        }
     };
+    let response = metered(response, &state.metrics, started.1);
     match &state.logs {
         Some(sink) => log_response(&request, response, journal, started, sink.clone()),
         None => response,
     }
+}
+
+/// Counts the answer by provider and status, and keeps it in flight until its body is done.
+fn metered(response: HttpResponse, metrics: &Arc<Metrics>, started: Instant) -> HttpResponse {
+    let provider = response
+        .headers()
+        .get(PROVIDER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|name| ProviderKind::ALL.into_iter().find(|k| k.name() == name))
+        .map_or("proxy", ProviderKind::name);
+    let status = response.status();
+    metrics.requests.with_label_values(&[provider, status.as_str()]).inc();
+    let stream =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let metrics = metrics.clone();
+    response.map_body(|_, body| BoxBody::new(MeteredBody::new(body, metrics, provider, started, stream)))
 }
 
 /// What the log needs that only the request's processing learns.

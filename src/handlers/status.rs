@@ -1,4 +1,5 @@
-//! `GET /_status` (the seed's monitoring shape, plus extra fields) and `GET /health`.
+//! `GET /_status` (the seed's monitoring shape, plus extra fields), `GET /health` and
+//! `GET /metrics`: the routes that need no client key.
 
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
@@ -42,5 +43,16 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
         HttpResponse::Ok().json(json!({ "status": "ok" }))
     } else {
         HttpResponse::ServiceUnavailable().json(json!({ "status": "unavailable" }))
+    }
+}
+
+/// Prometheus metrics in the text exposition format.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    match state.metrics.render() {
+        Ok(text) => HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(text),
+        Err(error) => {
+            log::error!("event=metrics_failed error={error}");
+            HttpResponse::InternalServerError().finish()
+        }
     }
 }
