@@ -5,7 +5,7 @@
 //! Runs on the worker that accepted the request, with that worker's client: the actors only
 //! decide, so the bytes never queue behind one thread.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use actix::Addr;
@@ -18,15 +18,15 @@ use bytes::Bytes;
 use futures_util::{stream, StreamExt};
 use serde_json::{Map, Value};
 
-use crate::actors::key_rotator::{Acquire, Acquired, KeyRotator, Report};
+use crate::actors::key_rotator::{Acquire, Acquired, CurrentKey, KeyRotator, Report};
 use crate::actors::supervision::ask;
-use crate::actors::upstream_router::{PlanRoute, ProviderEvent, UpstreamRouter};
+use crate::actors::upstream_router::{ProviderEvent, UpstreamRouter};
 use crate::error::{AttemptFailure, ProxyError};
 use crate::key_pool::{KeyGrant, KeyVerdict};
 use crate::logging::record::AttemptLog;
 use crate::metrics::{reason_kind, Metrics};
 use crate::providers::{Alternative, ProviderKind};
-use crate::routing::Step;
+use crate::routing::{plan, RouteReason, RoutingPolicy, Step};
 use crate::secret::Secret;
 use crate::transform::token_estimate::ChatFacts;
 use crate::upstream::headers::relays_response_header;
@@ -63,7 +63,11 @@ pub struct ChatRequest {
 /// What a dispatch needs from the application, shared by all workers.
 pub struct Dispatcher {
     pub rotator: Addr<KeyRotator>,
+    /// The rotator's published current key: read without a message on the common path.
+    pub current_key: CurrentKey,
     pub router: Addr<UpstreamRouter>,
+    /// The router's policy, applied here: planning is pure and needs no round trip.
+    pub routing: Arc<RoutingPolicy>,
     pub cerebras_base_url: String,
     pub alternatives: Vec<Alternative>,
     pub max_key_attempts: usize,
@@ -149,7 +153,11 @@ impl Dispatcher {
         trail: &mut Trail,
     ) -> Result<HttpResponse, ProxyError> {
         let facts = outgoing.chat.as_ref().map(|chat| chat.facts);
-        let plan = ask(&self.router, PlanRoute { facts }).await?;
+        let plan = plan(&self.routing, facts);
+        if plan.reason != RouteReason::Default {
+            log::info!("event=routed reason={:?}", plan.reason);
+            self.router.do_send(ProviderEvent::Routed(plan.reason));
+        }
         for (position, step) in plan.steps.iter().enumerate() {
             let can_fail_over = position + 1 < plan.steps.len();
             let (provider, result) = match *step {
@@ -188,8 +196,15 @@ impl Dispatcher {
         let url = format!("{}{}", self.cerebras_base_url, outgoing.path_and_query);
         let wait_deadline = Instant::now() + self.max_key_wait;
         let skip_cooldowns = self.fallback_on_cooldown && can_fail_over;
-        for _ in 0..self.max_key_attempts {
-            let key = match self.acquire_key(wait_deadline, !skip_cooldowns).await {
+        for attempt in 0..self.max_key_attempts {
+            // A retry asks the rotator, whose mailbox holds the report that rested the failed key;
+            // the published key may not show that report yet.
+            let published = if attempt == 0 { self.published_key() } else { None };
+            let acquired = match published {
+                Some(key) => Ok(key),
+                None => self.acquire_key(wait_deadline, !skip_cooldowns).await,
+            };
+            let key = match acquired {
                 Ok(key) => key,
                 Err(ProxyError::AllKeysCooling { .. }) if skip_cooldowns => {
                     let source = Source { provider: ProviderKind::Cerebras, key_name: None };
@@ -349,6 +364,11 @@ impl Dispatcher {
     }
 
     /// The sticky key, or the first to come free if every key rests, within the wait budget.
+    /// The key the rotator last published, read without a message.
+    fn published_key(&self) -> Option<KeyGrant> {
+        self.current_key.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     async fn acquire_key(&self, wait_deadline: Instant, wait: bool) -> Result<KeyGrant, ProxyError> {
         match ask(&self.rotator, Acquire { wait }).await? {
             Acquired::Ready(grant) => Ok(grant),

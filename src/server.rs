@@ -9,7 +9,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::auth::AuthActor;
-use crate::actors::key_rotator::KeyRotator;
+use crate::actors::key_rotator::{CurrentKey, KeyRotator};
 use crate::actors::logger::{Flush, LoggerActor};
 use crate::actors::upstream_router::UpstreamRouter;
 use crate::auth::gate::AuthGate;
@@ -132,7 +132,9 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     // Two full passes over the keys, so a request that waited out a cooldown still gets its turn.
     let max_key_attempts = 2 * keys.len() + 1;
     let rotator_metrics = metrics.clone();
-    let rotator = Supervisor::start(move |_| KeyRotator::new(keys, cooldowns, rotator_metrics));
+    let current_key = CurrentKey::default();
+    let published = current_key.clone();
+    let rotator = Supervisor::start(move |_| KeyRotator::new(keys, cooldowns, rotator_metrics, published));
 
     let configured: Vec<ProviderKind> =
         std::iter::once(ProviderKind::Cerebras).chain(config.alternatives.iter().map(|a| a.kind)).collect();
@@ -142,17 +144,19 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         config.token_threshold,
         config.fallback_on_cooldown
     );
-    let policy = RoutingPolicy {
+    let routing = Arc::new(RoutingPolicy {
         alternatives: config.alternatives.len(),
         token_threshold: config.token_threshold,
         chars_per_token: config.chars_per_token,
-    };
-    let router = Supervisor::start(move |_| UpstreamRouter::new(policy, &configured));
+    });
+    let router = Supervisor::start(move |_| UpstreamRouter::new(&configured));
 
     let state = web::Data::new(AppState {
         dispatcher: Dispatcher {
             rotator,
+            current_key,
             router,
+            routing,
             cerebras_base_url: config.cerebras_base_url.clone(),
             alternatives: config.alternatives.clone(),
             max_key_attempts,

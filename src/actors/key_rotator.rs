@@ -1,5 +1,9 @@
 //! `KeyRotator`: owns the Cerebras keys' state, their cooldown timers and the requests
 //! waiting for a key. It does no I/O; handlers ask it for a key and report back.
+//!
+//! It also publishes the current key in a [`CurrentKey`] cell that workers read without a
+//! message: the common case (a usable current key) then costs no mailbox round trip. Only when
+//! no key is usable do workers ask, and wait.
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +12,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::supervision::{guarded, ActorFault, Named};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::config::NamedKey;
 use crate::key_pool::{Availability, Cooldowns, KeyGrant, KeyPool, KeyStatus, KeyVerdict};
@@ -47,8 +51,13 @@ pub struct RotatorStatus {
     pub requests_waiting_for_key: usize,
 }
 
+/// The key requests should use now, as last published by the rotator; `None` while every
+/// key rests.
+pub type CurrentKey = Arc<RwLock<Option<KeyGrant>>>;
+
 pub struct KeyRotator {
     keys: Vec<NamedKey>,
+    current: CurrentKey,
     metrics: Arc<Metrics>,
     cooldowns: Cooldowns,
     pool: KeyPool,
@@ -56,13 +65,25 @@ pub struct KeyRotator {
 }
 
 impl KeyRotator {
-    pub fn new(keys: Vec<NamedKey>, cooldowns: Cooldowns, metrics: Arc<Metrics>) -> Self {
+    pub fn new(keys: Vec<NamedKey>, cooldowns: Cooldowns, metrics: Arc<Metrics>, current: CurrentKey) -> Self {
         let pool = KeyPool::new(&keys, cooldowns);
-        Self { keys, metrics, cooldowns, pool, waiters: Vec::new() }
+        let mut rotator = Self { keys, current, metrics, cooldowns, pool, waiters: Vec::new() };
+        rotator.publish();
+        rotator
     }
 
-    /// Hands the first free key to every request still waiting.
+    /// Publishes the key requests should use now, if any.
+    fn publish(&mut self) {
+        let grant = match self.pool.acquire(Instant::now()) {
+            Availability::Ready(index) => Some(self.pool.grant(index)),
+            Availability::AllCooling { .. } => None,
+        };
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = grant;
+    }
+
+    /// A rest ended: publish the key now usable and hand it to every request still waiting.
     fn wake_waiters(&mut self) {
+        self.publish();
         if self.waiters.is_empty() {
             return;
         }
@@ -90,6 +111,7 @@ impl Supervised for KeyRotator {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         self.pool = KeyPool::new(&self.keys, self.cooldowns);
         self.waiters.clear();
+        self.publish();
     }
 }
 
@@ -133,6 +155,7 @@ impl Handler<Report> for KeyRotator {
                 (until - now).as_secs_f64(),
                 msg.verdict
             );
+            this.publish();
             ctx.run_later(until - now, |this, _| this.wake_waiters());
         });
     }
@@ -165,7 +188,7 @@ mod tests {
         ];
         let cooldowns = Cooldowns { rate_limited: cooldown, invalid: Duration::from_secs(3600) };
         let metrics = Arc::new(Metrics::new().unwrap());
-        Supervisor::start(move |_| KeyRotator::new(keys, cooldowns, metrics))
+        Supervisor::start(move |_| KeyRotator::new(keys, cooldowns, metrics, CurrentKey::default()))
     }
 
     /// A message whose handling panics, to prove the supervisor restarts the rotator.
@@ -205,9 +228,10 @@ mod tests {
     #[actix_rt::test]
     async fn waiters_get_the_first_key_that_comes_free() {
         let addr = rotator(Duration::from_millis(50));
-        for index in 0..2 {
-            addr.send(Report { index, verdict: KeyVerdict::RateLimited { requested: None } }).await.unwrap();
-        }
+        addr.send(Report { index: 0, verdict: KeyVerdict::RateLimited { requested: None } }).await.unwrap();
+        // key2 rests longer, so key1 is the first to come free.
+        let longer = KeyVerdict::RateLimited { requested: Some(Duration::from_secs(5)) };
+        addr.send(Report { index: 1, verdict: longer }).await.unwrap();
         let Acquired::AllCooling { free_in, ticket: Some(ticket) } =
             addr.send(Acquire { wait: true }).await.unwrap().unwrap()
         else {

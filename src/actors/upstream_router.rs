@@ -1,5 +1,9 @@
-//! `UpstreamRouter`: decides, per request, the ordered providers to try, and keeps the
-//! per-provider counts of requests, errors and failovers that `/_status` shows.
+//! `UpstreamRouter`: owns what routing learns over time: the per-provider counts of requests,
+//! errors and failovers, routing decisions and tool-call repairs that `/_status` shows.
+//!
+//! The routing rules themselves are a pure function of the configuration and the request
+//! (`routing::plan`), so each worker applies them itself: asking an actor per request would put
+//! a mailbox round trip, and one thread, on every request's path. Outcomes come here by `do_send`.
 
 use std::collections::BTreeMap;
 
@@ -8,16 +12,8 @@ use serde::Serialize;
 
 use super::supervision::{guarded, ActorFault, Named};
 use crate::providers::ProviderKind;
-use crate::routing::{plan, Plan, RouteReason, RoutingPolicy};
-use crate::transform::token_estimate::ChatFacts;
+use crate::routing::RouteReason;
 use crate::transform::tool_repair::Repairs;
-
-/// Asks for the plan of a request; `facts` is `None` for anything but a chat completion.
-#[derive(Message)]
-#[rtype(result = "Result<Plan, ActorFault>")]
-pub struct PlanRoute {
-    pub facts: Option<ChatFacts>,
-}
 
 /// What happened at a provider. Sent with `do_send`: nobody waits for it.
 #[derive(Message, Debug, Clone, Copy)]
@@ -29,6 +25,8 @@ pub enum ProviderEvent {
     Failover { from: ProviderKind },
     /// A history was repaired before it went upstream.
     Repaired(Repairs),
+    /// A request was planned past Cerebras (too long, or images).
+    Routed(RouteReason),
 }
 
 #[derive(Message)]
@@ -58,19 +56,18 @@ pub struct RoutingStatus {
 }
 
 pub struct UpstreamRouter {
-    policy: RoutingPolicy,
     status: RoutingStatus,
 }
 
 impl UpstreamRouter {
     /// `configured` lists the providers in use: Cerebras and the alternatives with a key.
-    pub fn new(policy: RoutingPolicy, configured: &[ProviderKind]) -> Self {
+    pub fn new(configured: &[ProviderKind]) -> Self {
         let mut status = RoutingStatus::default();
         for kind in ProviderKind::ALL {
             let counts = ProviderCounts { configured: configured.contains(&kind), ..ProviderCounts::default() };
             status.providers.insert(kind.name(), counts);
         }
-        Self { policy, status }
+        Self { status }
     }
 
     fn counts(&mut self, provider: ProviderKind) -> &mut ProviderCounts {
@@ -86,28 +83,8 @@ impl Actor for UpstreamRouter {
     type Context = Context<Self>;
 }
 
-/// The policy is configuration and the counts are only ever added to, so both survive a restart.
+/// The counts are only ever added to, so they survive a restart as they are.
 impl Supervised for UpstreamRouter {}
-
-impl Handler<PlanRoute> for UpstreamRouter {
-    type Result = Result<Plan, ActorFault>;
-
-    fn handle(&mut self, msg: PlanRoute, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(self, ctx, |this, _| {
-            let plan = plan(&this.policy, msg.facts);
-            if plan.reason != RouteReason::Default {
-                let reason = match plan.reason {
-                    RouteReason::TooLong => "too_long",
-                    RouteReason::Images => "images",
-                    RouteReason::Default => "default",
-                };
-                *this.status.routed.entry(reason).or_default() += 1;
-                log::info!("event=routed reason={reason}");
-            }
-            plan
-        })
-    }
-}
 
 impl Handler<ProviderEvent> for UpstreamRouter {
     type Result = ();
@@ -120,6 +97,14 @@ impl Handler<ProviderEvent> for UpstreamRouter {
                 counts.errors += u64::from(failed);
             }
             ProviderEvent::Failover { from } => this.counts(from).failovers += 1,
+            ProviderEvent::Routed(reason) => {
+                let reason = match reason {
+                    RouteReason::TooLong => "too_long",
+                    RouteReason::Images => "images",
+                    RouteReason::Default => "default",
+                };
+                *this.status.routed.entry(reason).or_default() += 1;
+            }
             ProviderEvent::Repaired(repairs) => {
                 let counts = &mut this.status.tool_call_repairs;
                 counts.requests += 1;
