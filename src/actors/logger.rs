@@ -54,8 +54,8 @@ impl LoggerActor {
     }
 
     fn write(&mut self, record: &RequestLog) -> std::io::Result<()> {
-        let mut line = serde_json::to_vec(&record.to_json(Instant::now()))?;
-        line.push(b'\n');
+        let mut line = Vec::with_capacity(1024 + record.request_body.len() + record.response_body.len());
+        record.write_json(Instant::now(), &mut line)?;
         // One write per record, so concurrent readers (`tail -f`) never see half a line.
         self.file()?.write_all(&line)
     }

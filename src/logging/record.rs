@@ -7,7 +7,9 @@ use std::time::{Instant, SystemTime};
 use actix_web::http::header::HeaderMap;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use serde_json::{json, Map, Value};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+use serde_json::value::RawValue;
 
 /// One attempt at an upstream, as the log shows it.
 #[derive(Debug, Clone)]
@@ -40,34 +42,67 @@ pub struct RequestLog {
 }
 
 impl RequestLog {
-    /// The record as written: one JSON object, secrets redacted.
-    pub fn to_json(&self, finished: Instant) -> Value {
+    /// Appends the record as one JSON line: secrets redacted, JSON bodies embedded as JSON.
+    /// Serialised straight from the record, with no intermediate JSON tree.
+    pub fn write_json(&self, finished: Instant, out: &mut Vec<u8>) -> serde_json::Result<()> {
         let started_at: DateTime<Utc> = self.started_at.into();
-        let attempts: Vec<Value> = self
-            .attempts
-            .iter()
-            .map(|a| {
-                json!({"provider": a.provider, "key": a.key.as_deref(), "status": a.status,
-                       "error": a.error, "duration_ms": round(a.duration_ms)})
-            })
-            .collect();
-        json!({
-            "id": &*self.id,
-            "started_at": started_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            "duration_ms": round((finished - self.started).as_secs_f64() * 1000.0),
-            "client": self.client.as_deref(),
-            "method": self.method,
-            "path": self.path,
-            "query": self.query,
-            "request_headers": redacted(&self.request_headers),
-            "request_body": body_value(&self.request_body),
-            "attempts": attempts,
-            "status": self.status,
-            "response_headers": redacted(&self.response_headers),
-            "response_body": body_value(&self.response_body),
-            "response_complete": !self.incomplete,
-        })
+        let line = Line {
+            id: &self.id,
+            started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            duration_ms: round((finished - self.started).as_secs_f64() * 1000.0),
+            client: self.client.as_deref(),
+            method: &self.method,
+            path: &self.path,
+            query: &self.query,
+            request_headers: Redacted(&self.request_headers),
+            request_body: Body(&self.request_body),
+            attempts: self
+                .attempts
+                .iter()
+                .map(|a| Attempt {
+                    provider: a.provider,
+                    key: a.key.as_deref(),
+                    status: a.status,
+                    error: a.error.as_deref(),
+                    duration_ms: round(a.duration_ms),
+                })
+                .collect(),
+            status: self.status,
+            response_headers: Redacted(&self.response_headers),
+            response_body: Body(&self.response_body),
+            response_complete: !self.incomplete,
+        };
+        serde_json::to_writer(&mut *out, &line)?;
+        out.push(b'\n');
+        Ok(())
     }
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    id: &'a str,
+    started_at: String,
+    duration_ms: f64,
+    client: Option<&'a str>,
+    method: &'a str,
+    path: &'a str,
+    query: &'a str,
+    request_headers: Redacted<'a>,
+    request_body: Body<'a>,
+    attempts: Vec<Attempt<'a>>,
+    status: u16,
+    response_headers: Redacted<'a>,
+    response_body: Body<'a>,
+    response_complete: bool,
+}
+
+#[derive(Serialize)]
+struct Attempt<'a> {
+    provider: &'a str,
+    key: Option<&'a str>,
+    status: Option<u16>,
+    error: Option<&'a str>,
+    duration_ms: f64,
 }
 
 fn round(ms: f64) -> f64 {
@@ -80,39 +115,74 @@ pub fn is_secret_header(name: &str) -> bool {
     name == "authorization" || name.contains("cookie") || ["key", "token", "secret"].iter().any(|w| name.contains(w))
 }
 
-fn redacted(headers: &HeaderMap) -> Value {
-    let mut out = Map::new();
-    for (name, value) in headers {
-        let shown = if is_secret_header(name.as_str()) {
-            "[redacted]".to_owned()
-        } else {
-            String::from_utf8_lossy(value.as_bytes()).into_owned()
-        };
-        match out.get_mut(name.as_str()) {
-            Some(Value::String(existing)) => {
-                existing.push_str(", ");
-                existing.push_str(&shown);
+/// Headers as a JSON object; credentials as `[redacted]`, repeated headers joined with `, `.
+struct Redacted<'a>(&'a HeaderMap);
+
+impl Serialize for Redacted<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for name in self.0.keys() {
+            if is_secret_header(name.as_str()) {
+                map.serialize_entry(name.as_str(), "[redacted]")?;
+                continue;
             }
-            _ => {
-                out.insert(name.as_str().to_owned(), Value::String(shown));
+            let mut values = self.0.get_all(name).map(|v| String::from_utf8_lossy(v.as_bytes()));
+            let first = values.next().unwrap_or_default();
+            match values.next() {
+                None => map.serialize_entry(name.as_str(), &first)?,
+                Some(second) => {
+                    let joined = [first, second].into_iter().chain(values).collect::<Vec<_>>().join(", ");
+                    map.serialize_entry(name.as_str(), &joined)?;
+                }
             }
         }
+        map.end()
     }
-    Value::Object(out)
 }
 
-/// A JSON body is embedded as JSON (for `jq`); anything else as text.
-fn body_value(body: &Bytes) -> Value {
-    if body.is_empty() {
-        return Value::Null;
+/// A body: embedded as JSON when it is JSON (for `jq`), else as text; `null` when empty.
+struct Body<'a>(&'a Bytes);
+
+impl Serialize for Body<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.0.is_empty() {
+            return serializer.serialize_none();
+        }
+        match serde_json::from_slice::<&RawValue>(self.0) {
+            Ok(json) => json.serialize(serializer),
+            Err(_) => serializer.serialize_str(&String::from_utf8_lossy(self.0)),
+        }
     }
-    serde_json::from_slice(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use actix_web::http::header::{HeaderName, HeaderValue};
+    use serde_json::{json, Value};
+
+    fn record(headers: HeaderMap, request_body: &'static [u8], response_body: &'static [u8]) -> Value {
+        let log = RequestLog {
+            id: "r1".into(),
+            started_at: SystemTime::now(),
+            started: Instant::now(),
+            client: None,
+            method: "POST".into(),
+            path: "/v1/chat/completions".into(),
+            query: String::new(),
+            request_headers: headers,
+            request_body: Bytes::from_static(request_body),
+            attempts: vec![],
+            status: 200,
+            response_headers: HeaderMap::new(),
+            response_body: Bytes::from_static(response_body),
+            incomplete: false,
+        };
+        let mut line = Vec::new();
+        log.write_json(Instant::now(), &mut line).unwrap();
+        assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1, "one line per record");
+        serde_json::from_slice(&line).unwrap()
+    }
 
     #[test]
     fn credential_headers_are_redacted() {
@@ -125,14 +195,20 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(HeaderName::from_static("x-api-key"), HeaderValue::from_static("sk-secret"));
         headers.insert(HeaderName::from_static("content-type"), HeaderValue::from_static("application/json"));
-        let shown = redacted(&headers).to_string();
-        assert!(!shown.contains("sk-secret") && shown.contains("[redacted]") && shown.contains("application/json"));
+        headers.append(HeaderName::from_static("accept"), HeaderValue::from_static("a"));
+        headers.append(HeaderName::from_static("accept"), HeaderValue::from_static("b"));
+        let logged = record(headers, b"", b"");
+        assert_eq!(
+            logged["request_headers"],
+            json!({"x-api-key": "[redacted]", "content-type": "application/json", "accept": "a, b"})
+        );
     }
 
     #[test]
     fn bodies_are_json_when_they_can_be() {
-        assert_eq!(body_value(&Bytes::from_static(b"{\"a\":1}")), json!({"a": 1}));
-        assert_eq!(body_value(&Bytes::from_static(b"data: x\n\n")), json!("data: x\n\n"));
-        assert_eq!(body_value(&Bytes::new()), Value::Null);
+        let logged = record(HeaderMap::new(), b"{\"a\": 1}", b"data: x\n\n");
+        assert_eq!(logged["request_body"], json!({"a": 1}));
+        assert_eq!(logged["response_body"], json!("data: x\n\n"));
+        assert_eq!(record(HeaderMap::new(), b"", b"")["request_body"], Value::Null);
     }
 }

@@ -15,32 +15,62 @@ pub struct Repairs {
 }
 
 /// The repaired history, or `None` when it needs no repair (and must be sent untouched).
+/// A history that needs nothing is only read, never copied: this runs on every request.
 pub fn repair(messages: &[Value]) -> Option<(Vec<Value>, Repairs)> {
+    let mut changed = false;
+    walk(messages, |edit| changed |= !matches!(edit, Edit::Keep(_)));
+    if !changed {
+        return None;
+    }
     let mut repairs = Repairs::default();
-    let mut repaired = Vec::with_capacity(messages.len());
-    let mut pending: Vec<&str> = Vec::new();
+    let mut repaired = Vec::with_capacity(messages.len() + 1);
+    walk(messages, |edit| match edit {
+        Edit::Keep(message) => repaired.push(message.clone()),
+        Edit::AnswerFailed(id) => {
+            repaired.push(json!({"role": "tool", "tool_call_id": id, "content": "failed"}));
+            repairs.inserted += 1;
+        }
+        Edit::Remove => repairs.removed += 1,
+    });
+    Some((repaired, repairs))
+}
 
+/// One step of the repaired history.
+enum Edit<'a> {
+    Keep(&'a Value),
+    AnswerFailed(&'a str),
+    Remove,
+}
+
+/// Calls ids still unanswered when their block closes get a `"failed"` answer, in call order.
+fn answer_pending<'a>(pending: &mut Vec<&'a str>, emit: &mut impl FnMut(Edit<'a>)) {
+    for id in pending.drain(..) {
+        emit(Edit::AnswerFailed(id));
+    }
+}
+
+/// Walks the history and says, message by message, what the repaired one holds.
+fn walk<'a>(messages: &'a [Value], mut emit: impl FnMut(Edit<'a>)) {
+    let mut pending: Vec<&str> = Vec::new();
     for message in messages {
         if role(message) == Some("tool") {
             let answered = message.get("tool_call_id").and_then(Value::as_str);
             match answered.and_then(|id| pending.iter().position(|p| *p == id)) {
                 Some(index) => {
                     pending.remove(index);
-                    repaired.push(message.clone());
+                    emit(Edit::Keep(message));
                 }
-                None => repairs.removed += 1,
+                None => emit(Edit::Remove),
             }
             continue;
         }
-        answer_as_failed(&mut pending, &mut repaired, &mut repairs);
+        answer_pending(&mut pending, &mut emit);
         if role(message) == Some("assistant") {
             pending = call_ids(message);
         }
-        repaired.push(message.clone());
+        emit(Edit::Keep(message));
     }
-    answer_as_failed(&mut pending, &mut repaired, &mut repairs);
-
-    (repairs != Repairs::default()).then_some((repaired, repairs))
+    answer_pending(&mut pending, &mut emit);
 }
 
 fn role(message: &Value) -> Option<&str> {
@@ -52,13 +82,6 @@ fn call_ids(message: &Value) -> Vec<&str> {
     match message.get("tool_calls") {
         Some(Value::Array(calls)) => calls.iter().filter_map(|c| c.get("id").and_then(Value::as_str)).collect(),
         _ => Vec::new(),
-    }
-}
-
-fn answer_as_failed(pending: &mut Vec<&str>, repaired: &mut Vec<Value>, repairs: &mut Repairs) {
-    for id in pending.drain(..) {
-        repaired.push(json!({"role": "tool", "tool_call_id": id, "content": "failed"}));
-        repairs.inserted += 1;
     }
 }
 
