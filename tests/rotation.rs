@@ -180,8 +180,9 @@ async fn attempts_are_bounded_and_an_unreachable_upstream_gets_a_502_naming_each
     assert_eq!(response.status(), 502);
     let body: Value = response.json().await.unwrap();
     let message = body["error"]["message"].as_str().unwrap();
-    assert_eq!(message.matches("cerebras/key1").count(), 3, "two passes over both keys, plus one: {message}");
-    assert_eq!(message.matches("cerebras/key2").count(), 2, "{message}");
+    // Which key comes free first after each rest is a matter of timers; the bound is not.
+    assert_eq!(message.matches("cerebras/key").count(), 5, "two passes over both keys, plus one: {message}");
+    assert!(message.contains("cerebras/key1") && message.contains("cerebras/key2"), "{message}");
     assert!(message.contains("cannot connect"), "{message}");
     assert!(!message.contains("sk-"), "no key value in errors: {message}");
 }
