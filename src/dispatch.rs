@@ -5,6 +5,7 @@
 //! Runs on the worker that accepted the request, with that worker's client: the actors only
 //! decide, so the bytes never queue behind one thread.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,7 @@ use serde_json::{Map, Value};
 
 use crate::actors::key_rotator::{Acquire, Acquired, CurrentKey, KeyRotator, Report};
 use crate::actors::supervision::ask;
-use crate::actors::upstream_router::{ProviderEvent, UpstreamRouter};
+use crate::actors::upstream_router::{ProviderEvent, ProviderRequests, UpstreamRouter};
 use crate::error::{AttemptFailure, ProxyError};
 use crate::key_pool::{KeyGrant, KeyVerdict};
 use crate::logging::record::AttemptLog;
@@ -66,6 +67,8 @@ pub struct Dispatcher {
     /// The rotator's published current key: read without a message on the common path.
     pub current_key: CurrentKey,
     pub router: Addr<UpstreamRouter>,
+    /// Attempts per provider, counted here; the router reads them for `/_status`.
+    pub provider_requests: Arc<ProviderRequests>,
     /// The router's policy, applied here: planning is pure and needs no round trip.
     pub routing: Arc<RoutingPolicy>,
     pub cerebras_base_url: String,
@@ -219,7 +222,7 @@ impl Dispatcher {
                 .await;
             match result {
                 AttemptResult::Deliver(response) => {
-                    self.rotator.do_send(Report { index: key.index, verdict: KeyVerdict::Success });
+                    key.served.fetch_add(1, Ordering::Relaxed);
                     return Ok(Some(response));
                 }
                 AttemptResult::KeyFailed(verdict) => self.rotator.do_send(Report { index: key.index, verdict }),
@@ -292,7 +295,10 @@ impl Dispatcher {
             },
         };
         let failed = !matches!(result, AttemptResult::Deliver(_));
-        self.router.do_send(ProviderEvent::Attempt { provider: source.provider, failed });
+        self.provider_requests.count(source.provider);
+        if failed {
+            self.router.do_send(ProviderEvent::Failed { provider: source.provider });
+        }
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         log::debug!("event=attempt target={} failed={failed} ms={duration_ms:.1}", source.target());
         let error = if failed { trail.failures.last().map(|f| f.reason.clone()) } else { None };
@@ -314,7 +320,6 @@ impl Dispatcher {
                 let reason = match &verdict {
                     KeyVerdict::RateLimited { .. } => "HTTP 429".to_owned(),
                     KeyVerdict::Failed { reason } | KeyVerdict::Invalid { reason } => reason.clone(),
-                    KeyVerdict::Success => "ok".to_owned(),
                 };
                 (AttemptResult::KeyFailed(verdict), reason)
             }

@@ -3,6 +3,7 @@
 //! Pure: every call takes `now`, so cooldown arithmetic is tested without sleeping.
 //! The `KeyRotator` actor owns one `KeyPool` and adds timers and waiting requests.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,22 +12,16 @@ use serde::Serialize;
 use crate::config::NamedKey;
 use crate::secret::Secret;
 
-/// What an attempt with a key says about the key.
+/// What a failed attempt with a key says about the key. (Successes change no key state;
+/// they are counted on the grant's `served`.)
 #[derive(Debug, Clone, PartialEq)]
 pub enum KeyVerdict {
-    Success,
     /// 429: the key works but must rest, at least for the configured cooldown.
-    RateLimited {
-        requested: Option<Duration>,
-    },
+    RateLimited { requested: Option<Duration> },
     /// 5xx, connection error or timeout: rest the key and count the error.
-    Failed {
-        reason: String,
-    },
+    Failed { reason: String },
     /// 401/402/403: the key itself is bad; out of rotation for much longer.
-    Invalid {
-        reason: String,
-    },
+    Invalid { reason: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -50,6 +45,9 @@ pub struct KeyGrant {
     pub index: usize,
     pub name: Arc<str>,
     pub secret: Secret,
+    /// Successes are counted here by the request itself: a success changes no key state, so
+    /// it needs no message to the rotator.
+    pub served: Arc<AtomicU64>,
 }
 
 /// The answer to "which key now?".
@@ -81,7 +79,7 @@ struct Key {
     secret: Secret,
     resting_until: Option<(Instant, KeyState)>,
     error_count: u64,
-    requests: u64,
+    served: Arc<AtomicU64>,
     last_error: Option<String>,
 }
 
@@ -109,7 +107,7 @@ impl KeyPool {
                 secret: k.secret.clone(),
                 resting_until: None,
                 error_count: 0,
-                requests: 0,
+                served: Arc::default(),
                 last_error: None,
             })
             .collect();
@@ -135,19 +133,15 @@ impl KeyPool {
 
     pub fn grant(&self, index: usize) -> KeyGrant {
         let key = &self.keys[index];
-        KeyGrant { index, name: key.name.clone(), secret: key.secret.clone() }
+        KeyGrant { index, name: key.name.clone(), secret: key.secret.clone(), served: key.served.clone() }
     }
 
-    /// Records what an attempt with key `index` said. Marks that key, whichever is current.
-    /// Returns the instant the key is usable again when the verdict rests it.
+    /// Records what a failed attempt with key `index` said. Marks that key, whichever is
+    /// current. Returns the instant the key is usable again.
     pub fn report(&mut self, index: usize, verdict: &KeyVerdict, now: Instant) -> Option<Instant> {
         let cooldowns = self.cooldowns;
         let key = self.keys.get_mut(index)?;
         let (rest, state, error) = match verdict {
-            KeyVerdict::Success => {
-                key.requests += 1;
-                return None;
-            }
             KeyVerdict::RateLimited { requested } => {
                 let rest = requested.map_or(cooldowns.rate_limited, |r| r.max(cooldowns.rate_limited));
                 (rest, KeyState::CoolingDown, "rate limited (429)".to_owned())
@@ -177,7 +171,7 @@ impl KeyPool {
                     rate_limited_for: rest.map_or(0.0, |(until, _)| (until - now).as_secs_f64()),
                     error_count: key.error_count,
                     state: rest.map_or(KeyState::Available, |(_, state)| state),
-                    requests: key.requests,
+                    requests: key.served.load(Ordering::Relaxed),
                     last_error: key.last_error.clone(),
                 }
             })
@@ -211,7 +205,6 @@ mod tests {
         let mut pool = pool(3);
         let now = Instant::now();
         assert_eq!(pool.acquire(now), Availability::Ready(0));
-        pool.report(0, &KeyVerdict::Success, now);
         assert_eq!(pool.acquire(now), Availability::Ready(0));
         pool.report(0, &limited(None), now);
         assert_eq!(pool.acquire(now), Availability::Ready(1));
@@ -279,7 +272,7 @@ mod tests {
     fn status_counts_errors_and_requests_and_frees_keys_on_time() {
         let mut pool = pool(1);
         let now = Instant::now();
-        pool.report(0, &KeyVerdict::Success, now);
+        pool.grant(0).served.fetch_add(1, Ordering::Relaxed);
         pool.report(0, &KeyVerdict::Failed { reason: "HTTP 500".into() }, now);
         let cooling = &pool.status(now + Duration::from_secs(30))[0];
         assert_eq!((cooling.requests, cooling.error_count), (1, 1));

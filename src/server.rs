@@ -11,7 +11,7 @@ use actix_web::{web, App, HttpServer};
 use crate::actors::auth::AuthActor;
 use crate::actors::key_rotator::{CurrentKey, KeyRotator};
 use crate::actors::logger::{Flush, LoggerActor};
-use crate::actors::upstream_router::UpstreamRouter;
+use crate::actors::upstream_router::{ProviderRequests, UpstreamRouter};
 use crate::auth::gate::AuthGate;
 use crate::config::{Config, ConfigError};
 use crate::db::{self, DbError};
@@ -149,13 +149,16 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         token_threshold: config.token_threshold,
         chars_per_token: config.chars_per_token,
     });
-    let router = Supervisor::start(move |_| UpstreamRouter::new(&configured));
+    let provider_requests = Arc::new(ProviderRequests::default());
+    let counted = provider_requests.clone();
+    let router = Supervisor::start(move |_| UpstreamRouter::new(&configured, counted.clone()));
 
     let state = web::Data::new(AppState {
         dispatcher: Dispatcher {
             rotator,
             current_key,
             router,
+            provider_requests,
             routing,
             cerebras_base_url: config.cerebras_base_url.clone(),
             alternatives: config.alternatives.clone(),

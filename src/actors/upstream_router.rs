@@ -6,6 +6,8 @@
 //! a mailbox round trip, and one thread, on every request's path. Outcomes come here by `do_send`.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use actix::prelude::*;
 use serde::Serialize;
@@ -15,12 +17,27 @@ use crate::providers::ProviderKind;
 use crate::routing::RouteReason;
 use crate::transform::tool_repair::Repairs;
 
+/// Attempts per provider. Every request makes one, so workers count them in place rather
+/// than send a message each; the router reads them when asked for its status.
+#[derive(Debug, Default)]
+pub struct ProviderRequests([AtomicU64; 3]);
+
+impl ProviderRequests {
+    pub fn count(&self, provider: ProviderKind) {
+        self.0[provider as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get(&self, provider: ProviderKind) -> u64 {
+        self.0[provider as usize].load(Ordering::Relaxed)
+    }
+}
+
 /// What happened at a provider. Sent with `do_send`: nobody waits for it.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub enum ProviderEvent {
-    /// An attempt was sent; `failed` when it got no usable answer.
-    Attempt { provider: ProviderKind, failed: bool },
+    /// An attempt got no usable answer.
+    Failed { provider: ProviderKind },
     /// A request left this provider for the next one.
     Failover { from: ProviderKind },
     /// A history was repaired before it went upstream.
@@ -57,17 +74,18 @@ pub struct RoutingStatus {
 
 pub struct UpstreamRouter {
     status: RoutingStatus,
+    requests: Arc<ProviderRequests>,
 }
 
 impl UpstreamRouter {
     /// `configured` lists the providers in use: Cerebras and the alternatives with a key.
-    pub fn new(configured: &[ProviderKind]) -> Self {
+    pub fn new(configured: &[ProviderKind], requests: Arc<ProviderRequests>) -> Self {
         let mut status = RoutingStatus::default();
         for kind in ProviderKind::ALL {
             let counts = ProviderCounts { configured: configured.contains(&kind), ..ProviderCounts::default() };
             status.providers.insert(kind.name(), counts);
         }
-        Self { status }
+        Self { status, requests }
     }
 
     fn counts(&mut self, provider: ProviderKind) -> &mut ProviderCounts {
@@ -91,11 +109,7 @@ impl Handler<ProviderEvent> for UpstreamRouter {
 
     fn handle(&mut self, event: ProviderEvent, ctx: &mut Context<Self>) {
         let _ = guarded(self, ctx, |this, _| match event {
-            ProviderEvent::Attempt { provider, failed } => {
-                let counts = this.counts(provider);
-                counts.requests += 1;
-                counts.errors += u64::from(failed);
-            }
+            ProviderEvent::Failed { provider } => this.counts(provider).errors += 1,
             ProviderEvent::Failover { from } => this.counts(from).failovers += 1,
             ProviderEvent::Routed(reason) => {
                 let reason = match reason {
@@ -119,6 +133,12 @@ impl Handler<GetRoutingStatus> for UpstreamRouter {
     type Result = Result<RoutingStatus, ActorFault>;
 
     fn handle(&mut self, _: GetRoutingStatus, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(self, ctx, |this, _| this.status.clone())
+        guarded(self, ctx, |this, _| {
+            let mut status = this.status.clone();
+            for kind in ProviderKind::ALL {
+                status.providers.entry(kind.name()).or_default().requests = this.requests.get(kind);
+            }
+            status
+        })
     }
 }
