@@ -14,6 +14,7 @@ use actix_web::body::SizedStream;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpMessage, HttpResponse};
+use awc::error::{ConnectError, SendRequestError};
 use awc::ClientResponse;
 use bytes::Bytes;
 use futures_util::{stream, StreamExt};
@@ -424,13 +425,34 @@ fn with_model(chat: &Map<String, Value>, model: &str) -> Bytes {
     Bytes::from(serde_json::to_vec(&chat).unwrap_or_default())
 }
 
+/// Sends once; again on a fresh connection if a pooled one turns out to be closed.
+///
+/// An upstream may close an idle keep-alive connection just as it is reused: the request then
+/// meets end-of-file before any answer, so the upstream never saw it. That is no fault of the
+/// key or the provider, and resending is safe.
 async fn send(
     client: &awc::Client,
     url: &str,
     outgoing: &Outgoing,
     body: Bytes,
     key: &Secret,
-) -> Result<ClientResponse, awc::error::SendRequestError> {
+) -> Result<ClientResponse, SendRequestError> {
+    match send_once(client, url, outgoing, body.clone(), key).await {
+        Err(SendRequestError::Connect(ConnectError::Disconnected)) => {
+            log::debug!("event=stale_connection action=resend");
+            send_once(client, url, outgoing, body, key).await
+        }
+        sent => sent,
+    }
+}
+
+async fn send_once(
+    client: &awc::Client,
+    url: &str,
+    outgoing: &Outgoing,
+    body: Bytes,
+    key: &Secret,
+) -> Result<ClientResponse, SendRequestError> {
     let mut request = client.request(outgoing.method.clone(), url).no_decompress();
     *request.headers_mut() = outgoing.headers.clone();
     if let Ok(bearer) = HeaderValue::try_from(format!("Bearer {}", key.expose())) {

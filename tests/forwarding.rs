@@ -118,3 +118,48 @@ async fn an_ordinary_400_goes_back_to_the_client_at_once_without_retry() {
     assert_eq!(upstream.keys_used(), ["sk-1"], "no retry on an ordinary 400");
     assert_eq!(proxy.status().await["keys"][0]["error_count"], 0);
 }
+
+/// An upstream that closes a kept-alive connection when the next request arrives on it,
+/// without answering: the race between an idle timeout and reuse, made certain.
+fn closes_reused_connections() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 65536];
+                // Answer the first request on this connection (its body is small), then hang up.
+                if stream.read(&mut buffer).unwrap_or(0) == 0 {
+                    return;
+                }
+                let body = completion("fresh").to_string();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body.as_bytes()));
+                let _ = stream.read(&mut buffer);
+            });
+        }
+    });
+    url
+}
+
+#[actix_web::test]
+async fn a_pooled_connection_closed_by_the_upstream_is_replaced_without_blaming_the_key() {
+    let url = closes_reused_connections();
+    let proxy = Proxy::start(config(
+        &url,
+        &[("CEREBRAS_API_KEYS", r#"{"only":"sk-only"}"#), ("MAX_KEY_WAIT", "1"), ("WORKERS", "1")],
+    ));
+    for _ in 0..3 {
+        let mut response = client().post(proxy.at("/v1/chat/completions")).send_json(&chat_body(false)).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.json::<Value>().await.unwrap(), completion("fresh"));
+    }
+    let status = proxy.status().await;
+    assert_eq!(status["keys"][0]["error_count"], 0, "{status}");
+    assert_eq!(status["keys"][0]["available"], true);
+}
