@@ -425,7 +425,11 @@ fn with_model(chat: &Map<String, Value>, model: &str) -> Bytes {
     Bytes::from(serde_json::to_vec(&chat).unwrap_or_default())
 }
 
-/// Sends once; again on a fresh connection if a pooled one turns out to be closed.
+/// How often a request is resent when pooled connections turn out to be closed. An upstream
+/// that closes many idle connections at once can hand out several stale ones in a row.
+const STALE_CONNECTION_RESENDS: usize = 4;
+
+/// Sends, and again on another connection if a pooled one turns out to be closed.
 ///
 /// An upstream may close an idle keep-alive connection just as it is reused: the request then
 /// meets end-of-file before any answer, so the upstream never saw it. That is no fault of the
@@ -437,12 +441,15 @@ async fn send(
     body: Bytes,
     key: &Secret,
 ) -> Result<ClientResponse, SendRequestError> {
-    match send_once(client, url, outgoing, body.clone(), key).await {
-        Err(SendRequestError::Connect(ConnectError::Disconnected)) => {
-            log::debug!("event=stale_connection action=resend");
-            send_once(client, url, outgoing, body, key).await
+    let mut resends = 0;
+    loop {
+        match send_once(client, url, outgoing, body.clone(), key).await {
+            Err(SendRequestError::Connect(ConnectError::Disconnected)) if resends < STALE_CONNECTION_RESENDS => {
+                resends += 1;
+                log::debug!("event=stale_connection action=resend resends={resends}");
+            }
+            sent => return sent,
         }
-        sent => sent,
     }
 }
 
