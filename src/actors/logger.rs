@@ -1,9 +1,10 @@
 //! `LoggerActor`: writes request records as JSON Lines, one file per day
-//! (`LOG_DIR/YYYY-MM-DD/requests.jsonl`), on its own thread, and deletes day folders older than
-//! `LOG_RETENTION_DAYS`. Its mailbox is bounded: a sink that finds it full drops the record.
+//! (`LOG_DIR/YYYY-MM-DD/requests.jsonl`), buffered and flushed every 200 ms, on its own thread,
+//! and deletes day folders older than `LOG_RETENTION_DAYS`. Its mailbox is bounded: a sink that
+//! finds it full drops the record.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,10 @@ use crate::logging::record::RequestLog;
 
 /// How often old day folders are looked for, besides at start and at midnight.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+/// Records are buffered and written in batches: one write per record cost a syscall each.
+const WRITE_BUFFER: usize = 256 * 1024;
+/// The longest a record waits in the buffer, so `tail -f` stays close to live.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -29,7 +34,7 @@ pub struct LoggerActor {
     dir: PathBuf,
     retention_days: u32,
     queue_capacity: usize,
-    today: Option<(NaiveDate, File)>,
+    today: Option<(NaiveDate, BufWriter<File>)>,
 }
 
 impl LoggerActor {
@@ -38,13 +43,15 @@ impl LoggerActor {
     }
 
     /// Today's file, opened (and its folder made) on the first record of each day.
-    fn file(&mut self) -> std::io::Result<&mut File> {
+    fn file(&mut self) -> std::io::Result<&mut BufWriter<File>> {
         let date = Utc::now().date_naive();
         if self.today.as_ref().is_none_or(|(open, _)| *open != date) {
             let folder = self.dir.join(date.format("%Y-%m-%d").to_string());
             std::fs::create_dir_all(&folder)?;
             let file = OpenOptions::new().create(true).append(true).open(folder.join("requests.jsonl"))?;
-            self.today = Some((date, file));
+            // A BufWriter writes whole buffers or whole oversized records, so each record is
+            // written in one piece and readers never see half a line.
+            self.today = Some((date, BufWriter::with_capacity(WRITE_BUFFER, file)));
             self.prune();
         }
         match &mut self.today {
@@ -56,8 +63,15 @@ impl LoggerActor {
     fn write(&mut self, record: &RequestLog) -> std::io::Result<()> {
         let mut line = Vec::with_capacity(1024 + record.request_body.len() + record.response_body.len());
         record.write_json(Instant::now(), &mut line)?;
-        // One write per record, so concurrent readers (`tail -f`) never see half a line.
         self.file()?.write_all(&line)
+    }
+
+    fn flush(&mut self) {
+        if let Some((_, file)) = &mut self.today {
+            if let Err(error) = file.flush() {
+                log::warn!("event=log_flush_failed error={error}");
+            }
+        }
     }
 
     fn prune(&self) {
@@ -102,6 +116,7 @@ impl Actor for LoggerActor {
         ctx.set_mailbox_capacity(self.queue_capacity);
         self.prune();
         ctx.run_interval(PRUNE_INTERVAL, |this, _| this.prune());
+        ctx.run_interval(FLUSH_INTERVAL, |this, _| this.flush());
     }
 }
 
@@ -128,11 +143,7 @@ impl Handler<Flush> for LoggerActor {
     type Result = Result<(), ActorFault>;
 
     fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(self, ctx, |this, _| {
-            if let Some((_, file)) = &mut this.today {
-                let _ = file.flush();
-            }
-        })
+        guarded(self, ctx, |this, _| this.flush())
     }
 }
 
