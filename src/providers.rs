@@ -1,12 +1,9 @@
 //! The upstream providers: Cerebras (a pool of keys) and the alternatives, Synthetic and Z.ai
 //! (one key each, their own model names).
 
-use serde::Serialize;
-
 use crate::secret::Secret;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProviderKind {
     Cerebras,
     Synthetic,

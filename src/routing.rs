@@ -12,7 +12,7 @@ pub enum Step {
 }
 
 /// Why a request was routed the way it was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RouteReason {
     /// Cerebras first; the alternatives only on failover.

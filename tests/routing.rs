@@ -78,6 +78,7 @@ async fn a_long_request_goes_to_synthetic_with_only_the_model_rewritten() {
     assert_eq!(seen.json(), expected);
     let keys: Vec<String> = seen.json().as_object().unwrap().keys().cloned().collect();
     assert_eq!(keys, ["model", "stream", "temperature", "messages"], "field order is kept");
+    assert_eq!(providers.proxy.status().await["routed"], json!({"too_long": 1}));
 }
 
 #[actix_web::test]

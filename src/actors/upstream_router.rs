@@ -68,7 +68,8 @@ pub struct RepairCounts {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RoutingStatus {
     pub providers: BTreeMap<&'static str, ProviderCounts>,
-    pub routed: BTreeMap<&'static str, u64>,
+    /// Requests planned past Cerebras, by reason (serialised in snake_case: `too_long`, `images`).
+    pub routed: BTreeMap<RouteReason, u64>,
     pub tool_call_repairs: RepairCounts,
 }
 
@@ -111,14 +112,7 @@ impl Handler<ProviderEvent> for UpstreamRouter {
         let _ = guarded(self, ctx, |this, _| match event {
             ProviderEvent::Failed { provider } => this.counts(provider).errors += 1,
             ProviderEvent::Failover { from } => this.counts(from).failovers += 1,
-            ProviderEvent::Routed(reason) => {
-                let reason = match reason {
-                    RouteReason::TooLong => "too_long",
-                    RouteReason::Images => "images",
-                    RouteReason::Default => "default",
-                };
-                *this.status.routed.entry(reason).or_default() += 1;
-            }
+            ProviderEvent::Routed(reason) => *this.status.routed.entry(reason).or_default() += 1,
             ProviderEvent::Repaired(repairs) => {
                 let counts = &mut this.status.tool_call_repairs;
                 counts.requests += 1;
