@@ -53,13 +53,8 @@ pub struct Outgoing {
     pub headers: HeaderMap,
     /// The body Cerebras gets: the client's bytes, or the repaired history.
     pub body: Bytes,
-    pub chat: Option<ChatRequest>,
-}
-
-/// A chat completion, parsed once: what routing looks at, and what alternatives rewrite.
-pub struct ChatRequest {
-    pub body: Map<String, Value>,
-    pub facts: ChatFacts,
+    /// What routing needs of a chat completion; `None` for other requests, which only Cerebras serves.
+    pub chat: Option<ChatFacts>,
 }
 
 /// What a dispatch needs from the application, shared by all workers.
@@ -156,8 +151,7 @@ impl Dispatcher {
         outgoing: &Outgoing,
         trail: &mut Trail,
     ) -> Result<HttpResponse, ProxyError> {
-        let facts = outgoing.chat.as_ref().map(|chat| chat.facts);
-        let plan = plan(&self.routing, facts);
+        let plan = plan(&self.routing, outgoing.chat);
         if plan.reason != RouteReason::Default {
             log::info!("event=routed reason={:?}", plan.reason);
             self.router.do_send(ProviderEvent::Routed(plan.reason));
@@ -243,9 +237,9 @@ impl Dispatcher {
         can_fail_over: bool,
         trail: &mut Trail,
     ) -> Option<HttpResponse> {
-        let chat = outgoing.chat.as_ref()?;
+        outgoing.chat?;
         let model = if vision { &alternative.vision_model } else { &alternative.model };
-        let body = with_model(&chat.body, model);
+        let body = with_model(&outgoing.body, model);
         let url = format!("{}{}", alternative.base_url, outgoing.path_and_query);
         let source = Source { provider: alternative.kind, key_name: None };
         match self.attempt(client, &url, outgoing, body, &alternative.key, source, can_fail_over, trail).await {
@@ -418,8 +412,11 @@ impl Dispatcher {
 }
 
 /// The chat body with another `model`; every other field stays as the client sent it.
-fn with_model(chat: &Map<String, Value>, model: &str) -> Bytes {
-    let mut chat = chat.clone();
+/// Only a request that goes to an alternative pays for this parse.
+fn with_model(body: &Bytes, model: &str) -> Bytes {
+    let Ok(mut chat) = serde_json::from_slice::<Map<String, Value>>(body) else {
+        return body.clone(); // read as a JSON object before dispatch: not taken
+    };
     chat.insert("model".to_owned(), Value::String(model.to_owned()));
     // A map of JSON values always serialises.
     Bytes::from(serde_json::to_vec(&chat).unwrap_or_default())

@@ -12,10 +12,11 @@ use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
 use crate::actors::upstream_router::ProviderEvent;
-use crate::transform::token_estimate::inspect;
-use crate::transform::tool_repair::repair;
+use crate::transform::chat_view::ChatView;
+use crate::transform::token_estimate::ChatFacts;
+use crate::transform::tool_repair::{needs_repair, repair};
 
-use crate::dispatch::{ChatRequest, Outgoing, PROVIDER_HEADER};
+use crate::dispatch::{Outgoing, PROVIDER_HEADER};
 use crate::error::ProxyError;
 use crate::logging::record::{AttemptLog, RequestLog};
 use crate::logging::sink::LogSink;
@@ -165,32 +166,32 @@ async fn read_body(mut payload: web::Payload, headers: &HeaderMap, limit: usize)
     Ok(body.freeze())
 }
 
-/// Parses a chat completion once, measures it for routing and repairs its tool-call history.
+/// Reads a chat completion once for routing, and repairs its tool-call history if it must.
 /// A history that needs no repair keeps the client's bytes exactly.
-fn prepare_chat(body: Bytes, state: &AppState) -> Result<(Bytes, ChatRequest), ProxyError> {
-    let mut chat = parse_chat_body(&body)?;
-    let facts = inspect(&chat);
+fn prepare_chat(body: Bytes, state: &AppState) -> Result<(Bytes, ChatFacts), ProxyError> {
+    let view = ChatView::read(&body).map_err(|e| ProxyError::InvalidBody(e.to_string()))?;
+    let facts = view.facts;
+    if !needs_repair(&view.messages) {
+        return Ok((body, facts));
+    }
+    Ok((repair_history(&body, state)?, facts))
+}
+
+/// The rare path: the history is rebuilt through a parsed tree and the body written anew.
+fn repair_history(body: &Bytes, state: &AppState) -> Result<Bytes, ProxyError> {
+    let mut chat: Map<String, Value> =
+        serde_json::from_slice(body).map_err(|e| ProxyError::InvalidBody(e.to_string()))?;
     let repaired = match chat.get("messages") {
         Some(Value::Array(messages)) => repair(messages),
         _ => None,
     };
     let Some((messages, repairs)) = repaired else {
-        return Ok((body, ChatRequest { body: chat, facts }));
+        return Ok(body.clone());
     };
     log::info!("event=tool_calls_repaired inserted={} removed={}", repairs.inserted, repairs.removed);
     state.dispatcher.router.do_send(ProviderEvent::Repaired(repairs));
     chat.insert("messages".to_owned(), Value::Array(messages));
-    let body = serde_json::to_vec(&chat).map_err(|e| ProxyError::InvalidBody(e.to_string()))?;
-    Ok((Bytes::from(body), ChatRequest { body: chat, facts }))
-}
-
-/// A chat completion must be a JSON object; anything else is the client's error, said now.
-fn parse_chat_body(body: &[u8]) -> Result<Map<String, Value>, ProxyError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(chat)) => Ok(chat),
-        Ok(_) => Err(ProxyError::InvalidBody("request body must be a JSON object".to_owned())),
-        Err(e) => Err(ProxyError::InvalidBody(format!("request body is not valid JSON: {e}"))),
-    }
+    serde_json::to_vec(&chat).map(Bytes::from).map_err(|e| ProxyError::InvalidBody(e.to_string()))
 }
 
 #[cfg(test)]
@@ -204,13 +205,5 @@ mod tests {
         assert_eq!(upstream_path("/v1/models"), "/models");
         assert_eq!(upstream_path("/v1"), "");
         assert_eq!(upstream_path("/v1beta/models"), "/v1beta/models");
-    }
-
-    #[test]
-    fn chat_bodies_must_be_json_objects() {
-        assert!(parse_chat_body(br#"{"model":"m","messages":[]}"#).is_ok());
-        assert!(parse_chat_body(b"[1,2]").is_err());
-        assert!(parse_chat_body(b"").is_err());
-        assert!(parse_chat_body(b"{\"model\":").is_err());
     }
 }

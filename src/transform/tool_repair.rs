@@ -7,6 +7,8 @@
 
 use serde_json::{json, Value};
 
+use crate::transform::chat_view::MessageView;
+
 /// What a repair changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Repairs {
@@ -14,12 +16,51 @@ pub struct Repairs {
     pub removed: usize,
 }
 
-/// The repaired history, or `None` when it needs no repair (and must be sent untouched).
-/// A history that needs nothing is only read, never copied: this runs on every request.
-pub fn repair(messages: &[Value]) -> Option<(Vec<Value>, Repairs)> {
+/// What repair reads of a message, from the parsed tree or from the body's lighter view.
+pub trait HistoryMessage {
+    fn role(&self) -> Option<&str>;
+    fn tool_call_id(&self) -> Option<&str>;
+    /// The ids of an assistant message's tool calls, in call order; calls without an id need no answer.
+    fn call_ids(&self) -> Vec<&str>;
+}
+
+impl HistoryMessage for Value {
+    fn role(&self) -> Option<&str> {
+        self.get("role").and_then(Value::as_str)
+    }
+    fn tool_call_id(&self) -> Option<&str> {
+        self.get("tool_call_id").and_then(Value::as_str)
+    }
+    fn call_ids(&self) -> Vec<&str> {
+        match self.get("tool_calls") {
+            Some(Value::Array(calls)) => calls.iter().filter_map(|c| c.get("id").and_then(Value::as_str)).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl HistoryMessage for MessageView<'_> {
+    fn role(&self) -> Option<&str> {
+        self.role.as_deref()
+    }
+    fn tool_call_id(&self) -> Option<&str> {
+        self.tool_call_id.as_deref()
+    }
+    fn call_ids(&self) -> Vec<&str> {
+        self.call_ids.iter().map(AsRef::as_ref).collect()
+    }
+}
+
+/// Whether the history needs a repair. Runs on every request, so it only reads.
+pub fn needs_repair<M: HistoryMessage>(messages: &[M]) -> bool {
     let mut changed = false;
     walk(messages, |edit| changed |= !matches!(edit, Edit::Keep(_)));
-    if !changed {
+    changed
+}
+
+/// The repaired history, or `None` when it needs no repair (and must be sent untouched).
+pub fn repair(messages: &[Value]) -> Option<(Vec<Value>, Repairs)> {
+    if !needs_repair(messages) {
         return None;
     }
     let mut repairs = Repairs::default();
@@ -36,26 +77,25 @@ pub fn repair(messages: &[Value]) -> Option<(Vec<Value>, Repairs)> {
 }
 
 /// One step of the repaired history.
-enum Edit<'a> {
-    Keep(&'a Value),
+enum Edit<'a, M> {
+    Keep(&'a M),
     AnswerFailed(&'a str),
     Remove,
 }
 
 /// Calls ids still unanswered when their block closes get a `"failed"` answer, in call order.
-fn answer_pending<'a>(pending: &mut Vec<&'a str>, emit: &mut impl FnMut(Edit<'a>)) {
+fn answer_pending<'a, M: 'a>(pending: &mut Vec<&'a str>, emit: &mut impl FnMut(Edit<'a, M>)) {
     for id in pending.drain(..) {
         emit(Edit::AnswerFailed(id));
     }
 }
 
 /// Walks the history and says, message by message, what the repaired one holds.
-fn walk<'a>(messages: &'a [Value], mut emit: impl FnMut(Edit<'a>)) {
+fn walk<'a, M: HistoryMessage>(messages: &'a [M], mut emit: impl FnMut(Edit<'a, M>)) {
     let mut pending: Vec<&str> = Vec::new();
     for message in messages {
-        if role(message) == Some("tool") {
-            let answered = message.get("tool_call_id").and_then(Value::as_str);
-            match answered.and_then(|id| pending.iter().position(|p| *p == id)) {
+        if message.role() == Some("tool") {
+            match message.tool_call_id().and_then(|id| pending.iter().position(|p| *p == id)) {
                 Some(index) => {
                     pending.remove(index);
                     emit(Edit::Keep(message));
@@ -65,24 +105,12 @@ fn walk<'a>(messages: &'a [Value], mut emit: impl FnMut(Edit<'a>)) {
             continue;
         }
         answer_pending(&mut pending, &mut emit);
-        if role(message) == Some("assistant") {
-            pending = call_ids(message);
+        if message.role() == Some("assistant") {
+            pending = message.call_ids();
         }
         emit(Edit::Keep(message));
     }
     answer_pending(&mut pending, &mut emit);
-}
-
-fn role(message: &Value) -> Option<&str> {
-    message.get("role").and_then(Value::as_str)
-}
-
-/// The ids of an assistant message's tool calls, in call order; calls without an id need no answer.
-fn call_ids(message: &Value) -> Vec<&str> {
-    match message.get("tool_calls") {
-        Some(Value::Array(calls)) => calls.iter().filter_map(|c| c.get("id").and_then(Value::as_str)).collect(),
-        _ => Vec::new(),
-    }
 }
 
 #[cfg(test)]

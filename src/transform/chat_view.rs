@@ -1,0 +1,473 @@
+//! What the proxy reads from a chat completion, in one pass over the client's bytes.
+//!
+//! Routing needs the size of the text and whether images come along; tool-call repair needs
+//! each message's role and tool-call ids. Both are read here without building a JSON tree:
+//! text is counted where it lies, and only roles and ids are kept, borrowed from the body
+//! unless they hold escapes. An agent's request is often 100 KB or more, so this pass is most
+//! of what the proxy does to a request.
+//!
+//! Odd shapes (a number for `content`, a string for `messages`) count as nothing rather than
+//! fail: the provider is the judge of those. Only a body that is not JSON, or not an object,
+//! is refused.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use crate::transform::token_estimate::ChatFacts;
+
+/// A chat completion as routing and repair see it.
+#[derive(Debug, Default)]
+pub struct ChatView<'a> {
+    pub facts: ChatFacts,
+    pub messages: Vec<MessageView<'a>>,
+}
+
+/// One message of the history, as far as tool-call repair cares.
+#[derive(Debug, Default)]
+pub struct MessageView<'a> {
+    pub role: Option<Cow<'a, str>>,
+    pub tool_call_id: Option<Cow<'a, str>>,
+    pub call_ids: Vec<Cow<'a, str>>,
+}
+
+/// Why a body is no chat completion.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatBodyError {
+    #[error("request body is not valid JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("request body must be a JSON object")]
+    NotAnObject,
+}
+
+impl<'a> ChatView<'a> {
+    pub fn read(body: &'a [u8]) -> Result<Self, ChatBodyError> {
+        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        let chat = deserializer.deserialize_any(TopLevel).map_err(ChatBodyError::NotJson)?;
+        deserializer.end().map_err(ChatBodyError::NotJson)?;
+        let Chat { messages, tools } = chat.ok_or(ChatBodyError::NotAnObject)?;
+        let mut facts = ChatFacts { chars: tools.0, has_images: false };
+        let messages = messages
+            .0
+            .into_iter()
+            .map(|message| {
+                facts.chars += message.chars;
+                facts.has_images |= message.has_images;
+                message.view
+            })
+            .collect();
+        Ok(ChatView { facts, messages })
+    }
+}
+
+/// A value whose JSON type may be anything: each type it does not expect reads as the default.
+trait Shape<'de>: Default {
+    fn from_str(_text: &str) -> Self {
+        Self::default()
+    }
+    /// A string with no escapes, which can be kept without copying.
+    fn from_borrowed_str(text: &'de str) -> Self {
+        Self::from_str(text)
+    }
+    fn from_seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Self::default())
+    }
+    fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Self::default())
+    }
+}
+
+/// Reads any JSON value into the shape `T`.
+struct Lenient<T>(T);
+
+impl<'de, T: Shape<'de>> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ShapeVisitor(PhantomData)).map(Lenient)
+    }
+}
+
+struct ShapeVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Shape<'de>> Visitor<'de> for ShapeVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<T, E> {
+        Ok(T::default())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<T, E> {
+        Ok(T::default())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<T, E> {
+        Ok(T::default())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<T, E> {
+        Ok(T::default())
+    }
+    fn visit_unit<E>(self) -> Result<T, E> {
+        Ok(T::default())
+    }
+    fn visit_str<E>(self, text: &str) -> Result<T, E> {
+        Ok(T::from_str(text))
+    }
+    fn visit_borrowed_str<E>(self, text: &'de str) -> Result<T, E> {
+        Ok(T::from_borrowed_str(text))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<T, A::Error> {
+        T::from_seq(seq)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::from_map(map)
+    }
+}
+
+/// Reads a map's entries, handing each value to `read` by its key.
+fn each_entry<'de, A, F>(mut map: A, mut read: F) -> Result<(), A::Error>
+where
+    A: MapAccess<'de>,
+    F: FnMut(&str, &mut A) -> Result<(), A::Error>,
+{
+    while let Some(Lenient(Text(key))) = map.next_key::<Lenient<Text>>()? {
+        read(key.as_deref().unwrap_or_default(), &mut map)?;
+    }
+    Ok(())
+}
+
+fn value<'de, T: Shape<'de>, A: MapAccess<'de>>(map: &mut A) -> Result<T, A::Error> {
+    map.next_value::<Lenient<T>>().map(|Lenient(value)| value)
+}
+
+fn skip<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
+    map.next_value::<IgnoredAny>().map(drop)
+}
+
+/// A string kept for its value: a role, an id, a part's type.
+#[derive(Default)]
+struct Text<'de>(Option<Cow<'de, str>>);
+
+impl<'de> Shape<'de> for Text<'de> {
+    fn from_str(text: &str) -> Self {
+        Text(Some(Cow::Owned(text.to_owned())))
+    }
+    fn from_borrowed_str(text: &'de str) -> Self {
+        Text(Some(Cow::Borrowed(text)))
+    }
+}
+
+/// A string counted in characters and dropped.
+#[derive(Default)]
+struct Chars(usize);
+
+impl Shape<'_> for Chars {
+    fn from_str(text: &str) -> Self {
+        Chars(text.chars().count())
+    }
+}
+
+/// Every character of every key and string inside a value: the tool definitions.
+#[derive(Default)]
+struct AllChars(usize);
+
+impl<'de> Shape<'de> for AllChars {
+    fn from_str(text: &str) -> Self {
+        AllChars(text.chars().count())
+    }
+    fn from_seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        let mut total = 0;
+        while let Some(Lenient(AllChars(chars))) = seq.next_element()? {
+            total += chars;
+        }
+        Ok(AllChars(total))
+    }
+    fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut total = 0;
+        while let Some((Lenient(Chars(key)), Lenient(AllChars(value)))) = map.next_entry()? {
+            total += key + value;
+        }
+        Ok(AllChars(total))
+    }
+}
+
+/// The body's top level, which must be an object.
+struct TopLevel;
+
+impl<'de> Visitor<'de> for TopLevel {
+    /// `None` when the body is JSON but not an object.
+    type Value = Option<Chat<'de>>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        IgnoredAny.visit_seq(seq).map(|_| None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Chat::from_map(map).map(Some)
+    }
+}
+
+#[derive(Default)]
+struct Chat<'de> {
+    messages: Messages<'de>,
+    tools: AllChars,
+}
+
+impl<'de> Shape<'de> for Chat<'de> {
+    fn from_map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        let mut chat = Chat::default();
+        each_entry(map, |key, map| {
+            match key {
+                "messages" => chat.messages = value(map)?,
+                "tools" => chat.tools = value(map)?,
+                _ => skip(map)?,
+            }
+            Ok(())
+        })?;
+        Ok(chat)
+    }
+}
+
+#[derive(Default)]
+struct Messages<'de>(Vec<Message<'de>>);
+
+impl<'de> Shape<'de> for Messages<'de> {
+    fn from_seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        let mut messages = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(Lenient(message)) = seq.next_element()? {
+            messages.push(message);
+        }
+        Ok(Messages(messages))
+    }
+}
+
+/// A message: its view for repair, and what it adds to the facts.
+#[derive(Default)]
+struct Message<'de> {
+    view: MessageView<'de>,
+    chars: usize,
+    has_images: bool,
+}
+
+impl<'de> Shape<'de> for Message<'de> {
+    fn from_map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        let mut message = Message::default();
+        each_entry(map, |key, map| {
+            match key {
+                "role" => message.view.role = value::<Text, _>(map)?.0,
+                "tool_call_id" => message.view.tool_call_id = value::<Text, _>(map)?.0,
+                "content" => {
+                    let content: Content = value(map)?;
+                    message.chars += content.chars;
+                    message.has_images |= content.has_images;
+                }
+                "tool_calls" => {
+                    let ToolCalls { ids, chars } = value(map)?;
+                    message.view.call_ids = ids;
+                    message.chars += chars;
+                }
+                _ => skip(map)?,
+            }
+            Ok(())
+        })?;
+        Ok(message)
+    }
+}
+
+/// A message's content: a string, or a list of parts of which some are images.
+#[derive(Default)]
+struct Content {
+    chars: usize,
+    has_images: bool,
+}
+
+impl<'de> Shape<'de> for Content {
+    fn from_str(text: &str) -> Self {
+        Content { chars: text.chars().count(), has_images: false }
+    }
+    fn from_seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        let mut content = Content::default();
+        while let Some(Lenient(part)) = seq.next_element::<Lenient<Part>>()? {
+            content.has_images |= part.kind.as_deref() == Some("image_url");
+            content.chars += part.text;
+        }
+        Ok(content)
+    }
+}
+
+#[derive(Default)]
+struct Part<'de> {
+    kind: Option<Cow<'de, str>>,
+    text: usize,
+}
+
+impl<'de> Shape<'de> for Part<'de> {
+    fn from_map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        let mut part = Part::default();
+        each_entry(map, |key, map| {
+            match key {
+                "type" => part.kind = value::<Text, _>(map)?.0,
+                "text" => part.text = value::<Chars, _>(map)?.0,
+                _ => skip(map)?,
+            }
+            Ok(())
+        })?;
+        Ok(part)
+    }
+}
+
+/// An assistant's tool calls: their ids, and the characters of their names and arguments.
+#[derive(Default)]
+struct ToolCalls<'de> {
+    ids: Vec<Cow<'de, str>>,
+    chars: usize,
+}
+
+impl<'de> Shape<'de> for ToolCalls<'de> {
+    fn from_seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        let mut calls = ToolCalls::default();
+        while let Some(Lenient(call)) = seq.next_element::<Lenient<ToolCall>>()? {
+            calls.ids.extend(call.id);
+            calls.chars += call.chars;
+        }
+        Ok(calls)
+    }
+}
+
+#[derive(Default)]
+struct ToolCall<'de> {
+    id: Option<Cow<'de, str>>,
+    chars: usize,
+}
+
+impl<'de> Shape<'de> for ToolCall<'de> {
+    fn from_map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        let mut call = ToolCall::default();
+        each_entry(map, |key, map| {
+            match key {
+                "id" => call.id = value::<Text, _>(map)?.0,
+                "function" => call.chars = value::<Function, _>(map)?.0,
+                _ => skip(map)?,
+            }
+            Ok(())
+        })?;
+        Ok(call)
+    }
+}
+
+/// The characters of a function call's name and arguments.
+#[derive(Default)]
+struct Function(usize);
+
+impl<'de> Shape<'de> for Function {
+    fn from_map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        let mut chars = 0;
+        each_entry(map, |key, map| {
+            match key {
+                "name" | "arguments" => chars += value::<Chars, _>(map)?.0,
+                _ => skip(map)?,
+            }
+            Ok(())
+        })?;
+        Ok(Function(chars))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn facts(body: Value) -> ChatFacts {
+        ChatView::read(body.to_string().as_bytes()).unwrap().facts
+    }
+
+    #[test]
+    fn counts_text_of_every_role_parts_tool_calls_and_tools() {
+        let body = json!({
+            "messages": [
+                {"role": "system", "content": "abcd"},
+                {"role": "user", "content": [{"type": "text", "text": "éé"}, {"type": "text", "text": "xyz"}]},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "function": {"name": "ls", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "12345"}
+            ],
+            "tools": [{"type": "function"}]
+        });
+        // 4 + 2 + 3 + 2 + 2 + 5, and the tools: "type" + "function"
+        assert_eq!(facts(body), ChatFacts { chars: 30, has_images: false });
+    }
+
+    #[test]
+    fn escaped_text_counts_as_the_characters_it_stands_for() {
+        let body = br#"{"messages":[{"role":"user","content":"a\nb\"c\u00e9"}]}"#;
+        assert_eq!(ChatView::read(body).unwrap().facts.chars, 6);
+    }
+
+    #[test]
+    fn finds_images_in_content_parts() {
+        let body = json!({"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "what is this?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+        ]}]});
+        let facts = facts(body);
+        assert!(facts.has_images);
+        assert_eq!(facts.chars, 13, "image data is not text");
+    }
+
+    #[test]
+    fn odd_shapes_count_as_nothing_rather_than_fail() {
+        let body = json!({"messages": [
+            {"role": "assistant", "content": 42, "tool_calls": null},
+            {"role": "user"},
+            "not a message",
+            {"role": "assistant", "tool_calls": [{"function": {"arguments": 7}}, null]}
+        ]});
+        assert_eq!(facts(body), ChatFacts::default());
+        assert_eq!(facts(json!({"messages": "nope"})), ChatFacts::default());
+    }
+
+    #[test]
+    fn keeps_roles_and_call_ids_borrowed_unless_escaped() {
+        let body = br#"{"messages":[{"role":"assistant","tool_calls":[{"id":"a"},{"id":"b\"2"}]},{"role":"tool","tool_call_id":"a"}]}"#;
+        let view = ChatView::read(body).unwrap();
+        let assistant = &view.messages[0];
+        assert_eq!(assistant.role.as_deref(), Some("assistant"));
+        assert!(matches!(assistant.call_ids[0], Cow::Borrowed("a")));
+        assert!(matches!(&assistant.call_ids[1], Cow::Owned(id) if id == "b\"2"));
+        assert_eq!(view.messages[1].tool_call_id.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn only_json_objects_are_chat_bodies() {
+        assert!(ChatView::read(br#"{"model":"m","messages":[]}"#).is_ok());
+        assert!(matches!(ChatView::read(b"[1,2]"), Err(ChatBodyError::NotAnObject)));
+        assert!(matches!(ChatView::read(b"\"text\""), Err(ChatBodyError::NotAnObject)));
+        for broken in [&b""[..], b"{\"model\":", b"{} trailing", b"{\"messages\":[}"] {
+            assert!(matches!(ChatView::read(broken), Err(ChatBodyError::NotJson(_))), "{broken:?}");
+        }
+    }
+}
