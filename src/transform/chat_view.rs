@@ -46,7 +46,8 @@ pub enum ChatBodyError {
 impl<'a> ChatView<'a> {
     pub fn read(body: &'a [u8]) -> Result<Self, ChatBodyError> {
         let mut deserializer = serde_json::Deserializer::from_slice(body);
-        let chat = deserializer.deserialize_any(TopLevel).map_err(ChatBodyError::NotJson)?;
+        let chat: Option<Chat> =
+            deserializer.deserialize_any(ShapeVisitor(PhantomData)).map_err(ChatBodyError::NotJson)?;
         deserializer.end().map_err(ChatBodyError::NotJson)?;
         let Chat { messages, tools } = chat.ok_or(ChatBodyError::NotAnObject)?;
         let mut facts = ChatFacts { chars: tools.0, has_images: false };
@@ -195,38 +196,9 @@ impl<'de> Shape<'de> for AllChars {
     }
 }
 
-/// The body's top level, which must be an object.
-struct TopLevel;
-
-impl<'de> Visitor<'de> for TopLevel {
-    /// `None` when the body is JSON but not an object.
-    type Value = Option<Chat<'de>>;
-
-    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
-        formatter.write_str("a JSON object")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        IgnoredAny.visit_seq(seq).map(|_| None)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+/// The body's top level: `None` when it is JSON but not an object.
+impl<'de> Shape<'de> for Option<Chat<'de>> {
+    fn from_map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
         Chat::from_map(map).map(Some)
     }
 }
