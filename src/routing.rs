@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::transform::chat_view::Reading;
 use crate::transform::token_estimate::ChatFacts;
 
 /// One provider to try. Alternatives are named by their position in the configuration.
@@ -35,6 +36,17 @@ pub struct RoutingPolicy {
     pub alternatives: usize,
     pub token_threshold: f64,
     pub chars_per_token: f64,
+}
+
+impl RoutingPolicy {
+    /// What routing needs read from a chat body of `length` bytes: nothing without alternatives;
+    /// the text only when the body is long enough for the estimate to pass the threshold, since
+    /// a JSON body holds at least one byte for each character of text.
+    pub fn reading(&self, length: usize) -> Reading {
+        let alternatives = self.alternatives > 0;
+        let may_be_too_long = length as f64 / self.chars_per_token > self.token_threshold;
+        Reading { count_text: alternatives && may_be_too_long, find_images: alternatives }
+    }
 }
 
 /// The ordered steps for a request. Only chat completions (`facts` known) can go to an
@@ -83,6 +95,15 @@ mod tests {
         let images = plan(&POLICY, chat(10, true));
         let vision = vec![Step::Alternative { index: 0, vision: true }, Step::Alternative { index: 1, vision: true }];
         assert_eq!((images.steps, images.reason), (vision, RouteReason::Images));
+    }
+
+    #[test]
+    fn text_is_counted_only_when_the_body_could_pass_the_threshold() {
+        // The threshold is 100 tokens at 2 characters each: 200 characters, so 200 bytes at least.
+        assert_eq!(POLICY.reading(200), Reading { count_text: false, find_images: true });
+        assert_eq!(POLICY.reading(201), Reading { count_text: true, find_images: true });
+        let none = RoutingPolicy { alternatives: 0, ..POLICY };
+        assert_eq!(none.reading(1_000_000), Reading { count_text: false, find_images: false });
     }
 
     #[test]

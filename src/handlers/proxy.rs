@@ -169,7 +169,8 @@ async fn read_body(mut payload: web::Payload, headers: &HeaderMap, limit: usize)
 /// Reads a chat completion once for routing, and repairs its tool-call history if it must.
 /// A history that needs no repair keeps the client's bytes exactly.
 fn prepare_chat(body: Bytes, state: &AppState) -> Result<(Bytes, ChatFacts), ProxyError> {
-    let view = ChatView::read(&body).map_err(|e| ProxyError::InvalidBody(e.to_string()))?;
+    let reading = state.dispatcher.routing.reading(body.len());
+    let view = ChatView::read(&body, reading).map_err(|e| ProxyError::InvalidBody(e.to_string()))?;
     let facts = view.facts;
     if !needs_repair(&view.messages) {
         return Ok((body, facts));

@@ -4,7 +4,7 @@
 //! each message's role and tool-call ids. Both are read here without building a JSON tree:
 //! text is counted where it lies, and only roles and ids are kept, borrowed from the body
 //! unless they hold escapes. An agent's request is often 100 KB or more, so this pass is most
-//! of what the proxy does to a request.
+//! of what the proxy does to a request, and it reads only what the route can depend on.
 //!
 //! Odd shapes (a number for `content`, a string for `messages`) count as nothing rather than
 //! fail: the provider is the judge of those. Only a body that is not JSON, or not an object,
@@ -14,8 +14,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 
 use crate::transform::token_estimate::ChatFacts;
 
@@ -34,6 +34,18 @@ pub struct MessageView<'a> {
     pub call_ids: Vec<Cow<'a, str>>,
 }
 
+/// What a pass reads besides the history. Counting text unescapes every string, which is most
+/// of the work on a long body, so routing asks for it only when the count can change the route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    pub count_text: bool,
+    pub find_images: bool,
+}
+
+impl Reading {
+    pub const EVERYTHING: Reading = Reading { count_text: true, find_images: true };
+}
+
 /// Why a body is no chat completion.
 #[derive(Debug, thiserror::Error)]
 pub enum ChatBodyError {
@@ -44,10 +56,12 @@ pub enum ChatBodyError {
 }
 
 impl<'a> ChatView<'a> {
-    pub fn read(body: &'a [u8]) -> Result<Self, ChatBodyError> {
+    /// Reads the body. Without `count_text`, `facts.chars` is the body's length instead: a
+    /// JSON text holds at least one byte for each character of its strings, so that is a bound.
+    pub fn read(body: &'a [u8], reading: Reading) -> Result<Self, ChatBodyError> {
         let mut deserializer = serde_json::Deserializer::from_slice(body);
-        let chat: Option<Chat> =
-            deserializer.deserialize_any(ShapeVisitor(PhantomData)).map_err(ChatBodyError::NotJson)?;
+        let chat =
+            Lenient::<Option<Chat>>::new(reading).deserialize(&mut deserializer).map_err(ChatBodyError::NotJson)?;
         deserializer.end().map_err(ChatBodyError::NotJson)?;
         let Chat { messages, tools } = chat.ok_or(ChatBodyError::NotAnObject)?;
         let mut facts = ChatFacts { chars: tools.0, has_images: false };
@@ -60,6 +74,9 @@ impl<'a> ChatView<'a> {
                 message.view
             })
             .collect();
+        if !reading.count_text {
+            facts.chars = body.len();
+        }
         Ok(ChatView { facts, messages })
     }
 }
@@ -73,28 +90,34 @@ trait Shape<'de>: Default {
     fn from_borrowed_str(text: &'de str) -> Self {
         Self::from_str(text)
     }
-    fn from_seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+    fn from_seq<A: SeqAccess<'de>>(mut seq: A, _reading: Reading) -> Result<Self, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(Self::default())
     }
-    fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+    fn from_map<A: MapAccess<'de>>(mut map: A, _reading: Reading) -> Result<Self, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(Self::default())
     }
 }
 
-/// Reads any JSON value into the shape `T`.
-struct Lenient<T>(T);
+/// Reads any JSON value into the shape `T`, passing the reading down.
+struct Lenient<T>(Reading, PhantomData<T>);
 
-impl<'de, T: Shape<'de>> Deserialize<'de> for Lenient<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ShapeVisitor(PhantomData)).map(Lenient)
+impl<T> Lenient<T> {
+    fn new(reading: Reading) -> Self {
+        Lenient(reading, PhantomData)
     }
 }
 
-struct ShapeVisitor<T>(PhantomData<T>);
+impl<'de, T: Shape<'de>> DeserializeSeed<'de> for Lenient<T> {
+    type Value = T;
 
-impl<'de, T: Shape<'de>> Visitor<'de> for ShapeVisitor<T> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de, T: Shape<'de>> Visitor<'de> for Lenient<T> {
     type Value = T;
 
     fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
@@ -122,27 +145,36 @@ impl<'de, T: Shape<'de>> Visitor<'de> for ShapeVisitor<T> {
         Ok(T::from_borrowed_str(text))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<T, A::Error> {
-        T::from_seq(seq)
+        T::from_seq(seq, self.0)
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-        T::from_map(map)
+        T::from_map(map, self.0)
     }
 }
 
 /// Reads a map's entries, handing each value to `read` by its key.
-fn each_entry<'de, A, F>(mut map: A, mut read: F) -> Result<(), A::Error>
+fn each_entry<'de, A, F>(mut map: A, reading: Reading, mut read: F) -> Result<(), A::Error>
 where
     A: MapAccess<'de>,
     F: FnMut(&str, &mut A) -> Result<(), A::Error>,
 {
-    while let Some(Lenient(Text(key))) = map.next_key::<Lenient<Text>>()? {
+    while let Some(Text(key)) = map.next_key_seed(Lenient::new(reading))? {
         read(key.as_deref().unwrap_or_default(), &mut map)?;
     }
     Ok(())
 }
 
-fn value<'de, T: Shape<'de>, A: MapAccess<'de>>(map: &mut A) -> Result<T, A::Error> {
-    map.next_value::<Lenient<T>>().map(|Lenient(value)| value)
+fn value<'de, T: Shape<'de>, A: MapAccess<'de>>(map: &mut A, reading: Reading) -> Result<T, A::Error> {
+    map.next_value_seed(Lenient::new(reading))
+}
+
+/// Text that only counts toward the size: skipped unread when the size cannot matter.
+fn text<'de, T: Shape<'de>, A: MapAccess<'de>>(map: &mut A, reading: Reading) -> Result<T, A::Error> {
+    if reading.count_text {
+        value(map, reading)
+    } else {
+        skip(map).map(|()| T::default())
+    }
 }
 
 fn skip<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
@@ -180,16 +212,17 @@ impl<'de> Shape<'de> for AllChars {
     fn from_str(text: &str) -> Self {
         AllChars(text.chars().count())
     }
-    fn from_seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+    fn from_seq<A: SeqAccess<'de>>(mut seq: A, reading: Reading) -> Result<Self, A::Error> {
         let mut total = 0;
-        while let Some(Lenient(AllChars(chars))) = seq.next_element()? {
+        while let Some(AllChars(chars)) = seq.next_element_seed(Lenient::new(reading))? {
             total += chars;
         }
         Ok(AllChars(total))
     }
-    fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+    fn from_map<A: MapAccess<'de>>(mut map: A, reading: Reading) -> Result<Self, A::Error> {
         let mut total = 0;
-        while let Some((Lenient(Chars(key)), Lenient(AllChars(value)))) = map.next_entry()? {
+        while let Some(Chars(key)) = map.next_key_seed(Lenient::new(reading))? {
+            let AllChars(value) = map.next_value_seed(Lenient::new(reading))?;
             total += key + value;
         }
         Ok(AllChars(total))
@@ -198,8 +231,8 @@ impl<'de> Shape<'de> for AllChars {
 
 /// The body's top level: `None` when it is JSON but not an object.
 impl<'de> Shape<'de> for Option<Chat<'de>> {
-    fn from_map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
-        Chat::from_map(map).map(Some)
+    fn from_map<A: MapAccess<'de>>(map: A, reading: Reading) -> Result<Self, A::Error> {
+        Chat::from_map(map, reading).map(Some)
     }
 }
 
@@ -210,12 +243,12 @@ struct Chat<'de> {
 }
 
 impl<'de> Shape<'de> for Chat<'de> {
-    fn from_map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+    fn from_map<A: MapAccess<'de>>(map: A, reading: Reading) -> Result<Self, A::Error> {
         let mut chat = Chat::default();
-        each_entry(map, |key, map| {
+        each_entry(map, reading, |key, map| {
             match key {
-                "messages" => chat.messages = value(map)?,
-                "tools" => chat.tools = value(map)?,
+                "messages" => chat.messages = value(map, reading)?,
+                "tools" => chat.tools = text(map, reading)?,
                 _ => skip(map)?,
             }
             Ok(())
@@ -228,9 +261,9 @@ impl<'de> Shape<'de> for Chat<'de> {
 struct Messages<'de>(Vec<Message<'de>>);
 
 impl<'de> Shape<'de> for Messages<'de> {
-    fn from_seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+    fn from_seq<A: SeqAccess<'de>>(mut seq: A, reading: Reading) -> Result<Self, A::Error> {
         let mut messages = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(Lenient(message)) = seq.next_element()? {
+        while let Some(message) = seq.next_element_seed(Lenient::new(reading))? {
             messages.push(message);
         }
         Ok(Messages(messages))
@@ -246,19 +279,20 @@ struct Message<'de> {
 }
 
 impl<'de> Shape<'de> for Message<'de> {
-    fn from_map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+    fn from_map<A: MapAccess<'de>>(map: A, reading: Reading) -> Result<Self, A::Error> {
         let mut message = Message::default();
-        each_entry(map, |key, map| {
+        each_entry(map, reading, |key, map| {
             match key {
-                "role" => message.view.role = value::<Text, _>(map)?.0,
-                "tool_call_id" => message.view.tool_call_id = value::<Text, _>(map)?.0,
-                "content" => {
-                    let content: Content = value(map)?;
+                "role" => message.view.role = value::<Text, _>(map, reading)?.0,
+                "tool_call_id" => message.view.tool_call_id = value::<Text, _>(map, reading)?.0,
+                "content" if reading.count_text || reading.find_images => {
+                    let content =
+                        if reading.count_text { value(map, reading)? } else { listed(map.next_value()?, reading)? };
                     message.chars += content.chars;
                     message.has_images |= content.has_images;
                 }
                 "tool_calls" => {
-                    let ToolCalls { ids, chars } = value(map)?;
+                    let ToolCalls { ids, chars } = value(map, reading)?;
                     message.view.call_ids = ids;
                     message.chars += chars;
                 }
@@ -281,14 +315,24 @@ impl<'de> Shape<'de> for Content {
     fn from_str(text: &str) -> Self {
         Content { chars: text.chars().count(), has_images: false }
     }
-    fn from_seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+    fn from_seq<A: SeqAccess<'de>>(mut seq: A, reading: Reading) -> Result<Self, A::Error> {
         let mut content = Content::default();
-        while let Some(Lenient(part)) = seq.next_element::<Lenient<Part>>()? {
+        while let Some(part) = seq.next_element_seed(Lenient::<Part>::new(reading))? {
             content.has_images |= part.kind.as_deref() == Some("image_url");
             content.chars += part.text;
         }
         Ok(content)
     }
+}
+
+/// A content that is not counted: a string is passed over unread, since unescaping it is the
+/// cost being saved; a list is read again for its parts, which may be images.
+fn listed<E: de::Error>(json: &RawValue, reading: Reading) -> Result<Content, E> {
+    if !json.get().starts_with('[') {
+        return Ok(Content::default());
+    }
+    let mut parts = serde_json::Deserializer::from_str(json.get());
+    Lenient::<Content>::new(reading).deserialize(&mut parts).map_err(E::custom)
 }
 
 #[derive(Default)]
@@ -298,12 +342,12 @@ struct Part<'de> {
 }
 
 impl<'de> Shape<'de> for Part<'de> {
-    fn from_map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+    fn from_map<A: MapAccess<'de>>(map: A, reading: Reading) -> Result<Self, A::Error> {
         let mut part = Part::default();
-        each_entry(map, |key, map| {
+        each_entry(map, reading, |key, map| {
             match key {
-                "type" => part.kind = value::<Text, _>(map)?.0,
-                "text" => part.text = value::<Chars, _>(map)?.0,
+                "type" => part.kind = value::<Text, _>(map, reading)?.0,
+                "text" => part.text = text::<Chars, _>(map, reading)?.0,
                 _ => skip(map)?,
             }
             Ok(())
@@ -320,9 +364,9 @@ struct ToolCalls<'de> {
 }
 
 impl<'de> Shape<'de> for ToolCalls<'de> {
-    fn from_seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+    fn from_seq<A: SeqAccess<'de>>(mut seq: A, reading: Reading) -> Result<Self, A::Error> {
         let mut calls = ToolCalls::default();
-        while let Some(Lenient(call)) = seq.next_element::<Lenient<ToolCall>>()? {
+        while let Some(call) = seq.next_element_seed(Lenient::<ToolCall>::new(reading))? {
             calls.ids.extend(call.id);
             calls.chars += call.chars;
         }
@@ -337,12 +381,12 @@ struct ToolCall<'de> {
 }
 
 impl<'de> Shape<'de> for ToolCall<'de> {
-    fn from_map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+    fn from_map<A: MapAccess<'de>>(map: A, reading: Reading) -> Result<Self, A::Error> {
         let mut call = ToolCall::default();
-        each_entry(map, |key, map| {
+        each_entry(map, reading, |key, map| {
             match key {
-                "id" => call.id = value::<Text, _>(map)?.0,
-                "function" => call.chars = value::<Function, _>(map)?.0,
+                "id" => call.id = value::<Text, _>(map, reading)?.0,
+                "function" => call.chars = text::<Function, _>(map, reading)?.0,
                 _ => skip(map)?,
             }
             Ok(())
@@ -356,11 +400,11 @@ impl<'de> Shape<'de> for ToolCall<'de> {
 struct Function(usize);
 
 impl<'de> Shape<'de> for Function {
-    fn from_map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+    fn from_map<A: MapAccess<'de>>(map: A, reading: Reading) -> Result<Self, A::Error> {
         let mut chars = 0;
-        each_entry(map, |key, map| {
+        each_entry(map, reading, |key, map| {
             match key {
-                "name" | "arguments" => chars += value::<Chars, _>(map)?.0,
+                "name" | "arguments" => chars += value::<Chars, _>(map, reading)?.0,
                 _ => skip(map)?,
             }
             Ok(())
@@ -375,7 +419,7 @@ mod tests {
     use serde_json::{json, Value};
 
     fn facts(body: Value) -> ChatFacts {
-        ChatView::read(body.to_string().as_bytes()).unwrap().facts
+        ChatView::read(body.to_string().as_bytes(), Reading::EVERYTHING).unwrap().facts
     }
 
     #[test]
@@ -396,7 +440,7 @@ mod tests {
     #[test]
     fn escaped_text_counts_as_the_characters_it_stands_for() {
         let body = br#"{"messages":[{"role":"user","content":"a\nb\"c\u00e9"}]}"#;
-        assert_eq!(ChatView::read(body).unwrap().facts.chars, 6);
+        assert_eq!(ChatView::read(body, Reading::EVERYTHING).unwrap().facts.chars, 6);
     }
 
     #[test]
@@ -425,7 +469,7 @@ mod tests {
     #[test]
     fn keeps_roles_and_call_ids_borrowed_unless_escaped() {
         let body = br#"{"messages":[{"role":"assistant","tool_calls":[{"id":"a"},{"id":"b\"2"}]},{"role":"tool","tool_call_id":"a"}]}"#;
-        let view = ChatView::read(body).unwrap();
+        let view = ChatView::read(body, Reading::EVERYTHING).unwrap();
         let assistant = &view.messages[0];
         assert_eq!(assistant.role.as_deref(), Some("assistant"));
         assert!(matches!(assistant.call_ids[0], Cow::Borrowed("a")));
@@ -434,12 +478,32 @@ mod tests {
     }
 
     #[test]
+    fn text_is_not_counted_unless_asked_and_the_bound_is_the_length() {
+        let body = json!({"messages": [
+            {"role": "user", "content": [{"type": "text", "text": "a\nb"}, {"type": "image_url", "image_url": {"url": "x"}}]},
+            {"role": "assistant", "tool_calls": [{"id": "c1", "function": {"name": "ls", "arguments": "{}"}}]},
+        ]})
+        .to_string();
+        let images_only = ChatView::read(body.as_bytes(), Reading { count_text: false, find_images: true }).unwrap();
+        assert_eq!(images_only.facts, ChatFacts { chars: body.len(), has_images: true });
+        assert_eq!(images_only.messages[1].call_ids, ["c1"], "the history is read all the same");
+        let history_only = ChatView::read(body.as_bytes(), Reading { count_text: false, find_images: false }).unwrap();
+        assert!(!history_only.facts.has_images);
+        assert_eq!(history_only.messages[1].call_ids, ["c1"]);
+        let counted = ChatView::read(body.as_bytes(), Reading::EVERYTHING).unwrap().facts;
+        assert_eq!(counted, ChatFacts { chars: 7, has_images: true });
+    }
+
+    #[test]
     fn only_json_objects_are_chat_bodies() {
-        assert!(ChatView::read(br#"{"model":"m","messages":[]}"#).is_ok());
-        assert!(matches!(ChatView::read(b"[1,2]"), Err(ChatBodyError::NotAnObject)));
-        assert!(matches!(ChatView::read(b"\"text\""), Err(ChatBodyError::NotAnObject)));
+        assert!(ChatView::read(br#"{"model":"m","messages":[]}"#, Reading::EVERYTHING).is_ok());
+        assert!(matches!(ChatView::read(b"[1,2]", Reading::EVERYTHING), Err(ChatBodyError::NotAnObject)));
+        assert!(matches!(ChatView::read(b"\"text\"", Reading::EVERYTHING), Err(ChatBodyError::NotAnObject)));
         for broken in [&b""[..], b"{\"model\":", b"{} trailing", b"{\"messages\":[}"] {
-            assert!(matches!(ChatView::read(broken), Err(ChatBodyError::NotJson(_))), "{broken:?}");
+            assert!(
+                matches!(ChatView::read(broken, Reading::EVERYTHING), Err(ChatBodyError::NotJson(_))),
+                "{broken:?}"
+            );
         }
     }
 }
