@@ -415,7 +415,9 @@ impl Dispatcher {
 /// Only a request that goes to an alternative pays for this parse.
 fn with_model(body: &Bytes, model: &str) -> Bytes {
     let Ok(mut chat) = serde_json::from_slice::<Map<String, Value>>(body) else {
-        return body.clone(); // read as a JSON object before dispatch: not taken
+        // Only text that the lighter read skipped, such as a lone surrogate escape, gets here:
+        // the body goes as it is, and the provider judges it.
+        return body.clone();
     };
     chat.insert("model".to_owned(), Value::String(model.to_owned()));
     // A map of JSON values always serialises.

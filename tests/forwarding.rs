@@ -76,7 +76,8 @@ async fn bodies_that_are_not_json_objects_get_400_and_never_reach_upstream() {
     let upstream = MockUpstream::start(|_| Reply::ok(completion("unused")));
     let proxy = Proxy::start(config(&upstream.url, &[]));
 
-    for bad in ["{\"model\":", "[1,2,3]", "", "plain text"] {
+    let not_utf8 = &b"{\"messages\":[{\"role\":\"user\",\"content\":\"\xff\"}]}"[..];
+    for bad in [&b"{\"model\":"[..], b"[1,2,3]", b"", b"plain text", not_utf8] {
         let mut response = client().post(proxy.at("/v1/chat/completions")).send_body(bad).await.unwrap();
         assert_eq!(response.status(), 400, "{bad:?}");
         let error = error_of(&mut response).await;

@@ -51,6 +51,8 @@ impl Reading {
 pub enum ChatBodyError {
     #[error("request body is not valid JSON: {0}")]
     NotJson(serde_json::Error),
+    #[error("request body is not valid JSON: {0}")]
+    NotUtf8(std::str::Utf8Error),
     #[error("request body must be a JSON object")]
     NotAnObject,
 }
@@ -59,7 +61,9 @@ impl<'a> ChatView<'a> {
     /// Reads the body. Without `count_text`, `facts.chars` is the body's length instead: a
     /// JSON text holds at least one byte for each character of its strings, so that is a bound.
     pub fn read(body: &'a [u8], reading: Reading) -> Result<Self, ChatBodyError> {
-        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        // Checked whole up front (it is cheap): text that is skipped, not read, is checked too.
+        let body = std::str::from_utf8(body).map_err(ChatBodyError::NotUtf8)?;
+        let mut deserializer = serde_json::Deserializer::from_str(body);
         let chat =
             Lenient::<Option<Chat>>::new(reading).deserialize(&mut deserializer).map_err(ChatBodyError::NotJson)?;
         deserializer.end().map_err(ChatBodyError::NotJson)?;
@@ -499,6 +503,8 @@ mod tests {
         assert!(ChatView::read(br#"{"model":"m","messages":[]}"#, Reading::EVERYTHING).is_ok());
         assert!(matches!(ChatView::read(b"[1,2]", Reading::EVERYTHING), Err(ChatBodyError::NotAnObject)));
         assert!(matches!(ChatView::read(b"\"text\"", Reading::EVERYTHING), Err(ChatBodyError::NotAnObject)));
+        let not_utf8 = b"{\"messages\":[{\"role\":\"user\",\"content\":\"\xff\"}]}";
+        assert!(matches!(ChatView::read(not_utf8, Reading::EVERYTHING), Err(ChatBodyError::NotUtf8(_))));
         for broken in [&b""[..], b"{\"model\":", b"{} trailing", b"{\"messages\":[}"] {
             assert!(
                 matches!(ChatView::read(broken, Reading::EVERYTHING), Err(ChatBodyError::NotJson(_))),
