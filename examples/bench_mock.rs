@@ -3,10 +3,11 @@
 //! `POST .../chat/completions` answers a fixed small completion, or with `"stream":true` a
 //! fixed SSE stream of 16 chunks. Headers shape the stream: `x-bench-gap-ms` waits between
 //! chunks, `x-bench-slow-seconds: N` sends one chunk per second for N seconds (the soak).
+//! Each chunk carries `sent_us`, the wall-clock time it was sent, in microseconds.
 //!
 //! Usage: `bench_mock PORT [WORKERS]`
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::Bytes;
@@ -14,9 +15,11 @@ use futures_util::stream::{self, StreamExt};
 
 const COMPLETION: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1,"model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from the bench mock."},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":6,"total_tokens":15}}"#;
 
+/// Chunk `i`, stamped with when it was sent so the client can measure each chunk's delay.
 fn chunk(i: usize) -> Bytes {
+    let sent_us = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |t| t.as_micros());
     Bytes::from(format!(
-        "data: {{\"id\":\"chatcmpl-bench\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{i} \"}}}}]}}\n\n"
+        "data: {{\"id\":\"chatcmpl-bench\",\"sent_us\":{sent_us},\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{i} \"}}}}]}}\n\n"
     ))
 }
 

@@ -1,11 +1,13 @@
 //! The streaming client of `bench/run`: opens streams, and per stream records the time to
-//! the first chunk, every gap between chunks, the chunk count and order, and stalls.
+//! the first chunk, every gap between chunks, each chunk's delay from the mock's `sent_us`
+//! stamp to its arrival, the chunk count and order, and stalls. Delays take the mock's timer
+//! jitter out of the picture; gaps do not.
 //!
 //! Usage: `bench_stream URL CONCURRENCY TOTAL [HEADER:VALUE ...]`; prints one JSON line.
 //! A stall is a gap over 10 × the upstream's gap (`x-bench-gap-ms`, or 1 s for slow streams),
 //! or over 10 ms when the upstream sends without pause.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use serde_json::json;
@@ -13,6 +15,8 @@ use serde_json::json;
 struct StreamStats {
     ttfb: Duration,
     gaps: Vec<Duration>,
+    /// From the mock's stamp to arrival, for every chunk after the first.
+    delays: Vec<Duration>,
     chunks: usize,
     in_order: bool,
     complete: bool,
@@ -26,8 +30,8 @@ async fn one_stream(client: &awc::Client, url: &str, headers: &[(String, String)
     let started = Instant::now();
     let body = r#"{"model":"bench","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     let mut response = request.send_body(body).await.ok()?;
-    let (mut ttfb, mut last, mut gaps) = (None, Instant::now(), Vec::new());
-    let mut text = Vec::new();
+    let (mut ttfb, mut last, mut gaps, mut delays) = (None, Instant::now(), Vec::new(), Vec::new());
+    let (mut text, mut read) = (Vec::new(), 0);
     while let Some(chunk) = response.next().await {
         let chunk = chunk.ok()?;
         let now = Instant::now();
@@ -37,6 +41,14 @@ async fn one_stream(client: &awc::Client, url: &str, headers: &[(String, String)
         }
         last = now;
         text.extend_from_slice(&chunk);
+        let arrived_us = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_micros();
+        while let Some(end) = memchr::memmem::find(&text[read..], b"\n\n") {
+            let sent_us = sent_us(&text[read..read + end]);
+            if read > 0 {
+                delays.extend(sent_us.map(|sent| Duration::from_micros(arrived_us.saturating_sub(sent) as u64)));
+            }
+            read += end + 2;
+        }
     }
     let text = String::from_utf8_lossy(&text);
     let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
@@ -44,7 +56,14 @@ async fn one_stream(client: &awc::Client, url: &str, headers: &[(String, String)
         events.iter().filter_map(|e| e.split("\"content\":\"").nth(1)?.split(' ').next()?.parse().ok()).collect();
     let in_order = numbers.iter().enumerate().all(|(i, n)| i == *n);
     let complete = events.last().is_some_and(|e| e.contains("[DONE]"));
-    Some(StreamStats { ttfb: ttfb?, gaps, chunks: events.len(), in_order, complete })
+    Some(StreamStats { ttfb: ttfb?, gaps, delays, chunks: events.len(), in_order, complete })
+}
+
+/// The `sent_us` stamp of one event.
+fn sent_us(event: &[u8]) -> Option<u128> {
+    let at = memchr::memmem::find(event, b"\"sent_us\":")? + 10;
+    let digits = event[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&event[at..at + digits]).ok()?.parse().ok()
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -95,8 +114,10 @@ async fn main() {
     let done: Vec<&StreamStats> = results.iter().flatten().collect();
     let mut ttfb: Vec<Duration> = done.iter().map(|s| s.ttfb).collect();
     let mut gaps: Vec<Duration> = done.iter().flat_map(|s| s.gaps.iter().copied()).collect();
+    let mut delays: Vec<Duration> = done.iter().flat_map(|s| s.delays.iter().copied()).collect();
     ttfb.sort();
     gaps.sort();
+    delays.sort();
     let stall = (upstream_gap * 10).max(Duration::from_millis(10));
     let summary = json!({
         "streams": results.len(),
@@ -107,6 +128,8 @@ async fn main() {
         "ttfb_p99_us": percentile(&ttfb, 0.99),
         "gap_p50_us": percentile(&gaps, 0.5),
         "gap_p99_us": percentile(&gaps, 0.99),
+        "delay_p50_us": percentile(&delays, 0.5),
+        "delay_p99_us": percentile(&delays, 0.99),
         "stalls": gaps.iter().filter(|g| **g > stall).count(),
         "streams_per_s": results.len() as f64 / elapsed.as_secs_f64(),
     });
