@@ -7,7 +7,8 @@
 pub struct ChatFacts {
     /// Characters of all text that fills the context window: the text of every message of every
     /// role (string contents and the text parts of list contents), tool-call names and
-    /// arguments, and the tool definitions.
+    /// arguments, and the tool definitions. When the body is too short for the estimate to pass
+    /// the threshold, it is not counted: this is then the body's length, a bound on it.
     pub chars: usize,
     pub has_images: bool,
 }
