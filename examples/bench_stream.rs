@@ -1,7 +1,8 @@
 //! The streaming client of `bench/run`: opens streams, and per stream records the time to
 //! the first chunk, every gap between chunks, each chunk's delay from the mock's `sent_us`
-//! stamp to its arrival, the chunk count and order, and stalls. Delays take the mock's timer
-//! jitter out of the picture; gaps do not.
+//! stamp to its arrival, how much wider each gap arrived than the mock sent it, the chunk
+//! count and order, and stalls. Delays and widenings take the mock's timer jitter out of the
+//! picture; gaps do not.
 //!
 //! Usage: `bench_stream URL CONCURRENCY TOTAL [HEADER:VALUE ...]`; prints one JSON line.
 //! A stall is a gap over 10 × the upstream's gap (`x-bench-gap-ms`, or 1 s for slow streams),
@@ -17,6 +18,8 @@ struct StreamStats {
     gaps: Vec<Duration>,
     /// From the mock's stamp to arrival, for every chunk after the first.
     delays: Vec<Duration>,
+    /// How much longer each gap was at the client than at the mock, in µs (may be negative).
+    widenings: Vec<i64>,
     chunks: usize,
     in_order: bool,
     complete: bool,
@@ -30,7 +33,8 @@ async fn one_stream(client: &awc::Client, url: &str, headers: &[(String, String)
     let started = Instant::now();
     let body = r#"{"model":"bench","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     let mut response = request.send_body(body).await.ok()?;
-    let (mut ttfb, mut last, mut gaps, mut delays) = (None, Instant::now(), Vec::new(), Vec::new());
+    let (mut ttfb, mut last, mut gaps, mut delays, mut widenings) =
+        (None, Instant::now(), Vec::new(), Vec::new(), Vec::new());
     let (mut text, mut read) = (Vec::new(), 0);
     while let Some(chunk) = response.next().await {
         let chunk = chunk.ok()?;
@@ -44,8 +48,12 @@ async fn one_stream(client: &awc::Client, url: &str, headers: &[(String, String)
         let arrived_us = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_micros();
         while let Some(end) = memchr::memmem::find(&text[read..], b"\n\n") {
             let sent_us = sent_us(&text[read..read + end]);
-            if read > 0 {
-                delays.extend(sent_us.map(|sent| Duration::from_micros(arrived_us.saturating_sub(sent) as u64)));
+            if let (true, Some(sent)) = (read > 0, sent_us) {
+                let delay = arrived_us.saturating_sub(sent) as u64;
+                if let Some(previous) = delays.last() {
+                    widenings.push(delay as i64 - Duration::as_micros(previous) as i64);
+                }
+                delays.push(Duration::from_micros(delay));
             }
             read += end + 2;
         }
@@ -56,7 +64,7 @@ async fn one_stream(client: &awc::Client, url: &str, headers: &[(String, String)
         events.iter().filter_map(|e| e.split("\"content\":\"").nth(1)?.split(' ').next()?.parse().ok()).collect();
     let in_order = numbers.iter().enumerate().all(|(i, n)| i == *n);
     let complete = events.last().is_some_and(|e| e.contains("[DONE]"));
-    Some(StreamStats { ttfb: ttfb?, gaps, delays, chunks: events.len(), in_order, complete })
+    Some(StreamStats { ttfb: ttfb?, gaps, delays, widenings, chunks: events.len(), in_order, complete })
 }
 
 /// The `sent_us` stamp of one event.
@@ -118,6 +126,10 @@ async fn main() {
     ttfb.sort();
     gaps.sort();
     delays.sort();
+    let mut widenings: Vec<i64> = done.iter().flat_map(|s| s.widenings.iter().copied()).collect();
+    widenings.sort();
+    let widening =
+        |p: f64| widenings.get(((widenings.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or(0);
     let stall = (upstream_gap * 10).max(Duration::from_millis(10));
     let summary = json!({
         "streams": results.len(),
@@ -130,6 +142,8 @@ async fn main() {
         "gap_p99_us": percentile(&gaps, 0.99),
         "delay_p50_us": percentile(&delays, 0.5),
         "delay_p99_us": percentile(&delays, 0.99),
+        "widening_p50_us": widening(0.5),
+        "widening_p99_us": widening(0.99),
         "stalls": gaps.iter().filter(|g| **g > stall).count(),
         "streams_per_s": results.len() as f64 / elapsed.as_secs_f64(),
     });
