@@ -34,7 +34,7 @@ async fn one_stream(client: &awc::Client, url: &str, headers: &[(String, String)
     let body = r#"{"model":"bench","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     let mut response = request.send_body(body).await.ok()?;
     let (mut ttfb, mut last, mut gaps, mut delays, mut widenings) =
-        (None, Instant::now(), Vec::new(), Vec::new(), Vec::new());
+        (None, Instant::now(), Vec::new(), Vec::<Duration>::new(), Vec::new());
     let (mut text, mut read) = (Vec::new(), 0);
     while let Some(chunk) = response.next().await {
         let chunk = chunk.ok()?;
@@ -51,7 +51,7 @@ async fn one_stream(client: &awc::Client, url: &str, headers: &[(String, String)
             if let (true, Some(sent)) = (read > 0, sent_us) {
                 let delay = arrived_us.saturating_sub(sent) as u64;
                 if let Some(previous) = delays.last() {
-                    widenings.push(delay as i64 - Duration::as_micros(previous) as i64);
+                    widenings.push(delay as i64 - previous.as_micros() as i64);
                 }
                 delays.push(Duration::from_micros(delay));
             }

@@ -317,7 +317,7 @@ struct Content {
 
 impl<'de> Shape<'de> for Content {
     fn from_str(text: &str) -> Self {
-        Content { chars: text.chars().count(), has_images: false }
+        Content { chars: Chars::from_str(text).0, has_images: false }
     }
     fn from_seq<A: SeqAccess<'de>>(mut seq: A, reading: Reading) -> Result<Self, A::Error> {
         let mut content = Content::default();
