@@ -102,6 +102,26 @@ async fn a_stream_that_breaks_after_its_first_byte_ends_with_an_sse_error_event(
 }
 
 #[actix_web::test]
+async fn a_stream_that_breaks_mid_event_ends_with_an_error_event_that_parses_on_its_own() {
+    let chunks = vec![
+        "data: {\"choices\":[{\"delta\":{\"content\":\"hel\"}}]}\n\n".to_owned(),
+        "data: {\"choices\":[{\"delta\":{\"content\":\"lo wo".to_owned(),
+    ];
+    let upstream = MockUpstream::start(move |_| Reply::SseThenBreak { chunks: chunks.clone() });
+    let proxy = Proxy::start(config(&upstream.url, &[]));
+
+    let text = read_all(&mut start_stream(&proxy).await).await;
+    let events: Vec<serde_json::Value> = text
+        .split("\n\n")
+        .filter(|event| !event.is_empty())
+        .map(|event| serde_json::from_str(event.strip_prefix("data: ").unwrap()).expect("every event parses"))
+        .collect();
+    assert_eq!(events.len(), 2, "{text}");
+    assert_eq!(events[0]["choices"][0]["delta"]["content"], "hel");
+    assert_eq!(events[1]["error"]["code"], "stream_interrupted");
+}
+
+#[actix_web::test]
 async fn a_stream_silent_for_longer_than_the_idle_limit_ends_with_an_error_event() {
     let upstream = MockUpstream::start(|_| Reply::sse(100, Duration::from_secs(2)));
     let proxy = Proxy::start(config(&upstream.url, &[("UPSTREAM_IDLE_TIMEOUT", "0.3")]));

@@ -1,47 +1,39 @@
-//! Relays an upstream body to the client chunk by chunk, as it arrives.
+//! Relays an upstream body to the client as it arrives.
 //!
 //! A silence longer than the idle limit, or a broken upstream, ends the relay. For an SSE
-//! stream the client then gets a final `data: {"error": ...}` event instead of a silent cut.
+//! stream the client then gets a final `data: {"error": ...}` event instead of a silent cut,
+//! and that event must parse on its own. So SSE is relayed whole events at a time: the bytes of
+//! an event still arriving are held until its blank line comes (clients dispatch nothing before
+//! that anyway), and a stream that breaks drops the half event rather than leave it for the
+//! error to join. An event too large to hold goes out as it arrives, and an error after it
+//! first closes it.
 //!
 //! awc reports a connection closed in the middle of a chunked body as a clean end, so an
 //! OpenAI-style stream is only complete once its `data: [DONE]` terminator has passed.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use tokio_stream::{StreamExt as _, Timeout};
 
 use crate::error::error_body;
 
-pub struct Relay<S> {
-    /// Dropped as soon as the relay ends, which closes a broken upstream connection at once.
-    upstream: Option<Pin<Box<Timeout<S>>>>,
-    sse: bool,
-    /// The last bytes relayed, to see the `[DONE]` terminator even when split across chunks.
-    tail: Vec<u8>,
-}
-
+/// The most of one unfinished event held back; a larger event flows through as it arrives.
+const HOLD_LIMIT: usize = 1 << 20;
 const DONE: &[u8] = b"data: [DONE]";
 const TAIL_LEN: usize = 32;
 
-impl<S, E> Relay<S>
-where
-    S: Stream<Item = Result<Bytes, E>>,
-{
-    pub fn new(upstream: S, idle: Duration, sse: bool) -> Self {
-        Self { upstream: Some(Box::pin(upstream.timeout(idle))), sse, tail: Vec::with_capacity(2 * TAIL_LEN) }
-    }
-}
-
-impl<S> Relay<S> {
-    fn remember_tail(&mut self, chunk: &[u8]) {
-        self.tail.extend_from_slice(&chunk[chunk.len().saturating_sub(TAIL_LEN)..]);
-        let excess = self.tail.len().saturating_sub(TAIL_LEN);
-        self.tail.drain(..excess);
-    }
+pub struct Relay<S> {
+    /// Dropped as soon as the relay ends, which closes a broken upstream connection at once.
+    upstream: Option<Pin<Box<Timeout<S>>>>,
+    /// For an SSE stream, the event framing; `None` relays bytes as they come.
+    events: Option<Events>,
+    /// What goes out after the upstream ended: the last bytes, an error.
+    ending: VecDeque<Result<Bytes, Interrupted>>,
 }
 
 /// The error a relay ends with, as the client's connection sees it.
@@ -49,9 +41,42 @@ impl<S> Relay<S> {
 #[error("upstream stream interrupted: {0}")]
 pub struct Interrupted(String);
 
-fn sse_error_event(reason: &str) -> Bytes {
-    let body = error_body(&format!("upstream stream interrupted: {reason}"), "upstream_error", "stream_interrupted");
-    Bytes::from(format!("data: {body}\n\n"))
+impl<S, E> Relay<S>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+{
+    pub fn new(upstream: S, idle: Duration, sse: bool) -> Self {
+        Self {
+            upstream: Some(Box::pin(upstream.timeout(idle))),
+            events: sse.then(Events::default),
+            ending: VecDeque::new(),
+        }
+    }
+}
+
+impl<S> Relay<S> {
+    /// The upstream ended, cleanly (`broke` is `None`) or not: queue what the client gets last.
+    fn end(&mut self, broke: Option<String>) {
+        self.upstream = None;
+        let reason = match (&mut self.events, broke) {
+            (None, None) => return,
+            (None, Some(reason)) => {
+                self.ending.push_back(Err(Interrupted(reason.clone())));
+                reason
+            }
+            (Some(events), broke) => match events.finish(broke) {
+                Ok(last) => {
+                    self.ending.extend(last.map(Ok));
+                    return;
+                }
+                Err((reason, event)) => {
+                    self.ending.push_back(Ok(event));
+                    reason
+                }
+            },
+        };
+        log::warn!("event=stream_interrupted reason={reason:?}");
+    }
 }
 
 impl<S, E> Stream for Relay<S>
@@ -62,34 +87,129 @@ where
     type Item = Result<Bytes, Interrupted>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let Some(upstream) = self.upstream.as_mut() else {
-            return Poll::Ready(None);
-        };
-        let reason = match upstream.as_mut().poll_next(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(None) if !self.sse || self.tail.trim_ascii_end().ends_with(DONE) => {
-                self.upstream = None;
-                return Poll::Ready(None);
+        let this = &mut *self;
+        loop {
+            let Some(upstream) = this.upstream.as_mut() else {
+                return Poll::Ready(this.ending.pop_front());
+            };
+            match upstream.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(Ok(chunk)))) => match &mut this.events {
+                    None => return Poll::Ready(Some(Ok(chunk))),
+                    Some(events) => {
+                        if let Some(ready) = events.complete(chunk) {
+                            return Poll::Ready(Some(Ok(ready)));
+                        }
+                    }
+                },
+                Poll::Ready(None) => this.end(None),
+                Poll::Ready(Some(Ok(Err(error)))) => this.end(Some(error.to_string())),
+                Poll::Ready(Some(Err(_elapsed))) => this.end(Some("no data within UPSTREAM_IDLE_TIMEOUT".to_owned())),
             }
-            Poll::Ready(None) => "the upstream closed the stream before data: [DONE]".to_owned(),
-            Poll::Ready(Some(Ok(Ok(chunk)))) => {
-                if self.sse {
-                    self.remember_tail(&chunk);
-                }
-                return Poll::Ready(Some(Ok(chunk)));
-            }
-            Poll::Ready(Some(Ok(Err(error)))) => error.to_string(),
-            Poll::Ready(Some(Err(_elapsed))) => "no data within UPSTREAM_IDLE_TIMEOUT".to_owned(),
-        };
-        self.upstream = None;
-        log::warn!("event=stream_interrupted reason={reason:?}");
-        Poll::Ready(Some(if self.sse { Ok(sse_error_event(&reason)) } else { Err(Interrupted(reason)) }))
+        }
     }
+}
+
+/// SSE framing: which bytes form whole events, and whether the stream was complete.
+#[derive(Default)]
+struct Events {
+    /// The start of an event whose blank line has not come yet.
+    partial: BytesMut,
+    /// An event too large to hold went out unfinished; the next blank line closes it.
+    open: bool,
+    /// The last bytes relayed, to see the `[DONE]` terminator even when split across chunks.
+    tail: Vec<u8>,
+}
+
+impl Events {
+    /// The whole events `chunk` completes, if any; the start of the next is held.
+    fn complete(&mut self, chunk: Bytes) -> Option<Bytes> {
+        let ready = if self.partial.is_empty() {
+            match event_end(&chunk, 0) {
+                Some(end) => {
+                    self.open = false;
+                    self.partial.extend_from_slice(&chunk[end..]);
+                    chunk.slice(..end)
+                }
+                None if self.open => chunk,
+                None => {
+                    self.partial.extend_from_slice(&chunk);
+                    Bytes::new()
+                }
+            }
+        } else {
+            // Only the new bytes can end the held event (it holds no blank line of its own).
+            let from = self.partial.len();
+            self.partial.extend_from_slice(&chunk);
+            match event_end(&self.partial, from) {
+                Some(end) => self.partial.split_to(end).freeze(),
+                None => Bytes::new(),
+            }
+        };
+        let ready = if self.partial.len() > HOLD_LIMIT {
+            self.open = true;
+            let mut all = BytesMut::with_capacity(ready.len() + self.partial.len());
+            all.extend_from_slice(&ready);
+            all.extend_from_slice(&self.partial.split());
+            all.freeze()
+        } else {
+            ready
+        };
+        if ready.is_empty() {
+            return None;
+        }
+        self.remember_tail(&ready);
+        Some(ready)
+    }
+
+    /// The end of the stream: `Ok` with the last bytes to relay if it was complete, else the
+    /// reason and the error event that ends it. A held half event is dropped, unless it is the
+    /// terminator itself.
+    fn finish(&mut self, broke: Option<String>) -> Result<Option<Bytes>, (String, Bytes)> {
+        let rest = self.partial.split().freeze();
+        if broke.is_none() && !rest.is_empty() && rest.trim_ascii_end().ends_with(DONE) {
+            return Ok(Some(rest));
+        }
+        if !rest.is_empty() {
+            log::debug!("event=partial_event_dropped bytes={}", rest.len());
+        }
+        let reason = match broke {
+            None if self.tail.trim_ascii_end().ends_with(DONE) => return Ok(None),
+            None => "the upstream closed the stream before data: [DONE]".to_owned(),
+            Some(reason) => reason,
+        };
+        let body =
+            error_body(&format!("upstream stream interrupted: {reason}"), "upstream_error", "stream_interrupted");
+        // A blank line first closes an event that went out unfinished.
+        let close = if self.open { "\n\n" } else { "" };
+        Err((reason, Bytes::from(format!("{close}data: {body}\n\n"))))
+    }
+
+    fn remember_tail(&mut self, chunk: &[u8]) {
+        self.tail.extend_from_slice(&chunk[chunk.len().saturating_sub(TAIL_LEN)..]);
+        let excess = self.tail.len().saturating_sub(TAIL_LEN);
+        self.tail.drain(..excess);
+    }
+}
+
+/// Just past the last blank line in `bytes` that ends at or after `from`: where the last whole
+/// event ends. A blank line is `\n\n`, or `\n\r\n` (the end of `\r\n\r\n`).
+fn event_end(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut end = bytes.len();
+    while let Some(offset) = memchr::memrchr(b'\n', &bytes[from..end]) {
+        let newline = from + offset;
+        let before = &bytes[..newline];
+        if before.ends_with(b"\n") || before.ends_with(b"\n\r") {
+            return Some(newline + 1);
+        }
+        end = newline;
+    }
+    None
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Relay;
+    use super::{event_end, Relay, HOLD_LIMIT};
     use bytes::Bytes;
     use futures_util::{stream, Stream, StreamExt};
     use std::time::Duration;
@@ -98,41 +218,74 @@ mod tests {
         stream::iter(items.into_iter().map(|r| r.map(|s: &'static str| Bytes::from_static(s.as_bytes()))))
     }
 
-    #[actix_rt::test]
-    async fn chunks_pass_through_unchanged() {
-        let relay =
-            Relay::new(chunks(vec![Ok("data: 1\n\n"), Ok("data: [DO"), Ok("NE]\n\n")]), Duration::from_secs(1), true);
-        let out: Vec<_> = relay.map(|r| r.unwrap()).collect().await;
-        assert_eq!(out, ["data: 1\n\n", "data: [DO", "NE]\n\n"], "a split terminator still counts");
+    async fn relayed(items: Vec<Result<&'static str, &'static str>>) -> Vec<String> {
+        let relay = Relay::new(chunks(items), Duration::from_secs(1), true);
+        relay.map(|r| String::from_utf8(r.unwrap().to_vec()).unwrap()).collect().await
+    }
+
+    /// Every event of an SSE text, as its data lines joined.
+    fn events(text: &str) -> Vec<String> {
+        text.split("\n\n").filter(|e| !e.trim().is_empty()).map(|e| e.replace("data: ", "")).collect()
     }
 
     #[actix_rt::test]
-    async fn a_broken_sse_stream_ends_with_an_error_event() {
-        let relay = Relay::new(
-            chunks(vec![Ok("data: 1\n\n"), Err("reset by peer"), Ok("never")]),
-            Duration::from_secs(1),
-            true,
-        );
-        let out: Vec<_> = relay.map(|r| r.unwrap()).collect().await;
-        assert_eq!(out.len(), 2);
-        let event = std::str::from_utf8(&out[1]).unwrap();
-        assert!(event.starts_with("data: {\"error\""), "{event}");
-        assert!(event.contains("reset by peer") && event.ends_with("\n\n"));
+    async fn whole_events_pass_through_unchanged() {
+        let out = relayed(vec![Ok("data: 1\n\n"), Ok("data: 2\n\ndata: 3\n\n"), Ok("data: [DONE]\n\n")]).await;
+        assert_eq!(out, ["data: 1\n\n", "data: 2\n\ndata: 3\n\n", "data: [DONE]\n\n"]);
+    }
+
+    #[actix_rt::test]
+    async fn an_event_split_across_chunks_goes_out_when_it_is_whole() {
+        let out = relayed(vec![Ok("data: 1\n\ndata: {\"a\""), Ok(":1}\n"), Ok("\ndata: [DO"), Ok("NE]\n\n")]).await;
+        assert_eq!(out, ["data: 1\n\n", "data: {\"a\":1}\n\n", "data: [DONE]\n\n"]);
+        let crlf = relayed(vec![Ok("data: 1\r\n"), Ok("\r\ndata: [DONE]\r\n\r\n")]).await;
+        assert_eq!(crlf, ["data: 1\r\n\r\ndata: [DONE]\r\n\r\n"], "the blank line came with the second chunk");
+    }
+
+    #[actix_rt::test]
+    async fn a_stream_broken_mid_event_drops_the_half_event_and_ends_with_an_error_event_of_its_own() {
+        let out = relayed(vec![Ok("data: {\"content\":\"hel\"}\n\ndata: {\"content\":\"lo wo"), Err("reset by peer")])
+            .await
+            .concat();
+        let events = events(&out);
+        assert_eq!(events.len(), 2, "{out}");
+        assert_eq!(events[0], "{\"content\":\"hel\"}");
+        let error: serde_json::Value = serde_json::from_str(&events[1]).expect("the error event parses on its own");
+        assert_eq!(error["error"]["code"], "stream_interrupted");
+        assert!(error["error"]["message"].as_str().unwrap().contains("reset by peer"));
+        assert!(out.ends_with("\n\n"));
     }
 
     #[actix_rt::test]
     async fn an_sse_stream_closed_before_done_ends_with_an_error_event() {
-        let relay = Relay::new(chunks(vec![Ok("data: 1\n\n")]), Duration::from_secs(1), true);
-        let out: Vec<_> = relay.map(|r| r.unwrap()).collect().await;
+        let out = relayed(vec![Ok("data: 1\n\n"), Ok("data: {\"half")]).await;
         assert_eq!(out.len(), 2);
-        assert!(std::str::from_utf8(&out[1]).unwrap().contains("before data: [DONE]"));
+        assert!(out[1].starts_with("data: {\"error\"") && out[1].contains("before data: [DONE]"), "{out:?}");
     }
 
     #[actix_rt::test]
-    async fn a_plain_body_ends_when_the_upstream_ends() {
+    async fn a_terminator_without_its_blank_line_still_completes_the_stream() {
+        let out = relayed(vec![Ok("data: 1\n\n"), Ok("data: [DONE]")]).await;
+        assert_eq!(out, ["data: 1\n\n", "data: [DONE]"]);
+    }
+
+    #[actix_rt::test]
+    async fn an_event_too_large_to_hold_flows_and_an_error_first_closes_it() {
+        let big: &'static str = Box::leak(format!("data: {}", "x".repeat(HOLD_LIMIT)).into_boxed_str());
+        let out = relayed(vec![Ok(big), Ok("yyy"), Err("reset")]).await;
+        assert_eq!(out[0], big);
+        assert_eq!(out[1], "yyy", "the rest of the open event flows");
+        assert!(out[2].starts_with("\n\ndata: {\"error\""), "closed first: {:?}", &out[2][..20]);
+    }
+
+    #[actix_rt::test]
+    async fn a_plain_body_ends_when_the_upstream_ends_and_an_error_aborts_it() {
         let relay = Relay::new(chunks(vec![Ok("{\"a\":1}")]), Duration::from_secs(1), false);
         let out: Vec<_> = relay.map(|r| r.unwrap()).collect().await;
         assert_eq!(out, ["{\"a\":1}"]);
+        let broken = Relay::new(chunks(vec![Ok("{\"a\":"), Err("reset")]), Duration::from_secs(1), false);
+        let out: Vec<_> = broken.collect().await;
+        assert!(out[0].is_ok() && out[1].as_ref().unwrap_err().to_string().contains("reset"));
     }
 
     #[actix_rt::test]
@@ -142,5 +295,13 @@ mod tests {
         assert!(out[0].is_ok());
         assert!(out[1].as_ref().unwrap_err().to_string().contains("UPSTREAM_IDLE_TIMEOUT"));
         assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn event_ends_are_found_only_in_the_new_bytes() {
+        assert_eq!(event_end(b"data: 1\n\ndata: 2", 0), Some(9));
+        assert_eq!(event_end(b"data: 1\r\n\r\n", 0), Some(11));
+        assert_eq!(event_end(b"data: 1\ndata: 2\n", 0), None);
+        assert_eq!(event_end(b"data: 1\n\nxx", 10), None);
     }
 }
