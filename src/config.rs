@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::policy::circuit::CircuitPolicy;
 use crate::providers::{Alternative, ProviderKind};
 use crate::secret::Secret;
 
@@ -39,6 +40,9 @@ pub struct Timeouts {
     pub first_byte: Duration,
     /// Longest silence between two chunks of a streamed answer.
     pub idle: Duration,
+    /// How long an idle upstream connection is kept for reuse: below the usual upstream
+    /// keep-alive timeouts (5 s for many servers), so a pooled connection is rarely stale.
+    pub pool_idle: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -49,10 +53,14 @@ pub struct Config {
     pub workers: usize,
     pub cerebras_base_url: String,
     pub cerebras_keys: Vec<NamedKey>,
-    /// Cooldown after a 429 (at least; a longer Retry-After wins) or a failure.
+    /// Cooldown after a 429, at least: a longer Retry-After wins, up to `max_cooldown`.
     pub cooldown: Duration,
-    /// How long a key answered with 401/402/403 stays out of rotation.
+    /// How long a key answered with 401 stays out of rotation.
     pub invalid_key_cooldown: Duration,
+    /// The longest rest an upstream's rate-limit headers can ask for.
+    pub max_cooldown: Duration,
+    /// When a provider's circuit opens, and for how long.
+    pub circuit: CircuitPolicy,
     /// Longest a request waits for a cooled-down key before a 503.
     pub max_key_wait: Duration,
     pub max_body_bytes: usize,
@@ -100,12 +108,19 @@ impl Config {
             cerebras_keys: parse_keys(env.get("CEREBRAS_API_KEYS"))?,
             cooldown: env.seconds("CEREBRAS_COOLDOWN", 60.0)?,
             invalid_key_cooldown: env.seconds("INVALID_KEY_COOLDOWN", 3600.0)?,
+            max_cooldown: env.seconds("MAX_COOLDOWN", 86_400.0)?,
+            circuit: CircuitPolicy {
+                threshold: env.parsed("CIRCUIT_FAILURE_THRESHOLD", 3)?,
+                open_for: env.positive_seconds("CIRCUIT_OPEN_TIME", 5.0)?,
+                max_open: env.positive_seconds("CIRCUIT_MAX_OPEN_TIME", 60.0)?,
+            },
             max_key_wait: env.seconds("MAX_KEY_WAIT", 120.0)?,
             max_body_bytes: env.parsed("MAX_BODY_BYTES", 64 * MIB)?,
             timeouts: Timeouts {
                 connect: env.positive_seconds("UPSTREAM_CONNECT_TIMEOUT", 10.0)?,
                 first_byte: env.positive_seconds("UPSTREAM_TIMEOUT", 300.0)?,
                 idle: env.positive_seconds("UPSTREAM_IDLE_TIMEOUT", 120.0)?,
+                pool_idle: env.positive_seconds("UPSTREAM_KEEPALIVE", 4.0)?,
             },
             ssl_cert_file: env.get("SSL_CERT_FILE").map(PathBuf::from),
             alternatives: alternatives(&env)?,
@@ -130,6 +145,12 @@ impl Config {
         }
         if self.log_queue_capacity == 0 {
             return Err(ConfigError::new("LOG_QUEUE_CAPACITY", "must be at least 1"));
+        }
+        if self.circuit.threshold == 0 {
+            return Err(ConfigError::new("CIRCUIT_FAILURE_THRESHOLD", "must be at least 1"));
+        }
+        if self.circuit.max_open < self.circuit.open_for {
+            return Err(ConfigError::new("CIRCUIT_MAX_OPEN_TIME", "must be at least CIRCUIT_OPEN_TIME"));
         }
         if self.max_body_bytes == 0 {
             return Err(ConfigError::new("MAX_BODY_BYTES", "must be at least 1"));
@@ -231,11 +252,15 @@ impl Env<'_> {
         }
     }
 
-    /// Seconds, fractions allowed (short cooldowns make tests fast), zero allowed.
+    /// Seconds, fractions allowed (short cooldowns make tests fast), zero allowed, a year at most:
+    /// deadlines computed from these never come near the clock's limits.
     fn seconds(&self, name: &'static str, default: f64) -> Result<Duration, ConfigError> {
+        const YEAR: f64 = 365.0 * 86_400.0;
         let secs: f64 = self.parsed(name, default)?;
-        Duration::try_from_secs_f64(secs)
-            .map_err(|_| ConfigError::new(name, format!("must be a non-negative number of seconds, got {secs}")))
+        match Duration::try_from_secs_f64(secs) {
+            Ok(duration) if secs <= YEAR => Ok(duration),
+            _ => Err(ConfigError::new(name, format!("must be a number of seconds from 0 to a year, got {secs}"))),
+        }
     }
 
     fn positive_seconds(&self, name: &'static str, default: f64) -> Result<Duration, ConfigError> {
@@ -283,6 +308,13 @@ mod tests {
         assert_eq!(config.max_body_bytes, 64 * MIB);
         assert_eq!(config.cerebras_base_url, "https://api.cerebras.ai/v1");
         assert_eq!(config.timeouts.first_byte, Duration::from_secs(300));
+        assert_eq!(config.max_cooldown, Duration::from_secs(86_400));
+        assert_eq!(config.circuit.threshold, 3);
+        assert_eq!(
+            (config.circuit.open_for, config.circuit.max_open),
+            (Duration::from_secs(5), Duration::from_secs(60))
+        );
+        assert_eq!(config.timeouts.pool_idle, Duration::from_secs(4));
     }
 
     #[test]
@@ -302,7 +334,10 @@ mod tests {
             (&[("CEREBRAS_API_KEYS", "{}")], "CEREBRAS_API_KEYS holds no key"),
             (&[("CEREBRAS_API_KEYS", "{\"a\":1}")], "CEREBRAS_API_KEYS entry \"a\""),
             (&[KEYS, ("PORT", "eighty")], "PORT is not a valid number"),
-            (&[KEYS, ("CEREBRAS_COOLDOWN", "-1")], "CEREBRAS_COOLDOWN must be a non-negative"),
+            (&[KEYS, ("CEREBRAS_COOLDOWN", "-1")], "CEREBRAS_COOLDOWN must be a number of seconds from 0"),
+            (&[KEYS, ("MAX_COOLDOWN", "1e19")], "MAX_COOLDOWN must be a number of seconds from 0 to a year"),
+            (&[KEYS, ("CIRCUIT_FAILURE_THRESHOLD", "0")], "CIRCUIT_FAILURE_THRESHOLD must be at least 1"),
+            (&[KEYS, ("CIRCUIT_OPEN_TIME", "10"), ("CIRCUIT_MAX_OPEN_TIME", "5")], "CIRCUIT_MAX_OPEN_TIME must be"),
             (&[KEYS, ("UPSTREAM_TIMEOUT", "0")], "UPSTREAM_TIMEOUT must be more than 0"),
             (&[KEYS, ("CEREBRAS_BASE_URL", "ftp://x")], "CEREBRAS_BASE_URL must be an http"),
             (&[KEYS, ("SSL_CERT_FILE", "/nonexistent.pem")], "SSL_CERT_FILE names no readable file"),

@@ -9,13 +9,14 @@ use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
 use crate::auth::client_key::Refusal;
+use crate::policy::fault::Reason;
 
-/// One failed attempt at an upstream, as the client is told about it.
+/// One failed attempt at an upstream (or a provider passed over), as the client is told about it.
 #[derive(Debug, Clone)]
 pub struct AttemptFailure {
     /// Provider and, for Cerebras, the key's name (never its value).
     pub target: String,
-    pub reason: String,
+    pub reason: Reason,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +33,14 @@ pub enum ProxyError {
     Unauthorized(Refusal),
     #[error("{0} is unavailable; try again shortly")]
     ActorUnavailable(&'static str),
-    #[error("no upstream could answer: {}", describe(.0))]
-    UpstreamFailed(Vec<AttemptFailure>),
+    /// No upstream answered; `retry_after` is set when a provider was passed over for its open
+    /// circuit.
+    #[error("no upstream could answer: {}", describe(failures))]
+    UpstreamFailed { failures: Vec<AttemptFailure>, retry_after: Option<Duration> },
+    /// Cerebras rejects every key and no alternative is configured: the message is the
+    /// upstream's own (never a key).
+    #[error("Cerebras rejected every key in the pool: {message}")]
+    KeysRejected { message: String },
 }
 
 fn describe(failures: &[AttemptFailure]) -> String {
@@ -42,6 +49,14 @@ fn describe(failures: &[AttemptFailure]) -> String {
 }
 
 impl ProxyError {
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::AllKeysCooling { retry_after } => Some(*retry_after),
+            Self::UpstreamFailed { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     fn kind_and_code(&self) -> (&'static str, &'static str) {
         match self {
             Self::InvalidBody(_) => ("invalid_request_error", "invalid_json"),
@@ -50,7 +65,8 @@ impl ProxyError {
             Self::AllKeysCooling { .. } => ("rate_limit_error", "all_keys_cooling_down"),
             Self::Unauthorized(refusal) => ("invalid_request_error", refusal.code()),
             Self::ActorUnavailable(_) => ("server_error", "service_unavailable"),
-            Self::UpstreamFailed(_) => ("upstream_error", "upstream_unavailable"),
+            Self::UpstreamFailed { .. } => ("upstream_error", "upstream_unavailable"),
+            Self::KeysRejected { .. } => ("upstream_error", "upstream_keys_rejected"),
         }
     }
 }
@@ -62,16 +78,16 @@ impl ResponseError for ProxyError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::AllKeysCooling { .. } | Self::ActorUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
+            Self::UpstreamFailed { .. } | Self::KeysRejected { .. } => StatusCode::BAD_GATEWAY,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let (kind, code) = self.kind_and_code();
         let mut response = HttpResponse::build(self.status_code());
-        if let Self::AllKeysCooling { retry_after } = self {
+        if let Some(wait) = self.retry_after() {
             // Round up: a client retrying at 0 s would only meet the same answer.
-            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             response.insert_header((header::RETRY_AFTER, secs.max(1)));
         }
         if let Self::Unauthorized(_) = self {
@@ -105,11 +121,17 @@ mod tests {
 
     #[test]
     fn upstream_failure_names_every_attempt() {
-        let error = ProxyError::UpstreamFailed(vec![
-            AttemptFailure { target: "cerebras/key1".into(), reason: "connection refused".into() },
-            AttemptFailure { target: "cerebras/key2".into(), reason: "timeout".into() },
-        ]);
+        let failures = vec![
+            AttemptFailure { target: "cerebras/key1".into(), reason: Reason::Unreachable("Connection refused".into()) },
+            AttemptFailure { target: "synthetic".into(), reason: Reason::Timeout },
+        ];
+        let error = ProxyError::UpstreamFailed { failures, retry_after: Some(Duration::from_secs(4)) };
         assert_eq!(error.status_code(), StatusCode::BAD_GATEWAY);
-        assert!(error.to_string().contains("cerebras/key1 (connection refused), cerebras/key2 (timeout)"));
+        let message = error.to_string();
+        assert!(
+            message.contains("cerebras/key1 (cannot connect: Connection refused), synthetic (no answer within"),
+            "{message}"
+        );
+        assert_eq!(error.error_response().headers().get(header::RETRY_AFTER).unwrap(), "4");
     }
 }

@@ -4,7 +4,8 @@
 //! fixed sets (providers, status codes, key names, reason kinds), never from client input.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub struct Metrics {
@@ -14,6 +15,10 @@ pub struct Metrics {
     /// Requests that left a provider for the next, by provider and kind of reason.
     pub failovers: IntCounterVec,
     pub key_cooldowns: IntCounterVec,
+    /// Times a provider's circuit opened.
+    pub circuit_opens: IntCounterVec,
+    /// 1 while a provider's circuit is open or probing, else 0.
+    pub circuit_open: IntGaugeVec,
     pub key_wait: Histogram,
     /// From sending to an upstream until its answer's head arrived.
     pub upstream_ttfb: HistogramVec,
@@ -47,6 +52,11 @@ impl Metrics {
             registry.register(Box::new(metric.clone()))?;
             Ok(metric)
         };
+        let circuit_open = IntGaugeVec::new(
+            Opts::new("circuit_open", "1 while a provider's circuit is open or half-open"),
+            &["provider"],
+        )?;
+        registry.register(Box::new(circuit_open.clone()))?;
         let key_wait = Histogram::with_opts(
             HistogramOpts::new("key_wait_seconds", "Time requests waited for a Cerebras key to come free")
                 .buckets(SECONDS.to_vec()),
@@ -59,6 +69,8 @@ impl Metrics {
             requests: counter("requests_total", "Answers sent to clients", &["provider", "status"])?,
             failovers: counter("failovers_total", "Requests that moved on to the next provider", &["from", "reason"])?,
             key_cooldowns: counter("key_cooldowns_total", "Cerebras keys put to rest", &["key"])?,
+            circuit_opens: counter("circuit_opens_total", "Times a provider's circuit opened", &["provider"])?,
+            circuit_open,
             key_wait,
             upstream_ttfb: histogram(
                 "upstream_ttfb_seconds",
@@ -83,21 +95,6 @@ impl Metrics {
         let mut text = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut text)?;
         String::from_utf8(text).map_err(|e| prometheus::Error::Msg(e.to_string()))
-    }
-}
-
-/// A failure reason, as a label from a fixed set.
-pub fn reason_kind(reason: &str) -> &'static str {
-    match reason {
-        r if r.starts_with("cannot connect") => "unreachable",
-        r if r.starts_with("no answer within") || r.starts_with("no data within") => "timeout",
-        "context_length_exceeded" => "context_length_exceeded",
-        "token quota is not enough" => "quota",
-        "every key is cooling down" => "cooldown",
-        "HTTP 429" => "rate_limited",
-        r if r.starts_with("HTTP 5") => "server_error",
-        r if r.starts_with("HTTP 4") => "client_error",
-        _ => "other",
     }
 }
 
@@ -165,13 +162,5 @@ mod tests {
         let text = metrics.render().unwrap();
         assert!(text.contains("glm_proxy_requests_total{provider=\"cerebras\",status=\"200\"} 1"), "{text}");
         assert!(text.contains("glm_proxy_in_flight_streams 1"));
-    }
-
-    #[test]
-    fn reasons_map_to_a_few_kinds() {
-        assert_eq!(reason_kind("cannot connect: Connection refused"), "unreachable");
-        assert_eq!(reason_kind("HTTP 503"), "server_error");
-        assert_eq!(reason_kind("no answer within UPSTREAM_TIMEOUT"), "timeout");
-        assert_eq!(reason_kind("token quota is not enough"), "quota");
     }
 }

@@ -4,38 +4,28 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Arbiter, Supervisor, SyncArbiter};
+use actix::{Addr, Arbiter, Supervisor, SyncArbiter};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::auth::AuthActor;
-use crate::actors::key_rotator::{CurrentKey, KeyRotator};
+use crate::actors::key_rotator::{ClearRejections, CurrentKey, KeyRotator};
 use crate::actors::logger::{Flush, LoggerActor};
-use crate::actors::upstream_router::{ProviderRequests, UpstreamRouter};
+use crate::actors::upstream_router::{Health, ProviderRequests, UpstreamRouter};
 use crate::auth::gate::AuthGate;
 use crate::config::{Config, ConfigError};
 use crate::db::{self, DbError};
 use crate::dispatch::Dispatcher;
 use crate::handlers::{proxy, status};
-use crate::key_pool::Cooldowns;
 use crate::logging::sink::LogSink;
 use crate::metrics::Metrics;
+use crate::policy::circuit::CircuitView;
+use crate::policy::key_pool::Cooldowns;
+use crate::policy::routing::RoutingPolicy;
 use crate::providers::ProviderKind;
 use crate::request_id;
-use crate::routing::RoutingPolicy;
+use crate::state::AppState;
 use crate::upstream::client;
-
-/// What every worker shares.
-pub struct AppState {
-    pub dispatcher: Dispatcher,
-    /// Present when `ENABLE_INCOMING_AUTH` is on.
-    pub auth: Option<Arc<AuthGate>>,
-    /// Present when `LOG_REQUESTS` is on.
-    pub logs: Option<Arc<LogSink>>,
-    pub metrics: Arc<Metrics>,
-    pub max_body_bytes: usize,
-    pub started: Instant,
-}
 
 /// Problems that stop the proxy from starting.
 #[derive(Debug, thiserror::Error)]
@@ -119,13 +109,30 @@ fn start_auth(config: &Config) -> Result<Option<Arc<AuthGate>>, StartError> {
     Ok(Some(gate))
 }
 
+/// On SIGHUP, every key the upstream rejected is tried again: for an operator who fixed the
+/// keys' account (or the upstream's outage that rejected them) and wants no wait.
+fn clear_rejections_on_sighup(rotator: Addr<KeyRotator>) {
+    use actix_web::rt::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        log::warn!("event=sighup_unavailable");
+        return;
+    };
+    actix_web::rt::spawn(async move {
+        while hangups.recv().await.is_some() {
+            log::info!("event=sighup action=clear_key_rejections");
+            rotator.do_send(ClearRejections);
+        }
+    });
+}
+
 /// Starts the actors and binds the server. Must be called inside an actix system.
 pub fn start(config: Config) -> Result<Running, StartError> {
     let tls = client::tls_config(&config)?;
     let metrics = Arc::new(Metrics::new()?);
     let auth = start_auth(&config)?;
     let logs = start_logs(&config, &metrics);
-    let cooldowns = Cooldowns { rate_limited: config.cooldown, invalid: config.invalid_key_cooldown };
+    let cooldowns =
+        Cooldowns { rate_limited: config.cooldown, invalid: config.invalid_key_cooldown, max: config.max_cooldown };
     let keys = config.cerebras_keys.clone();
     let key_names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
     log::info!("event=config cerebras_keys={} names={key_names:?} base_url={}", keys.len(), config.cerebras_base_url);
@@ -135,6 +142,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let current_key = CurrentKey::default();
     let published = current_key.clone();
     let rotator = Supervisor::start(move |_| KeyRotator::new(keys, cooldowns, rotator_metrics, published));
+    clear_rejections_on_sighup(rotator.clone());
 
     let configured: Vec<ProviderKind> =
         std::iter::once(ProviderKind::Cerebras).chain(config.alternatives.iter().map(|a| a.kind)).collect();
@@ -150,14 +158,19 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         chars_per_token: config.chars_per_token,
     });
     let provider_requests = Arc::new(ProviderRequests::default());
-    let counted = provider_requests.clone();
-    let router = Supervisor::start(move |_| UpstreamRouter::new(&configured, counted.clone()));
+    let health: Health = Arc::new(std::sync::RwLock::new([CircuitView::CLOSED; 3]));
+    let (counted, published, circuit, router_metrics) =
+        (provider_requests.clone(), health.clone(), config.circuit, metrics.clone());
+    let router = Supervisor::start(move |_| {
+        UpstreamRouter::new(&configured, counted.clone(), circuit, published.clone(), router_metrics.clone())
+    });
 
     let state = web::Data::new(AppState {
         dispatcher: Dispatcher {
             rotator,
             current_key,
             router,
+            health,
             provider_requests,
             routing,
             cerebras_base_url: config.cerebras_base_url.clone(),
@@ -188,6 +201,9 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     })
     .workers(config.workers)
     .shutdown_timeout(config.shutdown_timeout.as_secs())
+    // A client that hangs up before its answer ends its request everywhere: the handler is
+    // dropped, with its wait for a key or its upstream request.
+    .h1_allow_half_closed(false)
     .tcp_nodelay(true)
     .backlog(4096);
 

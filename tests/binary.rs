@@ -104,3 +104,37 @@ async fn sigterm_stops_the_proxy_cleanly() {
     let status = running.terminate().await;
     assert!(status.success(), "{status:?}");
 }
+
+#[actix_web::test]
+async fn sighup_has_rejected_keys_tried_again_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let valid = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let accepted = valid.clone();
+    let upstream = MockUpstream::start(move |_| match accepted.load(std::sync::atomic::Ordering::SeqCst) {
+        true => Reply::ok(completion("welcome back")),
+        false => Reply::status(401, serde_json::json!({"message": "Wrong API Key", "code": "wrong_api_key"})),
+    });
+    let running = ProxyProcess::start(dir.path(), &[("CEREBRAS_BASE_URL", &upstream.url)]);
+    let chat = || client().post(format!("{}/v1/chat/completions", running.url)).send_json(&chat_body(false));
+
+    let mut response = chat().await.unwrap();
+    assert_eq!(response.status(), 502);
+    assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], "upstream_keys_rejected");
+    // The operator fixes the account; until told, the proxy keeps the key out.
+    valid.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(chat().await.unwrap().status(), 502);
+    assert_eq!(upstream.received().len(), 1);
+
+    let pid = running.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    let mut served = false;
+    for _ in 0..100 {
+        if chat().await.unwrap().status() == 200 {
+            served = true;
+            break;
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(served, "after SIGHUP the key is tried again");
+    assert!(running.log_lines().iter().any(|line| line.contains("event=key_rejections_cleared keys=1")));
+}

@@ -131,6 +131,29 @@ async fn context_length_exceeded_fails_over_in_both_error_shapes() {
 }
 
 #[actix_web::test]
+async fn a_retired_model_fails_over_to_the_alternatives_with_their_own_model() {
+    let retired = |_: &common::Received| {
+        Reply::status(
+            404,
+            json!({"message": "Model zai-glm-4.6 does not exist or you do not have access to it.",
+            "type": "not_found_error", "param": "model", "code": "model_not_found"}),
+        )
+    };
+    let providers = Providers::start(retired, answer_as("synthetic"), unavailable, &[]);
+    let (status, _, body) = providers.chat(&chat_body(false)).await;
+    assert_eq!((status, body), (200, completion("synthetic")));
+    assert_eq!(providers.synthetic.received()[0].json()["model"], "hf:zai-org/GLM-4.6");
+    assert_eq!(providers.hits(), (1, 1, 0), "a retired model is the same for every key");
+
+    // Without an alternative, the client sees the 404 as Cerebras sent it.
+    let cerebras = MockUpstream::start(retired);
+    let proxy = Proxy::start(config(&cerebras.url, &[]));
+    let mut response = client().post(proxy.at("/v1/chat/completions")).send_json(&chat_body(false)).await.unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(response.json::<Value>().await.unwrap()["code"], "model_not_found");
+}
+
+#[actix_web::test]
 async fn a_cerebras_503_fails_over_without_cooling_the_key() {
     let providers = Providers::start(unavailable, |_| Reply::ok(completion("synthetic")), unavailable, &[]);
     let (status, headers, _) = providers.chat(&chat_body(false)).await;

@@ -5,6 +5,7 @@
 //! message: the common case (a usable current key) then costs no mailbox round trip. Only when
 //! no key is usable do workers ask, and wait.
 
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -12,11 +13,9 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::supervision::{guarded, ActorFault, Named};
-use std::sync::{Arc, PoisonError, RwLock};
-
 use crate::config::NamedKey;
-use crate::key_pool::{Availability, Cooldowns, KeyGrant, KeyPool, KeyStatus, KeyVerdict};
 use crate::metrics::Metrics;
+use crate::policy::key_pool::{Availability, Cooldowns, KeyGrant, KeyPool, KeyStatus, KeyVerdict};
 
 /// Asks for a key. With `wait`, an all-cooling answer carries a ticket that yields the
 /// first key to come free.
@@ -28,8 +27,32 @@ pub struct Acquire {
 
 pub enum Acquired {
     Ready(KeyGrant),
-    AllCooling { free_in: Duration, ticket: Option<oneshot::Receiver<KeyGrant>> },
+    AllCooling {
+        free_in: Duration,
+        ticket: Option<Ticket>,
+    },
+    /// Every key is rejected by the upstream; the upstream's message (never a key).
+    AllRejected {
+        message: String,
+    },
 }
+
+/// A place in the queue for the first key to come free: the key, or the upstream's message
+/// when every key turned out to be rejected meanwhile.
+pub type Ticket = oneshot::Receiver<Result<KeyGrant, String>>;
+
+/// Asks for a usable key other than `avoid`, without moving the sticky key: a second opinion
+/// on an error that may be `avoid`'s own. `None` when no other key is usable now.
+#[derive(Message)]
+#[rtype(result = "Result<Option<KeyGrant>, ActorFault>")]
+pub struct AcquireOther {
+    pub avoid: usize,
+}
+
+/// Ends every key's rejection (on SIGHUP): the operator says the keys may be good now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ClearRejections;
 
 /// What an attempt with a key said about it. Sent with `do_send`: nobody waits for it.
 #[derive(Message)]
@@ -61,7 +84,7 @@ pub struct KeyRotator {
     metrics: Arc<Metrics>,
     cooldowns: Cooldowns,
     pool: KeyPool,
-    waiters: Vec<oneshot::Sender<KeyGrant>>,
+    waiters: Vec<oneshot::Sender<Result<KeyGrant, String>>>,
 }
 
 impl KeyRotator {
@@ -76,23 +99,26 @@ impl KeyRotator {
     fn publish(&mut self) {
         let grant = match self.pool.acquire(Instant::now()) {
             Availability::Ready(index) => Some(self.pool.grant(index)),
-            Availability::AllCooling { .. } => None,
+            Availability::AllCooling { .. } | Availability::AllRejected { .. } => None,
         };
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = grant;
     }
 
-    /// A rest ended: publish the key now usable and hand it to every request still waiting.
+    /// Keys changed: publish the key to use now, and answer the waiting requests if waiting
+    /// is over (a key came free, or every key is now rejected).
     fn wake_waiters(&mut self) {
         self.publish();
         if self.waiters.is_empty() {
             return;
         }
-        if let Availability::Ready(index) = self.pool.acquire(Instant::now()) {
-            let grant = self.pool.grant(index);
-            for waiter in self.waiters.drain(..) {
-                // A waiter that gave up has dropped its receiver; nothing to do for it.
-                let _ = waiter.send(grant.clone());
-            }
+        let answer = match self.pool.acquire(Instant::now()) {
+            Availability::Ready(index) => Ok(self.pool.grant(index)),
+            Availability::AllRejected { message } => Err(message),
+            Availability::AllCooling { .. } => return,
+        };
+        for waiter in self.waiters.drain(..) {
+            // A waiter that gave up has dropped its receiver; nothing to do for it.
+            let _ = waiter.send(answer.clone());
         }
     }
 }
@@ -133,19 +159,43 @@ impl Handler<Acquire> for KeyRotator {
                     });
                     Acquired::AllCooling { free_in: free_at - now, ticket }
                 }
+                Availability::AllRejected { message } => Acquired::AllRejected { message },
             }
         })
+    }
+}
+
+impl Handler<AcquireOther> for KeyRotator {
+    type Result = Result<Option<KeyGrant>, ActorFault>;
+
+    fn handle(&mut self, msg: AcquireOther, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(self, ctx, |this, _| this.pool.acquire_other(msg.avoid, Instant::now()).map(|i| this.pool.grant(i)))
+    }
+}
+
+impl Handler<ClearRejections> for KeyRotator {
+    type Result = ();
+
+    fn handle(&mut self, _: ClearRejections, ctx: &mut Context<Self>) {
+        let _ = guarded(self, ctx, |this, _| {
+            let cleared = this.pool.clear_invalid(Instant::now());
+            log::info!("event=key_rejections_cleared keys={cleared}");
+            this.wake_waiters();
+        });
     }
 }
 
 impl Handler<Report> for KeyRotator {
     type Result = ();
 
-    /// Rests the reported key; a timer at the end of its rest wakes waiting requests.
+    /// Rests the reported key (or moves the sticky key past it); a timer at the end of a rest
+    /// wakes waiting requests.
     fn handle(&mut self, msg: Report, ctx: &mut Context<Self>) {
         let _ = guarded(self, ctx, |this, ctx| {
             let now = Instant::now();
-            let Some(until) = this.pool.report(msg.index, &msg.verdict, now) else {
+            let rested = this.pool.report(msg.index, &msg.verdict, now);
+            this.wake_waiters();
+            let Some(until) = rested else {
                 return;
             };
             let name = this.pool.grant(msg.index).name;
@@ -155,7 +205,6 @@ impl Handler<Report> for KeyRotator {
                 (until - now).as_secs_f64(),
                 msg.verdict
             );
-            this.publish();
             ctx.run_later(until - now, |this, _| this.wake_waiters());
         });
     }
@@ -186,7 +235,8 @@ mod tests {
             NamedKey { name: "key1".into(), secret: Secret::new("sk-1") },
             NamedKey { name: "key2".into(), secret: Secret::new("sk-2") },
         ];
-        let cooldowns = Cooldowns { rate_limited: cooldown, invalid: Duration::from_secs(3600) };
+        let cooldowns =
+            Cooldowns { rate_limited: cooldown, invalid: Duration::from_secs(3600), max: Duration::from_secs(86_400) };
         let metrics = Arc::new(Metrics::new().unwrap());
         Supervisor::start(move |_| KeyRotator::new(keys, cooldowns, metrics, CurrentKey::default()))
     }
@@ -206,7 +256,7 @@ mod tests {
     fn ready_name(acquired: Acquired) -> String {
         match acquired {
             Acquired::Ready(grant) => grant.name.to_string(),
-            Acquired::AllCooling { .. } => panic!("expected a ready key"),
+            Acquired::AllCooling { .. } | Acquired::AllRejected { .. } => panic!("expected a ready key"),
         }
     }
 
@@ -238,7 +288,7 @@ mod tests {
             panic!("every key should be cooling");
         };
         assert!(free_in <= Duration::from_millis(50));
-        let grant = tokio::time::timeout(Duration::from_secs(5), ticket).await.unwrap().unwrap();
+        let grant = tokio::time::timeout(Duration::from_secs(5), ticket).await.unwrap().unwrap().unwrap();
         assert_eq!(&*grant.name, "key1");
     }
 

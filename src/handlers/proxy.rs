@@ -1,22 +1,18 @@
 //! Every route but `/_status` and `/health`: read and check the request, then dispatch it.
 
-use actix_web::http::header::{self, HeaderMap};
-use actix_web::http::Method;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use actix_web::body::BoxBody;
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::{ConnectionType, Method, Version};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
 use crate::actors::upstream_router::ProviderEvent;
-use crate::transform::chat_view::ChatView;
-use crate::transform::token_estimate::ChatFacts;
-use crate::transform::tool_repair::{needs_repair, repair};
-
-use crate::dispatch::{Outgoing, PROVIDER_HEADER};
+use crate::dispatch::{is_event_stream, Outgoing};
 use crate::error::ProxyError;
 use crate::logging::record::{AttemptLog, RequestLog};
 use crate::logging::sink::LogSink;
@@ -24,7 +20,10 @@ use crate::logging::tap::TappedBody;
 use crate::metrics::{MeteredBody, Metrics};
 use crate::providers::ProviderKind;
 use crate::request_id::RequestId;
-use crate::server::AppState;
+use crate::state::AppState;
+use crate::transform::chat_view::ChatView;
+use crate::transform::token_estimate::ChatFacts;
+use crate::transform::tool_repair::{needs_repair, repair};
 use crate::upstream::headers::upstream_request_headers;
 
 pub async fn forward(
@@ -45,35 +44,47 @@ pub async fn forward(
             error.error_response()
         }
     };
-    let response = metered(response, &state.metrics, started.1);
+    let response = fit_to_version(&request, response);
+    let response = metered(response, journal.provider, &state.metrics, started.1);
     match &state.logs {
         Some(sink) => log_response(&request, response, journal, started, sink.clone()),
         None => response,
     }
 }
 
-/// Counts the answer by provider and status, and keeps it in flight until its body is done.
-fn metered(response: HttpResponse, metrics: &Arc<Metrics>, started: Instant) -> HttpResponse {
-    let provider = response
-        .headers()
-        .get(PROVIDER_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|name| ProviderKind::ALL.into_iter().find(|k| k.name() == name))
-        .map_or("proxy", ProviderKind::name);
-    let status = response.status();
-    metrics.requests.with_label_values(&[provider, status.as_str()]).inc();
-    let stream =
-        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+/// HTTP/1.0 has no chunked encoding (RFC 9112 §6.1): a body of unknown length, such as a
+/// stream, goes to such a client close-delimited, and the connection ends with it.
+fn fit_to_version(request: &HttpRequest, mut response: HttpResponse) -> HttpResponse {
+    if request.version() < Version::HTTP_11 && response.body().size() == BodySize::Stream {
+        response.head_mut().no_chunking(true);
+        response.head_mut().set_connection_type(ConnectionType::Close);
+    }
+    response
+}
+
+/// Counts the answer by provider (`proxy` for the proxy's own) and status, and keeps it in
+/// flight until its body is done.
+fn metered(
+    response: HttpResponse,
+    provider: Option<ProviderKind>,
+    metrics: &Arc<Metrics>,
+    started: Instant,
+) -> HttpResponse {
+    let provider = provider.map_or("proxy", ProviderKind::name);
+    metrics.requests.with_label_values(&[provider, response.status().as_str()]).inc();
+    let stream = is_event_stream(response.headers());
     let metrics = metrics.clone();
     response.map_body(|_, body| BoxBody::new(MeteredBody::new(body, metrics, provider, started, stream)))
 }
 
-/// What the log needs that only the request's processing learns.
+/// What the log and the metrics need that only the request's processing learns.
 #[derive(Default)]
 struct Journal {
     client: Option<Arc<str>>,
     body: Bytes,
     attempts: Vec<AttemptLog>,
+    /// The provider whose answer the client got; `None` for the proxy's own.
+    provider: Option<ProviderKind>,
 }
 
 async fn proxy(
@@ -106,9 +117,10 @@ async fn proxy(
         body,
         chat,
     };
-    let (result, attempts) = state.dispatcher.dispatch(client, outgoing).await;
-    journal.attempts = attempts;
-    result
+    let dispatched = state.dispatcher.dispatch(client, outgoing).await;
+    journal.attempts = dispatched.attempts;
+    journal.provider = dispatched.provider;
+    dispatched.result
 }
 
 /// Attaches the request's record to the response body, which sends it when the client has it all.

@@ -9,8 +9,8 @@ use crate::actors::key_rotator::GetStatus;
 use crate::actors::supervision::ask;
 use crate::actors::upstream_router::{GetRoutingStatus, RoutingStatus};
 use crate::error::ProxyError;
-use crate::key_pool::KeyStatus;
-use crate::server::AppState;
+use crate::policy::key_pool::KeyStatus;
+use crate::state::AppState;
 
 #[derive(Serialize)]
 struct StatusBody {

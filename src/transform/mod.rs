@@ -1,5 +1,7 @@
-//! Pure functions over chat-completion bodies: what they hold, and repairs they need.
+//! Pure functions over chat-completion bodies: what they hold, repairs they need, and the model
+//! an alternative provider is asked for.
 
 pub mod chat_view;
+pub mod model;
 pub mod token_estimate;
 pub mod tool_repair;

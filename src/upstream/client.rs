@@ -46,6 +46,9 @@ pub fn build(config: &Config, tls: Arc<ClientConfig>) -> awc::Client {
         .rustls_0_23(tls)
         .timeout(config.timeouts.connect)
         .handshake_timeout(config.timeouts.connect)
+        // Idle connections are let go before a typical upstream would close them (many close
+        // after 5 s), so a reused connection is rarely one the upstream already closed.
+        .conn_keep_alive(config.timeouts.pool_idle)
         // Each worker's pool is unbounded: long streams must not queue behind each other.
         .limit(0);
     awc::Client::builder().connector(connector).disable_redirects().timeout(config.timeouts.first_byte).finish()

@@ -55,7 +55,13 @@ pub enum Reply {
     SseThenBreak {
         chunks: Vec<String>,
     },
-    /// Never answers.
+    /// These exact bytes, as they are (a compressed body, say), never compressed again.
+    Raw {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        body: Bytes,
+    },
+    /// Never answers; counted in `hangs_dropped` when the proxy gives up on it.
     Hang,
 }
 
@@ -104,6 +110,8 @@ pub struct MockUpstream {
     /// SSE streams dropped before their last chunk was sent (the client went away).
     pub streams_cut: Arc<AtomicUsize>,
     pub streams_finished: Arc<AtomicUsize>,
+    /// `Hang` answers the proxy gave up on (it closed the connection).
+    pub hangs_dropped: Arc<AtomicUsize>,
 }
 
 impl MockUpstream {
@@ -116,15 +124,26 @@ impl MockUpstream {
         script: impl Fn(&Received) -> Reply + Send + Sync + 'static,
         tls: Option<rustls::ServerConfig>,
     ) -> Self {
+        Self::start_at(0, script, tls)
+    }
+
+    /// Starts the mock on `port` (0 for any free one).
+    pub fn start_at(
+        port: u16,
+        script: impl Fn(&Received) -> Reply + Send + Sync + 'static,
+        tls: Option<rustls::ServerConfig>,
+    ) -> Self {
         let script: Arc<Script> = Arc::new(script);
         let received = Arc::new(Mutex::new(Vec::new()));
         let streams_cut = Arc::new(AtomicUsize::new(0));
         let streams_finished = Arc::new(AtomicUsize::new(0));
+        let hangs_dropped = Arc::new(AtomicUsize::new(0));
         let state = web::Data::new(MockState {
             script,
             received: received.clone(),
             streams_cut: streams_cut.clone(),
             streams_finished: streams_finished.clone(),
+            hangs_dropped: hangs_dropped.clone(),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -133,16 +152,20 @@ impl MockUpstream {
                 .default_service(web::to(answer))
         })
         .workers(2)
+        // A proxy that gives up on a request closes the connection: drop the handler then.
+        .h1_allow_half_closed(false)
         .disable_signals();
+        let address = ("127.0.0.1", port);
         let (server, scheme) = match tls {
-            None => (server.bind("127.0.0.1:0"), "http"),
-            Some(tls) => (server.bind_rustls_0_23("127.0.0.1:0", tls), "https"),
+            None => (server.bind(address), "http"),
+            Some(tls) => (server.bind_rustls_0_23(address, tls), "https"),
         };
         let server = server.expect("bind mock upstream");
         let port = server.addrs()[0].port();
         actix_rt::spawn(server.run());
         let host = if scheme == "https" { "localhost" } else { "127.0.0.1" };
-        Self { url: format!("{scheme}://{host}:{port}/v1"), received, streams_cut, streams_finished }
+        let url = format!("{scheme}://{host}:{port}/v1");
+        Self { url, received, streams_cut, streams_finished, hangs_dropped }
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -160,6 +183,24 @@ struct MockState {
     received: Arc<Mutex<Vec<Received>>>,
     streams_cut: Arc<AtomicUsize>,
     streams_finished: Arc<AtomicUsize>,
+    hangs_dropped: Arc<AtomicUsize>,
+}
+
+/// Counts a hanging answer when the proxy drops it.
+struct HangGuard(Arc<AtomicUsize>);
+
+impl Drop for HangGuard {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// `body` gzip-compressed, as a server does for a client that accepts it.
+pub fn gzip(body: &[u8]) -> Bytes {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(body).unwrap();
+    Bytes::from(encoder.finish().unwrap())
 }
 
 /// Counts a stream as cut if it is dropped before it finished.
@@ -188,6 +229,8 @@ async fn answer(request: HttpRequest, body: Bytes, state: web::Data<MockState>) 
         body,
     };
     let reply = (state.script)(&received);
+    // Like real servers, the mock compresses JSON for a client that accepts gzip.
+    let accepts_gzip = received.headers.get("accept-encoding").is_some_and(|v| v.contains("gzip"));
     state.received.lock().unwrap().push(received);
     match reply {
         Reply::Json { status, headers, body } => {
@@ -195,7 +238,19 @@ async fn answer(request: HttpRequest, body: Bytes, state: web::Data<MockState>) 
             for (name, value) in headers {
                 response.insert_header((name, value));
             }
-            response.content_type("application/json").body(body)
+            response.content_type("application/json");
+            if accepts_gzip {
+                response.insert_header(("content-encoding", "gzip")).body(gzip(body.as_bytes()))
+            } else {
+                response.body(body)
+            }
+        }
+        Reply::Raw { status, headers, body } => {
+            let mut response = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
+            for (name, value) in headers {
+                response.insert_header((name, value));
+            }
+            response.body(body)
         }
         Reply::Sse { chunks, delay, gate } => {
             let guard =
@@ -228,6 +283,7 @@ async fn answer(request: HttpRequest, body: Bytes, state: web::Data<MockState>) 
             HttpResponse::Ok().content_type("text/event-stream").streaming(body)
         }
         Reply::Hang => {
+            let _guard = HangGuard(state.hangs_dropped.clone());
             std::future::pending::<()>().await;
             unreachable!()
         }
@@ -292,6 +348,28 @@ pub async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
         actix_rt::time::sleep(Duration::from_millis(10)).await;
     }
     false
+}
+
+/// A port nothing listens on (bound, then freed).
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Sends `request` as raw bytes on a new connection and reads until the server closes it,
+/// off the async threads: for what an HTTP client library would not send.
+pub async fn raw_exchange(address: &str, request: Vec<u8>) -> String {
+    use std::io::{Read, Write};
+    let address = address.trim_start_matches("http://").to_owned();
+    actix_web::rt::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        stream.write_all(&request).unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+    .await
+    .unwrap()
 }
 
 /// The Cerebras keys of a proxy started as a process.

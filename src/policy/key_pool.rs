@@ -2,6 +2,8 @@
 //!
 //! Pure: every call takes `now`, so cooldown arithmetic is tested without sleeping.
 //! The `KeyRotator` actor owns one `KeyPool` and adds timers and waiting requests.
+//! Which outcomes reach this pool at all is decided in `policy::fault`: only a key's own fault
+//! (429, 401) rests a key.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,19 +11,33 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::deadline;
+use super::fault::Reason;
 use crate::config::NamedKey;
 use crate::secret::Secret;
 
-/// What a failed attempt with a key says about the key. (Successes change no key state;
-/// they are counted on the grant's `served`.)
-#[derive(Debug, Clone, PartialEq)]
+/// What an attempt said about the key it used. (Successes change no key state; they are
+/// counted on the grant's `served`.)
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyVerdict {
-    /// 429: the key works but must rest, at least for the configured cooldown.
+    /// 429: the key works but must rest: what the upstream asked, at least the configured
+    /// cooldown, at most `MAX_COOLDOWN`.
     RateLimited { requested: Option<Duration> },
-    /// 5xx, connection error or timeout: rest the key and count the error.
-    Failed { reason: String },
-    /// 401/402/403: the key itself is bad; out of rotation for much longer.
-    Invalid { reason: String },
+    /// 401: the key is rejected; out of rotation for `INVALID_KEY_COOLDOWN`. The upstream's words.
+    Rejected { message: String },
+    /// An error this key got and another key did not (402, 403, 500): the sticky position moves
+    /// past this key, which does not rest.
+    Failed { reason: Reason },
+}
+
+impl KeyVerdict {
+    pub fn reason(&self) -> Reason {
+        match self {
+            Self::RateLimited { .. } => Reason::RateLimited,
+            Self::Rejected { message } => Reason::KeyRejected(message.clone()),
+            Self::Failed { reason } => reason.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -35,8 +51,12 @@ pub enum KeyState {
 /// How long keys rest after each kind of verdict.
 #[derive(Debug, Clone, Copy)]
 pub struct Cooldowns {
+    /// After a 429, at least.
     pub rate_limited: Duration,
+    /// After a 401.
     pub invalid: Duration,
+    /// The longest rest an upstream can ask for (`MAX_COOLDOWN`).
+    pub max: Duration,
 }
 
 /// A key handed to a request: its position (to report back), its name and its value.
@@ -58,9 +78,14 @@ pub enum Availability {
     AllCooling {
         free_at: Instant,
     },
+    /// Every key is rejected by the upstream: the pool is refused, and waiting will not help.
+    /// The upstream's last words on it.
+    AllRejected {
+        message: String,
+    },
 }
 
-/// One key in `/_status`; the field names are the seed's.
+/// One key in `/_status`; the first four field names are the seed's.
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyStatus {
     pub name: Arc<str>,
@@ -94,6 +119,8 @@ pub struct KeyPool {
     keys: Vec<Key>,
     current: usize,
     cooldowns: Cooldowns,
+    /// The upstream's message on the last rejected key, for the answer when all are rejected.
+    last_rejection: Option<String>,
 }
 
 impl KeyPool {
@@ -111,20 +138,37 @@ impl KeyPool {
                 last_error: None,
             })
             .collect();
-        Self { keys, current: 0, cooldowns }
+        Self { keys, current: 0, cooldowns, last_rejection: None }
     }
 
     /// Sticky choice: the current key while it is usable, else the next usable one after it.
     pub fn acquire(&mut self, now: Instant) -> Availability {
-        let n = self.keys.len();
-        let usable = (0..n).map(|offset| (self.current + offset) % n).find(|&i| self.keys[i].rest(now).is_none());
-        match usable {
+        match self.usable_from(self.current, now) {
             Some(index) => {
                 self.current = index;
                 Availability::Ready(index)
             }
+            None if self.all_rejected(now) => Availability::AllRejected {
+                message: self.last_rejection.clone().unwrap_or_else(|| "every key was rejected".to_owned()),
+            },
             None => Availability::AllCooling { free_at: self.earliest_free_at(now) },
         }
+    }
+
+    /// A usable key other than `avoid`, to learn whether an error was `avoid`'s own. The
+    /// sticky position does not move: only the outcome may move it.
+    pub fn acquire_other(&self, avoid: usize, now: Instant) -> Option<usize> {
+        self.usable_from(avoid + 1, now).filter(|&index| index != avoid)
+    }
+
+    /// The first usable key at or after `start`, in rotation order.
+    fn usable_from(&self, start: usize, now: Instant) -> Option<usize> {
+        let n = self.keys.len();
+        (0..n).map(|offset| (start + offset) % n).find(|&i| self.keys[i].rest(now).is_none())
+    }
+
+    fn all_rejected(&self, now: Instant) -> bool {
+        self.keys.iter().all(|k| matches!(k.rest(now), Some((_, KeyState::Invalid))))
     }
 
     fn earliest_free_at(&self, now: Instant) -> Instant {
@@ -136,28 +180,51 @@ impl KeyPool {
         KeyGrant { index, name: key.name.clone(), secret: key.secret.clone(), served: key.served.clone() }
     }
 
-    /// Records what a failed attempt with key `index` said. Marks that key, whichever is
-    /// current. Returns the instant the key is usable again.
+    /// Records what an attempt with key `index` said. Marks that key, whichever is current.
+    /// Returns the instant the key is usable again when it now rests.
     pub fn report(&mut self, index: usize, verdict: &KeyVerdict, now: Instant) -> Option<Instant> {
         let cooldowns = self.cooldowns;
         let key = self.keys.get_mut(index)?;
-        let (rest, state, error) = match verdict {
-            KeyVerdict::RateLimited { requested } => {
-                let rest = requested.map_or(cooldowns.rate_limited, |r| r.max(cooldowns.rate_limited));
-                (rest, KeyState::CoolingDown, "rate limited (429)".to_owned())
-            }
-            KeyVerdict::Failed { reason } => (cooldowns.rate_limited, KeyState::CoolingDown, reason.clone()),
-            KeyVerdict::Invalid { reason } => (cooldowns.invalid, KeyState::Invalid, reason.clone()),
-        };
         key.error_count += 1;
-        key.last_error = Some(error);
-        let until = now + rest;
-        // A key cooled again while cooling keeps the later deadline, never the earlier one.
+        let (rest, state) = match verdict {
+            KeyVerdict::RateLimited { requested } => {
+                key.last_error = Some("rate limited (429)".to_owned());
+                let asked = requested.map_or(cooldowns.rate_limited, |r| r.max(cooldowns.rate_limited));
+                (asked.min(cooldowns.max), KeyState::CoolingDown)
+            }
+            KeyVerdict::Rejected { message } => {
+                key.last_error = Some(format!("rejected (401): {message}"));
+                self.last_rejection = Some(message.clone());
+                (cooldowns.invalid, KeyState::Invalid)
+            }
+            KeyVerdict::Failed { reason } => {
+                key.last_error = Some(reason.to_string());
+                if self.current == index {
+                    self.current = self.usable_from(index + 1, now).unwrap_or(index);
+                }
+                return None;
+            }
+        };
+        let until = deadline(now, rest);
+        // A key rested again while resting keeps the later deadline, never the earlier one.
         key.resting_until = match key.rest(now) {
             Some(existing) if existing.0 >= until => Some(existing),
             _ => Some((until, state)),
         };
         key.resting_until.map(|(until, _)| until)
+    }
+
+    /// Ends every rejection (SIGHUP): the operator says the keys may be good now. Returns how
+    /// many keys were freed.
+    pub fn clear_invalid(&mut self, now: Instant) -> usize {
+        let mut cleared = 0;
+        for key in &mut self.keys {
+            if matches!(key.rest(now), Some((_, KeyState::Invalid))) {
+                key.resting_until = None;
+                cleared += 1;
+            }
+        }
+        cleared
     }
 
     pub fn status(&self, now: Instant) -> Vec<KeyStatus> {
@@ -187,8 +254,11 @@ impl KeyPool {
 mod tests {
     use super::*;
 
-    const COOLDOWNS: Cooldowns =
-        Cooldowns { rate_limited: Duration::from_secs(60), invalid: Duration::from_secs(3600) };
+    const COOLDOWNS: Cooldowns = Cooldowns {
+        rate_limited: Duration::from_secs(60),
+        invalid: Duration::from_secs(3600),
+        max: Duration::from_secs(86_400),
+    };
 
     fn pool(n: usize) -> KeyPool {
         let keys: Vec<NamedKey> =
@@ -198,6 +268,10 @@ mod tests {
 
     fn limited(secs: Option<u64>) -> KeyVerdict {
         KeyVerdict::RateLimited { requested: secs.map(Duration::from_secs) }
+    }
+
+    fn rejected() -> KeyVerdict {
+        KeyVerdict::Rejected { message: "Wrong API Key".into() }
     }
 
     #[test]
@@ -234,6 +308,16 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_wait_is_clamped_to_the_maximum_cooldown() {
+        let mut pool = pool(1);
+        let now = Instant::now();
+        let huge = KeyVerdict::RateLimited { requested: Some(Duration::from_secs(10_000_000_000_000_000_000)) };
+        assert_eq!(pool.report(0, &huge, now), Some(now + COOLDOWNS.max));
+        let endless = KeyVerdict::RateLimited { requested: Some(Duration::MAX) };
+        assert_eq!(pool.report(0, &endless, now), Some(now + COOLDOWNS.max));
+    }
+
+    #[test]
     fn cooling_again_keeps_the_later_deadline() {
         let mut pool = pool(1);
         let now = Instant::now();
@@ -255,17 +339,63 @@ mod tests {
     }
 
     #[test]
-    fn invalid_keys_rest_far_longer_and_show_it() {
+    fn rejected_keys_rest_far_longer_and_show_it() {
         let mut pool = pool(2);
         let now = Instant::now();
-        pool.report(0, &KeyVerdict::Invalid { reason: "401".into() }, now);
+        pool.report(0, &rejected(), now);
         let status = pool.status(now + Duration::from_secs(120));
         assert_eq!(status[0].state, KeyState::Invalid);
         assert!(!status[0].available);
         assert!(status[0].rate_limited_for > 3000.0);
         assert_eq!(status[0].error_count, 1);
+        assert_eq!(status[0].last_error.as_deref(), Some("rejected (401): Wrong API Key"));
         assert_eq!(status[1].state, KeyState::Available);
         assert_eq!(pool.acquire(now + Duration::from_secs(120)), Availability::Ready(1));
+    }
+
+    #[test]
+    fn a_pool_whose_every_key_is_rejected_says_so_instead_of_waiting() {
+        let mut pool = pool(2);
+        let now = Instant::now();
+        pool.report(0, &rejected(), now);
+        pool.report(1, &rejected(), now);
+        assert_eq!(pool.acquire(now), Availability::AllRejected { message: "Wrong API Key".into() });
+        // One key merely cooling means waiting can help.
+        let mut mixed = self::pool(2);
+        mixed.report(0, &rejected(), now);
+        mixed.report(1, &limited(None), now);
+        assert!(matches!(mixed.acquire(now), Availability::AllCooling { .. }));
+        // A rejection ends after INVALID_KEY_COOLDOWN, or when cleared.
+        assert_eq!(pool.acquire(now + COOLDOWNS.invalid), Availability::Ready(0));
+        assert_eq!(pool.clear_invalid(now), 2);
+        assert_eq!(pool.acquire(now), Availability::Ready(0));
+    }
+
+    #[test]
+    fn a_failure_only_one_key_got_moves_the_sticky_key_past_it_without_a_rest() {
+        let mut pool = pool(3);
+        let now = Instant::now();
+        pool.acquire(now);
+        assert_eq!(pool.report(0, &KeyVerdict::Failed { reason: Reason::Status(500) }, now), None);
+        assert_eq!(pool.acquire(now), Availability::Ready(1));
+        let status = pool.status(now);
+        assert!(status[0].available);
+        assert_eq!((status[0].error_count, status[0].last_error.as_deref()), (1, Some("HTTP 500")));
+        // A report on a key that is no longer current moves nothing.
+        pool.report(0, &KeyVerdict::Failed { reason: Reason::Status(500) }, now);
+        assert_eq!(pool.acquire(now), Availability::Ready(1));
+    }
+
+    #[test]
+    fn another_key_is_offered_without_moving_the_sticky_one() {
+        let mut pool = pool(3);
+        let now = Instant::now();
+        assert_eq!(pool.acquire_other(0, now), Some(1));
+        pool.report(1, &limited(None), now);
+        assert_eq!(pool.acquire_other(0, now), Some(2));
+        assert_eq!(pool.acquire(now), Availability::Ready(0));
+        let single = self::pool(1);
+        assert_eq!(single.acquire_other(0, now), None);
     }
 
     #[test]
@@ -273,11 +403,11 @@ mod tests {
         let mut pool = pool(1);
         let now = Instant::now();
         pool.grant(0).served.fetch_add(1, Ordering::Relaxed);
-        pool.report(0, &KeyVerdict::Failed { reason: "HTTP 500".into() }, now);
+        pool.report(0, &limited(None), now);
         let cooling = &pool.status(now + Duration::from_secs(30))[0];
         assert_eq!((cooling.requests, cooling.error_count), (1, 1));
         assert!((cooling.rate_limited_for - 30.0).abs() < 0.001);
-        assert_eq!(cooling.last_error.as_deref(), Some("HTTP 500"));
+        assert_eq!(cooling.last_error.as_deref(), Some("rate limited (429)"));
         let free = &pool.status(now + Duration::from_secs(60))[0];
         assert!(free.available && free.rate_limited_for == 0.0);
     }

@@ -57,15 +57,7 @@ fn exhausted_window_reset(headers: &HeaderMap) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::http::header::{HeaderName, HeaderValue};
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(HeaderName::from_static(name), HeaderValue::from_str(value).unwrap());
-        }
-        map
-    }
+    use crate::policy::header_map as headers;
 
     #[test]
     fn retry_after_in_seconds() {

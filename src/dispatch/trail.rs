@@ -1,0 +1,68 @@
+//! What a request's attempts left behind: the log of each try, the failures to name in a 502,
+//! and the last upstream answer, which the client gets if nothing better comes.
+
+use std::time::Duration;
+
+use actix_web::HttpResponse;
+
+use super::response::{HeldAnswer, Source};
+use crate::error::{AttemptFailure, ProxyError};
+use crate::logging::record::AttemptLog;
+use crate::policy::fault::Reason;
+use crate::providers::ProviderKind;
+
+#[derive(Default)]
+pub struct Trail {
+    pub attempts: Vec<AttemptLog>,
+    failures: Vec<AttemptFailure>,
+    last_answer: Option<HeldAnswer>,
+    /// The soonest an open circuit that was passed over lets requests through again.
+    retry_after: Option<Duration>,
+    /// The provider whose answer the client got, if one did.
+    pub answered_by: Option<ProviderKind>,
+}
+
+impl Trail {
+    pub fn fail(&mut self, source: &Source, reason: Reason) {
+        log::warn!("event=attempt_failed target={} reason={:?}", source.target(), reason.to_string());
+        self.failures.push(AttemptFailure { target: source.target(), reason });
+    }
+
+    /// A provider passed over because its circuit is open until `retry_after` from now.
+    pub fn pass_over(&mut self, provider: ProviderKind, retry_after: Duration) {
+        self.fail(&Source { provider, key_name: None }, Reason::CircuitOpen);
+        self.retry_after = Some(self.retry_after.map_or(retry_after, |soonest| soonest.min(retry_after)));
+    }
+
+    /// Keeps an error answer as the one the client gets if no later attempt does better.
+    pub fn keep(&mut self, answer: Option<HeldAnswer>) {
+        if answer.is_some() {
+            self.last_answer = answer;
+        }
+    }
+
+    pub fn last_reason(&self) -> Option<&Reason> {
+        self.failures.last().map(|f| &f.reason)
+    }
+
+    /// The client gets this upstream answer.
+    pub fn deliver(&mut self, source: &Source, response: HttpResponse) -> HttpResponse {
+        self.answered_by = Some(source.provider);
+        response
+    }
+
+    /// Every provider had its turn: the client gets the last upstream answer, or a 502 naming
+    /// every attempt.
+    pub fn finish(&mut self) -> Result<HttpResponse, ProxyError> {
+        match self.last_answer.take() {
+            Some(answer) => {
+                self.answered_by = Some(answer.source.provider);
+                Ok(answer.into_response())
+            }
+            None => Err(ProxyError::UpstreamFailed {
+                failures: std::mem::take(&mut self.failures),
+                retry_after: self.retry_after,
+            }),
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! What every worker shares: the dispatcher and the optional client-key gate and log sink.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::auth::gate::AuthGate;
+use crate::dispatch::Dispatcher;
+use crate::logging::sink::LogSink;
+use crate::metrics::Metrics;
+
+pub struct AppState {
+    pub dispatcher: Dispatcher,
+    /// Present when `ENABLE_INCOMING_AUTH` is on.
+    pub auth: Option<Arc<AuthGate>>,
+    /// Present when `LOG_REQUESTS` is on.
+    pub logs: Option<Arc<LogSink>>,
+    pub metrics: Arc<Metrics>,
+    pub max_body_bytes: usize,
+    pub started: Instant,
+}
