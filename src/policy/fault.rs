@@ -139,7 +139,7 @@ pub fn classify(outcome: &Outcome, now: SystemTime) -> Fault {
         Outcome::Answer { status, headers, body } => (*status, *headers, *body),
     };
     // A body the upstream compressed anyway is relayed untouched, never read.
-    let body = if is_encoded(headers) { &[][..] } else { body };
+    let body = if !body.is_empty() && is_encoded(headers) { &[][..] } else { body };
     match status {
         200..=299 if says_quota_exhausted(body) => Fault::Unservable(Reason::QuotaExhausted),
         429 => Fault::Key(KeyVerdict::RateLimited { requested: requested_wait(headers, now) }),

@@ -25,7 +25,6 @@ use crate::error::error_body;
 /// The most of one unfinished event held back; a larger event flows through as it arrives.
 const HOLD_LIMIT: usize = 1 << 20;
 const DONE: &[u8] = b"data: [DONE]";
-const TAIL_LEN: usize = 32;
 
 pub struct Relay<S> {
     /// Dropped as soon as the relay ends, which closes a broken upstream connection at once.
@@ -117,14 +116,19 @@ struct Events {
     partial: BytesMut,
     /// An event too large to hold went out unfinished; the next blank line closes it.
     open: bool,
-    /// The last bytes relayed, to see the `[DONE]` terminator even when split across chunks.
-    tail: Vec<u8>,
+    /// The last event relayed was the `[DONE]` terminator. Events go out whole, so the
+    /// terminator is never split across what was relayed.
+    done: bool,
 }
 
 impl Events {
     /// The whole events `chunk` completes, if any; the start of the next is held.
     fn complete(&mut self, chunk: Bytes) -> Option<Bytes> {
-        let ready = if self.partial.is_empty() {
+        let ready = if self.partial.is_empty() && chunk.ends_with(b"\n\n") {
+            // The common case: a chunk of whole events goes on as it came, without a copy.
+            self.open = false;
+            chunk
+        } else if self.partial.is_empty() {
             match event_end(&chunk, 0) {
                 Some(end) => {
                     self.open = false;
@@ -158,7 +162,7 @@ impl Events {
         if ready.is_empty() {
             return None;
         }
-        self.remember_tail(&ready);
+        self.done = ready.trim_ascii_end().ends_with(DONE);
         Some(ready)
     }
 
@@ -174,7 +178,7 @@ impl Events {
             log::debug!("event=partial_event_dropped bytes={}", rest.len());
         }
         let reason = match broke {
-            None if self.tail.trim_ascii_end().ends_with(DONE) => return Ok(None),
+            None if self.done => return Ok(None),
             None => "the upstream closed the stream before data: [DONE]".to_owned(),
             Some(reason) => reason,
         };
@@ -183,12 +187,6 @@ impl Events {
         // A blank line first closes an event that went out unfinished.
         let close = if self.open { "\n\n" } else { "" };
         Err((reason, Bytes::from(format!("{close}data: {body}\n\n"))))
-    }
-
-    fn remember_tail(&mut self, chunk: &[u8]) {
-        self.tail.extend_from_slice(&chunk[chunk.len().saturating_sub(TAIL_LEN)..]);
-        let excess = self.tail.len().saturating_sub(TAIL_LEN);
-        self.tail.drain(..excess);
     }
 }
 
