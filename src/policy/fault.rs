@@ -123,7 +123,7 @@ impl fmt::Display for Reason {
             Self::Unsendable(detail) => write!(f, "cannot send: {detail}"),
             Self::AllKeysCooling => f.write_str("every key is cooling down"),
             Self::AllKeysRejected => f.write_str("every key is rejected"),
-            Self::CircuitOpen => f.write_str("circuit open after repeated failures"),
+            Self::CircuitOpen => f.write_str("circuit open after recent failures; its last error is in /_status"),
         }
     }
 }

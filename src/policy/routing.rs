@@ -1,4 +1,6 @@
-//! Which providers a request goes to, in order: pure rules the `UpstreamRouter` applies.
+//! Which providers a request goes to, in order: pure rules each worker applies to its request.
+//! The plan is the order; what moves a request from one step to the next is its fault
+//! (`policy::fault`), or an open circuit (`policy::circuit`).
 
 use serde::Serialize;
 
