@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    chat_body, client, closed_port, completion, config, eventually, raw_exchange, MockUpstream, Proxy, Received, Reply,
+    chat_body, client, completion, config, eventually, raw_exchange, MockUpstream, Proxy, Received, RefusingPort, Reply,
 };
 use serde_json::{json, Value};
 
@@ -138,9 +138,9 @@ async fn a_pool_the_upstream_rejects_sends_requests_to_the_alternatives() {
 
 #[actix_web::test]
 async fn an_unreachable_upstream_gets_a_fast_502_and_is_served_right_after_the_circuit_deadline() {
-    let port = closed_port();
-    let url = format!("http://127.0.0.1:{port}/v1");
-    let proxy = Proxy::start(config(&url, &[("CIRCUIT_OPEN_TIME", "0.5"), ("UPSTREAM_CONNECT_TIMEOUT", "2")]));
+    let refusing = RefusingPort::new();
+    let proxy =
+        Proxy::start(config(&refusing.url(), &[("CIRCUIT_OPEN_TIME", "0.5"), ("UPSTREAM_CONNECT_TIMEOUT", "2")]));
 
     let started = Instant::now();
     let (status, _, body) = chat(&proxy, &chat_saying("hello")).await;
@@ -162,6 +162,8 @@ async fn an_unreachable_upstream_gets_a_fast_502_and_is_served_right_after_the_c
     assert_eq!(status["providers"]["cerebras"]["circuit_opens"], 1);
 
     // The network comes back; past the deadline the next request is served.
+    let port = refusing.port;
+    drop(refusing);
     let upstream = MockUpstream::start_at(port, |_| Reply::ok(completion("back")), None);
     actix_rt::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(chat(&proxy, &chat_saying("hello")).await.2, completion("back"));

@@ -173,10 +173,11 @@ async fn a_cerebras_503_fails_over_without_cooling_the_key() {
 #[actix_web::test]
 async fn an_unreachable_cerebras_fails_over_at_once() {
     let synthetic = MockUpstream::start(answer_as("synthetic"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let dead = format!("http://127.0.0.1:{port}/v1");
-    let proxy =
-        Proxy::start(config(&dead, &[("SYNTHETIC_API_KEY", "sk-synthetic"), ("SYNTHETIC_BASE_URL", &synthetic.url)]));
+    let dead = common::RefusingPort::new();
+    let proxy = Proxy::start(config(
+        &dead.url(),
+        &[("SYNTHETIC_API_KEY", "sk-synthetic"), ("SYNTHETIC_BASE_URL", &synthetic.url)],
+    ));
     let mut response = client().post(proxy.at("/v1/chat/completions")).send_json(&chat_body(false)).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.json::<Value>().await.unwrap(), completion("synthetic"));
@@ -229,18 +230,15 @@ async fn when_everything_is_down_the_client_gets_the_last_upstream_answer() {
 
 #[actix_web::test]
 async fn when_nothing_answers_the_client_gets_a_502_naming_each_provider() {
-    let closed = |_: ()| {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        format!("http://127.0.0.1:{port}/v1")
-    };
-    let (cerebras, synthetic, zai) = (closed(()), closed(()), closed(()));
+    let (cerebras, synthetic, zai) =
+        (common::RefusingPort::new(), common::RefusingPort::new(), common::RefusingPort::new());
     let proxy = Proxy::start(config(
-        &cerebras,
+        &cerebras.url(),
         &[
             ("SYNTHETIC_API_KEY", "sk-synthetic"),
-            ("SYNTHETIC_BASE_URL", &synthetic),
+            ("SYNTHETIC_BASE_URL", &synthetic.url()),
             ("ZAI_API_KEY", "sk-zai"),
-            ("ZAI_BASE_URL", &zai),
+            ("ZAI_BASE_URL", &zai.url()),
             ("CEREBRAS_COOLDOWN", "0.01"),
         ],
     ));

@@ -350,9 +350,24 @@ pub async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
     false
 }
 
-/// A port nothing listens on (bound, then freed).
-pub fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// A local port that refuses connections: bound but never listening, so no other test can take
+/// it while this is held. Drop it to free the port.
+pub struct RefusingPort {
+    pub port: u16,
+    _socket: tokio::net::TcpSocket,
+}
+
+impl RefusingPort {
+    pub fn new() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        Self { port: socket.local_addr().unwrap().port(), _socket: socket }
+    }
+
+    /// A provider base URL at this port.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1", self.port)
+    }
 }
 
 /// Sends `request` as raw bytes on a new connection and reads until the server closes it,
