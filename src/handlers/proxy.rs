@@ -23,7 +23,7 @@ use crate::request_id::RequestId;
 use crate::state::AppState;
 use crate::transform::chat_view::ChatView;
 use crate::transform::token_estimate::ChatFacts;
-use crate::transform::tool_repair::{needs_repair, repair};
+use crate::transform::tool_repair::{needs_repair, repair, Repairs};
 use crate::upstream::headers::upstream_request_headers;
 
 pub async fn forward(
@@ -194,13 +194,14 @@ fn prepare_chat(body: Bytes, state: &AppState) -> Result<(Bytes, ChatFacts), Pro
 fn repair_history(body: &Bytes, state: &AppState) -> Result<Bytes, ProxyError> {
     let mut chat: Map<String, Value> =
         serde_json::from_slice(body).map_err(|e| ProxyError::InvalidBody(e.to_string()))?;
-    let repaired = match chat.get("messages") {
+    let (messages, repairs) = match chat.get("messages") {
         Some(Value::Array(messages)) => repair(messages),
-        _ => None,
+        _ => return Ok(body.clone()),
     };
-    let Some((messages, repairs)) = repaired else {
+    if repairs == Repairs::default() {
+        // The tree needs nothing the lighter read saw (text it skipped may read differently).
         return Ok(body.clone());
-    };
+    }
     log::info!("event=tool_calls_repaired inserted={} removed={}", repairs.inserted, repairs.removed);
     state.dispatcher.router.do_send(ProviderEvent::Repaired(repairs));
     chat.insert("messages".to_owned(), Value::Array(messages));

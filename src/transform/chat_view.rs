@@ -18,6 +18,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde_json::value::RawValue;
 
 use crate::transform::token_estimate::ChatFacts;
+use crate::transform::tool_repair::HistoryMessage;
 
 /// A chat completion as routing and repair see it.
 #[derive(Debug, Default)]
@@ -26,12 +27,39 @@ pub struct ChatView<'a> {
     pub messages: Vec<MessageView<'a>>,
 }
 
-/// One message of the history, as far as tool-call repair cares.
-#[derive(Debug, Default)]
-pub struct MessageView<'a> {
-    pub role: Option<Cow<'a, str>>,
-    pub tool_call_id: Option<Cow<'a, str>>,
-    pub call_ids: Vec<Cow<'a, str>>,
+/// One message of the history, as far as tool-call repair cares. Only this is kept of a
+/// message, so the view stays a small multiple of the body whatever the history holds.
+#[derive(Debug, PartialEq, Eq)]
+pub enum MessageView<'a> {
+    /// An assistant message with tool calls: their ids, in call order.
+    Calls(Vec<Cow<'a, str>>),
+    /// A `tool` message, and the call id it answers.
+    Answer(Option<Cow<'a, str>>),
+    /// Any other message, or anything else in the array: it closes the open block of calls.
+    /// A run of them is kept as one, since the second and later close nothing.
+    Other,
+}
+
+impl HistoryMessage for MessageView<'_> {
+    type Id<'a>
+        = &'a str
+    where
+        Self: 'a;
+
+    fn answers(&self) -> Option<Option<&str>> {
+        match self {
+            Self::Answer(id) => Some(id.as_deref()),
+            Self::Calls(_) | Self::Other => None,
+        }
+    }
+
+    fn call_ids(&self) -> impl Iterator<Item = &str> {
+        let ids = match self {
+            Self::Calls(ids) => ids.as_slice(),
+            Self::Answer(_) | Self::Other => &[],
+        };
+        ids.iter().map(AsRef::as_ref)
+    }
 }
 
 /// What a pass reads besides the history. Counting text unescapes every string, which is most
@@ -68,20 +96,9 @@ impl<'a> ChatView<'a> {
             Lenient::<Option<Chat>>::new(reading).deserialize(&mut deserializer).map_err(ChatBodyError::NotJson)?;
         deserializer.end().map_err(ChatBodyError::NotJson)?;
         let Chat { messages, tools } = chat.ok_or(ChatBodyError::NotAnObject)?;
-        let mut facts = ChatFacts { chars: tools.0, has_images: false };
-        let messages = messages
-            .0
-            .into_iter()
-            .map(|message| {
-                facts.chars += message.chars;
-                facts.has_images |= message.has_images;
-                message.view
-            })
-            .collect();
-        if !reading.count_text {
-            facts.chars = body.len();
-        }
-        Ok(ChatView { facts, messages })
+        let chars = if reading.count_text { tools.0 + messages.chars } else { body.len() };
+        let facts = ChatFacts { chars, has_images: messages.has_images };
+        Ok(ChatView { facts, messages: messages.view })
     }
 }
 
@@ -261,25 +278,47 @@ impl<'de> Shape<'de> for Chat<'de> {
     }
 }
 
+/// The history: its view for repair, and what its messages add to the facts.
 #[derive(Default)]
-struct Messages<'de>(Vec<Message<'de>>);
+struct Messages<'de> {
+    view: Vec<MessageView<'de>>,
+    chars: usize,
+    has_images: bool,
+}
 
 impl<'de> Shape<'de> for Messages<'de> {
     fn from_seq<A: SeqAccess<'de>>(mut seq: A, reading: Reading) -> Result<Self, A::Error> {
-        let mut messages = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(message) = seq.next_element_seed(Lenient::new(reading))? {
-            messages.push(message);
+        let mut messages = Messages::default();
+        while let Some(message) = seq.next_element_seed(Lenient::<Message>::new(reading))? {
+            messages.chars += message.chars;
+            messages.has_images |= message.has_images;
+            let entry = message.view();
+            if !(entry == MessageView::Other && messages.view.last() == Some(&MessageView::Other)) {
+                messages.view.push(entry);
+            }
         }
-        Ok(Messages(messages))
+        Ok(messages)
     }
 }
 
-/// A message: its view for repair, and what it adds to the facts.
+/// A message: what repair needs of it, and what it adds to the facts.
 #[derive(Default)]
 struct Message<'de> {
-    view: MessageView<'de>,
+    role: Option<Cow<'de, str>>,
+    tool_call_id: Option<Cow<'de, str>>,
+    call_ids: Vec<Cow<'de, str>>,
     chars: usize,
     has_images: bool,
+}
+
+impl<'de> Message<'de> {
+    fn view(self) -> MessageView<'de> {
+        match self.role.as_deref() {
+            Some("tool") => MessageView::Answer(self.tool_call_id),
+            Some("assistant") if !self.call_ids.is_empty() => MessageView::Calls(self.call_ids),
+            _ => MessageView::Other,
+        }
+    }
 }
 
 impl<'de> Shape<'de> for Message<'de> {
@@ -287,8 +326,8 @@ impl<'de> Shape<'de> for Message<'de> {
         let mut message = Message::default();
         each_entry(map, reading, |key, map| {
             match key {
-                "role" => message.view.role = value::<Text, _>(map, reading)?.0,
-                "tool_call_id" => message.view.tool_call_id = value::<Text, _>(map, reading)?.0,
+                "role" => message.role = value::<Text, _>(map, reading)?.0,
+                "tool_call_id" => message.tool_call_id = value::<Text, _>(map, reading)?.0,
                 "content" if reading.count_text || reading.find_images => {
                     let content =
                         if reading.count_text { value(map, reading)? } else { listed(map.next_value()?, reading)? };
@@ -297,7 +336,7 @@ impl<'de> Shape<'de> for Message<'de> {
                 }
                 "tool_calls" => {
                     let ToolCalls { ids, chars } = value(map, reading)?;
-                    message.view.call_ids = ids;
+                    message.call_ids = ids;
                     message.chars += chars;
                 }
                 _ => skip(map)?,
@@ -474,11 +513,10 @@ mod tests {
     fn keeps_roles_and_call_ids_borrowed_unless_escaped() {
         let body = br#"{"messages":[{"role":"assistant","tool_calls":[{"id":"a"},{"id":"b\"2"}]},{"role":"tool","tool_call_id":"a"}]}"#;
         let view = ChatView::read(body, Reading::EVERYTHING).unwrap();
-        let assistant = &view.messages[0];
-        assert_eq!(assistant.role.as_deref(), Some("assistant"));
-        assert!(matches!(assistant.call_ids[0], Cow::Borrowed("a")));
-        assert!(matches!(&assistant.call_ids[1], Cow::Owned(id) if id == "b\"2"));
-        assert_eq!(view.messages[1].tool_call_id.as_deref(), Some("a"));
+        let MessageView::Calls(ids) = &view.messages[0] else { panic!("{:?}", view.messages) };
+        assert!(matches!(ids[0], Cow::Borrowed("a")));
+        assert!(matches!(&ids[1], Cow::Owned(id) if id == "b\"2"));
+        assert_eq!(view.messages[1], MessageView::Answer(Some(Cow::Borrowed("a"))));
     }
 
     #[test]
@@ -490,12 +528,23 @@ mod tests {
         .to_string();
         let images_only = ChatView::read(body.as_bytes(), Reading { count_text: false, find_images: true }).unwrap();
         assert_eq!(images_only.facts, ChatFacts { chars: body.len(), has_images: true });
-        assert_eq!(images_only.messages[1].call_ids, ["c1"], "the history is read all the same");
+        let calls = MessageView::Calls(vec![Cow::Borrowed("c1")]);
+        assert_eq!(images_only.messages[1], calls, "the history is read all the same");
         let history_only = ChatView::read(body.as_bytes(), Reading { count_text: false, find_images: false }).unwrap();
         assert!(!history_only.facts.has_images);
-        assert_eq!(history_only.messages[1].call_ids, ["c1"]);
+        assert_eq!(history_only.messages[1], calls);
         let counted = ChatView::read(body.as_bytes(), Reading::EVERYTHING).unwrap().facts;
         assert_eq!(counted, ChatFacts { chars: 7, has_images: true });
+    }
+
+    #[test]
+    fn only_what_repair_needs_is_kept_and_runs_of_other_messages_as_one() {
+        let body = br#"{"messages":[0,0,{"role":"user","content":"x"},"y",{"role":"assistant","tool_calls":[]},
+            {"role":"assistant","tool_calls":[{"id":"a"}]},{"role":"tool","tool_call_id":"a"},{"role":"tool"},null,[1]]}"#;
+        let view = ChatView::read(body, Reading::EVERYTHING).unwrap();
+        let calls = MessageView::Calls(vec![Cow::Borrowed("a")]);
+        let expected = [MessageView::Other, calls, MessageView::Answer(Some("a".into())), MessageView::Answer(None), MessageView::Other];
+        assert_eq!(view.messages, expected);
     }
 
     #[test]

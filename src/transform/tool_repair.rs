@@ -4,10 +4,14 @@
 //! the next non-tool message. Missing answers are inserted as `"failed"`, in call order, right
 //! after the answers that exist; `tool` messages that answer no call of the block they stand
 //! in are removed.
+//!
+//! Linear in the history: the open calls of a block are counted by id in a hash map, so each
+//! call and each answer costs one lookup, however many calls a block holds.
+
+use std::collections::HashMap;
+use std::hash::Hash;
 
 use serde_json::{json, Value};
-
-use crate::transform::chat_view::MessageView;
 
 /// What a repair changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -18,36 +22,32 @@ pub struct Repairs {
 
 /// What repair reads of a message, from the parsed tree or from the body's lighter view.
 pub trait HistoryMessage {
-    fn role(&self) -> Option<&str>;
-    fn tool_call_id(&self) -> Option<&str>;
-    /// The ids of an assistant message's tool calls, in call order; calls without an id need no answer.
-    fn call_ids(&self) -> Vec<&str>;
+    /// A tool-call id as this message holds it.
+    type Id<'a>: Copy + Eq + Hash
+    where
+        Self: 'a;
+
+    /// The `tool` message's answer: `Some(id)` for a tool message, `Some(None)` for one without an id.
+    fn answers(&self) -> Option<Option<Self::Id<'_>>>;
+    /// The ids of an assistant message's tool calls, in call order; calls without an id need no
+    /// answer. Any other message has none, and closes the block before it all the same.
+    fn call_ids(&self) -> impl Iterator<Item = Self::Id<'_>>;
 }
 
 impl HistoryMessage for Value {
-    fn role(&self) -> Option<&str> {
-        self.get("role").and_then(Value::as_str)
-    }
-    fn tool_call_id(&self) -> Option<&str> {
-        self.get("tool_call_id").and_then(Value::as_str)
-    }
-    fn call_ids(&self) -> Vec<&str> {
-        match self.get("tool_calls") {
-            Some(Value::Array(calls)) => calls.iter().filter_map(|c| c.get("id").and_then(Value::as_str)).collect(),
-            _ => Vec::new(),
-        }
-    }
-}
+    type Id<'a> = &'a str;
 
-impl HistoryMessage for MessageView<'_> {
-    fn role(&self) -> Option<&str> {
-        self.role.as_deref()
+    fn answers(&self) -> Option<Option<&str>> {
+        (self.get("role").and_then(Value::as_str) == Some("tool"))
+            .then(|| self.get("tool_call_id").and_then(Value::as_str))
     }
-    fn tool_call_id(&self) -> Option<&str> {
-        self.tool_call_id.as_deref()
-    }
-    fn call_ids(&self) -> Vec<&str> {
-        self.call_ids.iter().map(AsRef::as_ref).collect()
+
+    fn call_ids(&self) -> impl Iterator<Item = &str> {
+        let calls = match (self.get("role").and_then(Value::as_str), self.get("tool_calls")) {
+            (Some("assistant"), Some(Value::Array(calls))) => calls.as_slice(),
+            _ => &[],
+        };
+        calls.iter().filter_map(|call| call.get("id").and_then(Value::as_str))
     }
 }
 
@@ -58,11 +58,9 @@ pub fn needs_repair<M: HistoryMessage>(messages: &[M]) -> bool {
     changed
 }
 
-/// The repaired history, or `None` when it needs no repair (and must be sent untouched).
-pub fn repair(messages: &[Value]) -> Option<(Vec<Value>, Repairs)> {
-    if !needs_repair(messages) {
-        return None;
-    }
+/// The repaired history. Called once a lighter read said a repair is needed; `Repairs` says
+/// what changed, and nothing did if the tree disagrees.
+pub fn repair(messages: &[Value]) -> (Vec<Value>, Repairs) {
     let mut repairs = Repairs::default();
     let mut repaired = Vec::with_capacity(messages.len() + 1);
     walk(messages, |edit| match edit {
@@ -73,49 +71,76 @@ pub fn repair(messages: &[Value]) -> Option<(Vec<Value>, Repairs)> {
         }
         Edit::Remove => repairs.removed += 1,
     });
-    Some((repaired, repairs))
+    (repaired, repairs)
 }
 
 /// One step of the repaired history.
-enum Edit<'a, M> {
+enum Edit<'a, M: HistoryMessage + 'a> {
     Keep(&'a M),
-    AnswerFailed(&'a str),
+    AnswerFailed(M::Id<'a>),
     Remove,
 }
 
-/// Calls ids still unanswered when their block closes get a `"failed"` answer, in call order.
-fn answer_pending<'a, M: 'a>(pending: &mut Vec<&'a str>, emit: &mut impl FnMut(Edit<'a, M>)) {
-    for id in pending.drain(..) {
-        emit(Edit::AnswerFailed(id));
+/// The calls of the open block: their ids in call order, and per id how many were made and
+/// how many answered. Answers settle the earliest calls of an id first.
+struct Block<Id> {
+    calls: Vec<Id>,
+    counts: HashMap<Id, (u32, u32)>,
+}
+
+impl<Id: Copy + Eq + Hash> Block<Id> {
+    fn open(&mut self, ids: impl Iterator<Item = Id>) {
+        for id in ids {
+            self.calls.push(id);
+            self.counts.entry(id).or_default().0 += 1;
+        }
+    }
+
+    /// Whether `id` answers a call still open.
+    fn answer(&mut self, id: Id) -> bool {
+        match self.counts.get_mut(&id) {
+            Some((made, answered)) if *answered < *made => {
+                *answered += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Closes the block: the calls left unanswered, in call order.
+    fn close(&mut self, mut unanswered: impl FnMut(Id)) {
+        for id in self.calls.drain(..) {
+            match self.counts.get_mut(&id) {
+                // The earliest calls of an id are the answered ones: pass over them.
+                Some((_, answered)) if *answered > 0 => *answered -= 1,
+                _ => unanswered(id),
+            }
+        }
+        self.counts.clear();
     }
 }
 
 /// Walks the history and says, message by message, what the repaired one holds.
 fn walk<'a, M: HistoryMessage>(messages: &'a [M], mut emit: impl FnMut(Edit<'a, M>)) {
-    let mut pending: Vec<&str> = Vec::new();
+    let mut block = Block { calls: Vec::new(), counts: HashMap::new() };
     for message in messages {
-        if message.role() == Some("tool") {
-            match message.tool_call_id().and_then(|id| pending.iter().position(|p| *p == id)) {
-                Some(index) => {
-                    pending.remove(index);
-                    emit(Edit::Keep(message));
-                }
-                None => emit(Edit::Remove),
-            }
+        if let Some(answer) = message.answers() {
+            let answered = answer.is_some_and(|id| block.answer(id));
+            emit(if answered { Edit::Keep(message) } else { Edit::Remove });
             continue;
         }
-        answer_pending(&mut pending, &mut emit);
-        if message.role() == Some("assistant") {
-            pending = message.call_ids();
-        }
+        block.close(|id| emit(Edit::AnswerFailed(id)));
+        block.open(message.call_ids());
         emit(Edit::Keep(message));
     }
-    answer_pending(&mut pending, &mut emit);
+    block.close(|id| emit(Edit::AnswerFailed(id)));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use std::cell::Cell;
 
     fn call(ids: &[&str]) -> Value {
         let calls: Vec<Value> = ids
@@ -137,16 +162,22 @@ mod tests {
         json!({"role": "user", "content": text})
     }
 
+    /// The repair when one is needed, as the handler runs it.
+    fn repaired(history: &[Value]) -> Option<(Vec<Value>, Repairs)> {
+        needs_repair(history).then(|| repair(history))
+    }
+
     #[test]
     fn a_complete_history_needs_no_repair() {
         let history = [user("hi"), call(&["a", "b"]), answer("b"), answer("a"), user("next")];
-        assert_eq!(repair(&history), None);
+        assert!(!needs_repair(&history));
+        assert_eq!(repair(&history), (history.to_vec(), Repairs::default()));
     }
 
     #[test]
     fn unanswered_calls_get_failed_answers_in_call_order_after_the_existing_ones() {
         let history = [user("hi"), call(&["a", "b", "c"]), answer("b"), user("next")];
-        let (repaired, repairs) = repair(&history).unwrap();
+        let (repaired, repairs) = repaired(&history).unwrap();
         assert_eq!(repaired, [user("hi"), call(&["a", "b", "c"]), answer("b"), failed("a"), failed("c"), user("next")]);
         assert_eq!(repairs, Repairs { inserted: 2, removed: 0 });
     }
@@ -154,16 +185,23 @@ mod tests {
     #[test]
     fn leftovers_at_the_end_are_answered_at_the_end() {
         let history = [user("hi"), call(&["a"])];
-        let (repaired, _) = repair(&history).unwrap();
+        let (repaired, _) = repaired(&history).unwrap();
         assert_eq!(repaired, [user("hi"), call(&["a"]), failed("a")]);
     }
 
     #[test]
     fn orphan_and_duplicate_tool_answers_are_removed() {
         let history = [user("hi"), answer("ghost"), call(&["a"]), answer("a"), answer("a"), user("next"), answer("a")];
-        let (repaired, repairs) = repair(&history).unwrap();
+        let (repaired, repairs) = repaired(&history).unwrap();
         assert_eq!(repaired, [user("hi"), call(&["a"]), answer("a"), user("next")]);
         assert_eq!(repairs, Repairs { inserted: 0, removed: 3 });
+    }
+
+    #[test]
+    fn a_repeated_call_id_needs_an_answer_per_call_and_the_first_calls_are_answered_first() {
+        let history = [call(&["a", "b", "a"]), answer("a")];
+        let (repaired, _) = repaired(&history).unwrap();
+        assert_eq!(repaired, [call(&["a", "b", "a"]), answer("a"), failed("b"), failed("a")]);
     }
 
     #[test]
@@ -174,15 +212,137 @@ mod tests {
             json!({"role": "user", "content": {"weird": true}}),
             json!({"no_role": 1}),
         ];
-        assert_eq!(repair(&odd), None);
+        assert!(!needs_repair(&odd));
         let toolless_answer = [json!({"role": "tool", "content": "x"})];
-        assert_eq!(repair(&toolless_answer).unwrap().1, Repairs { inserted: 0, removed: 1 });
+        assert_eq!(repaired(&toolless_answer).unwrap().1, Repairs { inserted: 0, removed: 1 });
     }
 
     #[test]
     fn consecutive_assistant_calls_close_the_previous_block() {
         let history = [call(&["a"]), call(&["b"]), answer("b")];
-        let (repaired, _) = repair(&history).unwrap();
+        let (repaired, _) = repaired(&history).unwrap();
         assert_eq!(repaired, [call(&["a"]), failed("a"), call(&["b"]), answer("b")]);
+    }
+
+    /// A history as the generators build it: a call block of ids, a tool answer, or another message.
+    #[derive(Debug, Clone)]
+    enum Turn {
+        Calls(Vec<u8>),
+        Answer(Option<u8>),
+        Other,
+    }
+
+    fn turns() -> impl Strategy<Value = Vec<Turn>> {
+        let turn = prop_oneof![
+            prop::collection::vec(0u8..12, 0..6).prop_map(Turn::Calls),
+            prop::option::weighted(0.9, 0u8..12).prop_map(Turn::Answer),
+            Just(Turn::Other),
+        ];
+        prop::collection::vec(turn, 0..40)
+    }
+
+    fn history(turns: &[Turn]) -> Vec<Value> {
+        let id = |n: &u8| format!("call_{n}");
+        turns
+            .iter()
+            .map(|turn| match turn {
+                Turn::Calls(ids) => call(&ids.iter().map(id).collect::<Vec<_>>().iter().map(String::as_str).collect::<Vec<_>>()),
+                Turn::Answer(Some(n)) => answer(&id(n)),
+                Turn::Answer(None) => json!({"role": "tool", "content": "no id"}),
+                Turn::Other => user("more"),
+            })
+            .collect()
+    }
+
+    /// The providers' rule: every call of an assistant message is answered exactly once before the
+    /// next non-tool message, and every tool message answers such a call.
+    fn is_sound(history: &[Value]) -> bool {
+        let mut open: Vec<&str> = Vec::new();
+        for message in history {
+            match message.answers() {
+                Some(Some(id)) => match open.iter().position(|o| *o == id) {
+                    Some(index) => drop(open.remove(index)),
+                    None => return false,
+                },
+                Some(None) => return false,
+                None if !open.is_empty() => return false,
+                None => open = message.call_ids().collect(),
+            }
+        }
+        open.is_empty()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn a_repaired_history_is_sound_and_a_sound_one_is_left_alone(turns in turns()) {
+            let history = history(&turns);
+            let (repaired, repairs) = repair(&history);
+            prop_assert!(is_sound(&repaired), "{repaired:?}");
+            prop_assert_eq!(needs_repair(&history), !is_sound(&history));
+            if !needs_repair(&history) {
+                prop_assert_eq!(&repaired, &history);
+                prop_assert_eq!(repairs, Repairs::default());
+            }
+            prop_assert!(!needs_repair(&repaired), "a repair is final");
+        }
+    }
+
+    /// A message whose ids count every hash and comparison made with them.
+    struct Counted<'c> {
+        answers: Option<u32>,
+        calls: Vec<u32>,
+        work: &'c Cell<u64>,
+    }
+
+    #[derive(Clone, Copy)]
+    struct CountedId<'c>(u32, &'c Cell<u64>);
+
+    impl PartialEq for CountedId<'_> {
+        fn eq(&self, other: &Self) -> bool {
+            self.1.set(self.1.get() + 1);
+            self.0 == other.0
+        }
+    }
+    impl Eq for CountedId<'_> {}
+    impl Hash for CountedId<'_> {
+        fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+            self.1.set(self.1.get() + 1);
+            self.0.hash(state);
+        }
+    }
+
+    impl<'c> HistoryMessage for Counted<'c> {
+        type Id<'a> = CountedId<'c> where Self: 'a;
+
+        fn answers(&self) -> Option<Option<CountedId<'c>>> {
+            self.answers.map(|id| Some(CountedId(id, self.work)))
+        }
+        fn call_ids(&self) -> impl Iterator<Item = CountedId<'c>> {
+            self.calls.iter().map(|id| CountedId(*id, self.work))
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The attack on a search by vector: one block of many calls, then many answers that match
+        /// none of them (or all of them). The work stays a small multiple of the ids seen.
+        #[test]
+        fn the_work_is_linear_in_the_ids_even_for_adversarial_histories(
+            calls in 1u32..2000,
+            answers in 1u32..2000,
+            matching in any::<bool>(),
+        ) {
+            let work = Cell::new(0);
+            let mut history = vec![Counted { answers: None, calls: (0..calls).collect(), work: &work }];
+            let first = if matching { 0 } else { calls };
+            history.extend((first..first + answers).map(|id| Counted { answers: Some(id), calls: Vec::new(), work: &work }));
+            history.push(Counted { answers: None, calls: Vec::new(), work: &work });
+            needs_repair(&history);
+            let ids = u64::from(calls + answers);
+            prop_assert!(work.get() <= 6 * ids, "{} hashes and comparisons for {ids} ids", work.get());
+        }
     }
 }
