@@ -45,6 +45,17 @@ pub struct Timeouts {
     pub pool_idle: Duration,
 }
 
+/// Limits on the conversation with a client: no phase of it can last forever.
+#[derive(Debug, Clone)]
+pub struct ClientTimeouts {
+    /// From the connection (or the previous answer) to the end of the request head.
+    pub header: Duration,
+    /// For the whole request body.
+    pub body: Duration,
+    /// How long an idle keep-alive connection is kept open.
+    pub keep_alive: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub host: String,
@@ -63,7 +74,13 @@ pub struct Config {
     pub circuit: CircuitPolicy,
     /// Longest a request waits for a cooled-down key before a 503.
     pub max_key_wait: Duration,
+    /// Requests waiting for a key at once; past it, a 503 at once.
+    pub max_waiting_requests: usize,
     pub max_body_bytes: usize,
+    /// Request body bytes buffered at once, over all requests.
+    pub max_buffered_body_bytes: usize,
+    /// Limits on the conversation with a client.
+    pub client_timeouts: ClientTimeouts,
     pub timeouts: Timeouts,
     /// Extra trusted CA certificates (PEM), the OpenSSL convention.
     pub ssl_cert_file: Option<PathBuf>,
@@ -115,7 +132,14 @@ impl Config {
                 max_open: env.positive_seconds("CIRCUIT_MAX_OPEN_TIME", 60.0)?,
             },
             max_key_wait: env.seconds("MAX_KEY_WAIT", 120.0)?,
+            max_waiting_requests: env.parsed("MAX_WAITING_REQUESTS", 1000)?,
             max_body_bytes: env.parsed("MAX_BODY_BYTES", 64 * MIB)?,
+            max_buffered_body_bytes: env.parsed("MAX_BUFFERED_BODY_BYTES", 512 * MIB)?,
+            client_timeouts: ClientTimeouts {
+                header: env.positive_seconds("CLIENT_HEADER_TIMEOUT", 5.0)?,
+                body: env.positive_seconds("CLIENT_BODY_TIMEOUT", 60.0)?,
+                keep_alive: env.positive_seconds("CLIENT_KEEPALIVE", 30.0)?,
+            },
             timeouts: Timeouts {
                 connect: env.positive_seconds("UPSTREAM_CONNECT_TIMEOUT", 10.0)?,
                 first_byte: env.positive_seconds("UPSTREAM_TIMEOUT", 300.0)?,
@@ -154,6 +178,13 @@ impl Config {
         }
         if self.max_body_bytes == 0 {
             return Err(ConfigError::new("MAX_BODY_BYTES", "must be at least 1"));
+        }
+        // A body reserves its bytes from the budget in one piece (at most 4 GiB at a time).
+        if self.max_body_bytes > self.max_buffered_body_bytes || self.max_body_bytes > u32::MAX as usize {
+            return Err(ConfigError::new(
+                "MAX_BODY_BYTES",
+                "must be at most MAX_BUFFERED_BODY_BYTES (and 4 GiB): a larger body could never be read",
+            ));
         }
         if !(self.chars_per_token.is_finite() && self.chars_per_token > 0.0) {
             return Err(ConfigError::new("CHARS_PER_TOKEN", "must be a number above 0"));
@@ -315,6 +346,12 @@ mod tests {
             (Duration::from_secs(5), Duration::from_secs(60))
         );
         assert_eq!(config.timeouts.pool_idle, Duration::from_secs(4));
+        assert_eq!((config.max_waiting_requests, config.max_buffered_body_bytes), (1000, 512 * MIB));
+        let client = &config.client_timeouts;
+        assert_eq!(
+            (client.header, client.body, client.keep_alive),
+            (Duration::from_secs(5), Duration::from_secs(60), Duration::from_secs(30))
+        );
     }
 
     #[test]
@@ -337,6 +374,8 @@ mod tests {
             (&[KEYS, ("CEREBRAS_COOLDOWN", "-1")], "CEREBRAS_COOLDOWN must be a number of seconds from 0"),
             (&[KEYS, ("MAX_COOLDOWN", "1e19")], "MAX_COOLDOWN must be a number of seconds from 0 to a year"),
             (&[KEYS, ("CIRCUIT_FAILURE_THRESHOLD", "0")], "CIRCUIT_FAILURE_THRESHOLD must be at least 1"),
+            (&[KEYS, ("MAX_BUFFERED_BODY_BYTES", "1000")], "MAX_BODY_BYTES must be at most MAX_BUFFERED_BODY_BYTES"),
+            (&[KEYS, ("CLIENT_BODY_TIMEOUT", "0")], "CLIENT_BODY_TIMEOUT must be more than 0"),
             (&[KEYS, ("CIRCUIT_OPEN_TIME", "10"), ("CIRCUIT_MAX_OPEN_TIME", "5")], "CIRCUIT_MAX_OPEN_TIME must be"),
             (&[KEYS, ("UPSTREAM_TIMEOUT", "0")], "UPSTREAM_TIMEOUT must be more than 0"),
             (&[KEYS, ("CEREBRAS_BASE_URL", "ftp://x")], "CEREBRAS_BASE_URL must be an http"),

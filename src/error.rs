@@ -27,6 +27,11 @@ pub enum ProxyError {
     PayloadTooLarge { limit: usize },
     #[error("could not read the request body: {0}")]
     PayloadRead(String),
+    #[error("the request body did not arrive within {}s (CLIENT_BODY_TIMEOUT)", .0.as_secs_f64())]
+    BodyTimeout(Duration),
+    /// A bound on work in progress is reached; the client should come back in a second.
+    #[error("the proxy is overloaded: too many {0}; retry shortly")]
+    Overloaded(&'static str),
     #[error("every Cerebras key is cooling down; the next is free in {}s", retry_after.as_secs())]
     AllKeysCooling { retry_after: Duration },
     #[error("{}", .0.message())]
@@ -53,6 +58,7 @@ impl ProxyError {
         match self {
             Self::AllKeysCooling { retry_after } => Some(*retry_after),
             Self::UpstreamFailed { retry_after, .. } => *retry_after,
+            Self::Overloaded(_) => Some(Duration::from_secs(1)),
             _ => None,
         }
     }
@@ -62,6 +68,8 @@ impl ProxyError {
             Self::InvalidBody(_) => ("invalid_request_error", "invalid_json"),
             Self::PayloadTooLarge { .. } => ("invalid_request_error", "payload_too_large"),
             Self::PayloadRead(_) => ("invalid_request_error", "body_read_error"),
+            Self::BodyTimeout(_) => ("invalid_request_error", "body_timeout"),
+            Self::Overloaded(_) => ("server_error", "overloaded"),
             Self::AllKeysCooling { .. } => ("rate_limit_error", "all_keys_cooling_down"),
             Self::Unauthorized(refusal) => ("invalid_request_error", refusal.code()),
             Self::ActorUnavailable(_) => ("server_error", "service_unavailable"),
@@ -76,8 +84,11 @@ impl ResponseError for ProxyError {
         match self {
             Self::InvalidBody(_) | Self::PayloadRead(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::AllKeysCooling { .. } | Self::ActorUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::AllKeysCooling { .. } | Self::ActorUnavailable(_) | Self::Overloaded(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::UpstreamFailed { .. } | Self::KeysRejected { .. } => StatusCode::BAD_GATEWAY,
         }
     }
@@ -92,6 +103,10 @@ impl ResponseError for ProxyError {
         }
         if let Self::Unauthorized(_) = self {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        // The rest of a body that was not read ends with the connection, not with a wait for it.
+        if matches!(self, Self::PayloadTooLarge { .. } | Self::BodyTimeout(_)) {
+            response.force_close();
         }
         response.json(error_body(&self.to_string(), kind, code))
     }

@@ -3,6 +3,7 @@
 
 pub mod actors;
 pub mod auth;
+pub mod body_budget;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -28,6 +28,10 @@ pub struct Metrics {
     pub log_records_dropped: IntCounter,
     pub in_flight_requests: IntGauge,
     pub in_flight_streams: IntGauge,
+    /// Request body bytes reserved from `MAX_BUFFERED_BODY_BYTES` now.
+    pub body_bytes_buffered: IntGauge,
+    /// Requests waiting for a Cerebras key now (at most `MAX_WAITING_REQUESTS`).
+    pub requests_waiting_for_key: IntGauge,
 }
 
 /// Buckets from 1 ms to 5 min: fast first bytes and long streams both land somewhere useful.
@@ -86,6 +90,14 @@ impl Metrics {
             log_records_dropped,
             in_flight_requests: gauge("in_flight_requests", "Requests being answered")?,
             in_flight_streams: gauge("in_flight_streams", "SSE answers being streamed")?,
+            body_bytes_buffered: gauge(
+                "body_bytes_buffered",
+                "Request body bytes held at once (MAX_BUFFERED_BODY_BYTES)",
+            )?,
+            requests_waiting_for_key: gauge(
+                "requests_waiting_for_key",
+                "Requests waiting for a Cerebras key to come free (MAX_WAITING_REQUESTS)",
+            )?,
             registry,
         })
     }

@@ -13,6 +13,7 @@ use crate::actors::key_rotator::{ClearRejections, CurrentKey, KeyRotator};
 use crate::actors::logger::{Flush, LoggerActor};
 use crate::actors::upstream_router::{Health, ProviderRequests, UpstreamRouter};
 use crate::auth::gate::AuthGate;
+use crate::body_budget::BodyBudget;
 use crate::config::{Config, ConfigError};
 use crate::db::{self, DbError};
 use crate::dispatch::Dispatcher;
@@ -141,7 +142,8 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let rotator_metrics = metrics.clone();
     let current_key = CurrentKey::default();
     let published = current_key.clone();
-    let rotator = Supervisor::start(move |_| KeyRotator::new(keys, cooldowns, rotator_metrics, published));
+    let max_waiting = config.max_waiting_requests;
+    let rotator = Supervisor::start(move |_| KeyRotator::new(keys, cooldowns, max_waiting, rotator_metrics, published));
     clear_rejections_on_sighup(rotator.clone());
 
     let configured: Vec<ProviderKind> =
@@ -183,8 +185,10 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         },
         auth: auth.clone(),
         logs: logs.clone(),
-        metrics,
+        metrics: metrics.clone(),
         max_body_bytes: config.max_body_bytes,
+        body_budget: BodyBudget::new(config.max_buffered_body_bytes, metrics.body_bytes_buffered.clone()),
+        body_timeout: config.client_timeouts.body,
         started: Instant::now(),
     });
 
@@ -201,6 +205,8 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     })
     .workers(config.workers)
     .shutdown_timeout(config.shutdown_timeout.as_secs())
+    .client_request_timeout(config.client_timeouts.header)
+    .keep_alive(config.client_timeouts.keep_alive)
     // A client that hangs up before its answer ends its request everywhere: the handler is
     // dropped, with its wait for a key or its upstream request.
     .h1_allow_half_closed(false)

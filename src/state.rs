@@ -1,9 +1,10 @@
 //! What every worker shares: the dispatcher and the optional client-key gate and log sink.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::auth::gate::AuthGate;
+use crate::body_budget::BodyBudget;
 use crate::dispatch::Dispatcher;
 use crate::logging::sink::LogSink;
 use crate::metrics::Metrics;
@@ -16,5 +17,8 @@ pub struct AppState {
     pub logs: Option<Arc<LogSink>>,
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
+    pub body_budget: BodyBudget,
+    /// `CLIENT_BODY_TIMEOUT`: the longest a client may take to send a whole body.
+    pub body_timeout: Duration,
     pub started: Instant,
 }

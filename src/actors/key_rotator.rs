@@ -14,6 +14,8 @@ use tokio::sync::oneshot;
 
 use super::supervision::{guarded, ActorFault, Named};
 use crate::config::NamedKey;
+use prometheus::IntGauge;
+
 use crate::metrics::Metrics;
 use crate::policy::key_pool::{Availability, Cooldowns, KeyGrant, KeyPool, KeyStatus, KeyVerdict};
 
@@ -78,19 +80,64 @@ pub struct RotatorStatus {
 /// key rests.
 pub type CurrentKey = Arc<RwLock<Option<KeyGrant>>>;
 
+/// The requests waiting for a key: at most `max` at once (`MAX_WAITING_REQUESTS`), counted in
+/// the `glm_proxy_requests_waiting_for_key` gauge.
+struct Waiters {
+    senders: Vec<oneshot::Sender<Result<KeyGrant, String>>>,
+    max: usize,
+    gauge: IntGauge,
+}
+
+impl Waiters {
+    /// A place in the queue, unless it is full. Requests whose client left are let go first.
+    fn join(&mut self) -> Option<Ticket> {
+        self.forget_gone();
+        if self.senders.len() >= self.max {
+            return None;
+        }
+        let (sender, receiver) = oneshot::channel();
+        self.senders.push(sender);
+        self.gauge.set(self.senders.len() as i64);
+        Some(receiver)
+    }
+
+    /// Every waiting request gets `answer`.
+    fn answer(&mut self, answer: &Result<KeyGrant, String>) {
+        for waiter in self.senders.drain(..) {
+            // A waiter that gave up has dropped its receiver; nothing to do for it.
+            let _ = waiter.send(answer.clone());
+        }
+        self.gauge.set(0);
+    }
+
+    fn forget_gone(&mut self) -> usize {
+        self.senders.retain(|w| !w.is_closed());
+        self.gauge.set(self.senders.len() as i64);
+        self.senders.len()
+    }
+}
+
 pub struct KeyRotator {
     keys: Vec<NamedKey>,
     current: CurrentKey,
     metrics: Arc<Metrics>,
     cooldowns: Cooldowns,
     pool: KeyPool,
-    waiters: Vec<oneshot::Sender<Result<KeyGrant, String>>>,
+    waiters: Waiters,
 }
 
 impl KeyRotator {
-    pub fn new(keys: Vec<NamedKey>, cooldowns: Cooldowns, metrics: Arc<Metrics>, current: CurrentKey) -> Self {
+    pub fn new(
+        keys: Vec<NamedKey>,
+        cooldowns: Cooldowns,
+        max_waiting: usize,
+        metrics: Arc<Metrics>,
+        current: CurrentKey,
+    ) -> Self {
         let pool = KeyPool::new(&keys, cooldowns);
-        let mut rotator = Self { keys, current, metrics, cooldowns, pool, waiters: Vec::new() };
+        let gauge = metrics.requests_waiting_for_key.clone();
+        let waiters = Waiters { senders: Vec::new(), max: max_waiting, gauge };
+        let mut rotator = Self { keys, current, metrics, cooldowns, pool, waiters };
         rotator.publish();
         rotator
     }
@@ -108,7 +155,7 @@ impl KeyRotator {
     /// is over (a key came free, or every key is now rejected).
     fn wake_waiters(&mut self) {
         self.publish();
-        if self.waiters.is_empty() {
+        if self.waiters.senders.is_empty() {
             return;
         }
         let answer = match self.pool.acquire(Instant::now()) {
@@ -116,10 +163,7 @@ impl KeyRotator {
             Availability::AllRejected { message } => Err(message),
             Availability::AllCooling { .. } => return,
         };
-        for waiter in self.waiters.drain(..) {
-            // A waiter that gave up has dropped its receiver; nothing to do for it.
-            let _ = waiter.send(answer.clone());
-        }
+        self.waiters.answer(&answer);
     }
 }
 
@@ -136,7 +180,8 @@ impl Supervised for KeyRotator {
     /// Waiting requests lose their ticket and answer 503 rather than hang.
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         self.pool = KeyPool::new(&self.keys, self.cooldowns);
-        self.waiters.clear();
+        self.waiters.senders.clear();
+        self.waiters.forget_gone();
         self.publish();
     }
 }
@@ -144,19 +189,15 @@ impl Supervised for KeyRotator {
 impl Handler<Acquire> for KeyRotator {
     type Result = Result<Acquired, ActorFault>;
 
-    /// The sticky key if usable; otherwise when the first key frees, with a ticket to wait on.
+    /// The sticky key if usable; otherwise when the first key frees, with a ticket to wait on
+    /// (none when the queue is full: the request is answered at once).
     fn handle(&mut self, msg: Acquire, ctx: &mut Context<Self>) -> Self::Result {
         guarded(self, ctx, |this, _| {
             let now = Instant::now();
             match this.pool.acquire(now) {
                 Availability::Ready(index) => Acquired::Ready(this.pool.grant(index)),
                 Availability::AllCooling { free_at } => {
-                    let ticket = msg.wait.then(|| {
-                        let (sender, receiver) = oneshot::channel();
-                        this.waiters.retain(|w| !w.is_closed());
-                        this.waiters.push(sender);
-                        receiver
-                    });
+                    let ticket = if msg.wait { this.waiters.join() } else { None };
                     Acquired::AllCooling { free_in: free_at - now, ticket }
                 }
                 Availability::AllRejected { message } => Acquired::AllRejected { message },
@@ -214,13 +255,10 @@ impl Handler<GetStatus> for KeyRotator {
     type Result = Result<RotatorStatus, ActorFault>;
 
     fn handle(&mut self, _: GetStatus, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(self, ctx, |this, _| {
-            this.waiters.retain(|w| !w.is_closed());
-            RotatorStatus {
-                keys: this.pool.status(Instant::now()),
-                current_key: this.pool.current_name(),
-                requests_waiting_for_key: this.waiters.len(),
-            }
+        guarded(self, ctx, |this, _| RotatorStatus {
+            keys: this.pool.status(Instant::now()),
+            current_key: this.pool.current_name(),
+            requests_waiting_for_key: this.waiters.forget_gone(),
         })
     }
 }
@@ -238,7 +276,7 @@ mod tests {
         let cooldowns =
             Cooldowns { rate_limited: cooldown, invalid: Duration::from_secs(3600), max: Duration::from_secs(86_400) };
         let metrics = Arc::new(Metrics::new().unwrap());
-        Supervisor::start(move |_| KeyRotator::new(keys, cooldowns, metrics, CurrentKey::default()))
+        Supervisor::start(move |_| KeyRotator::new(keys, cooldowns, 2, metrics, CurrentKey::default()))
     }
 
     /// A message whose handling panics, to prove the supervisor restarts the rotator.
@@ -290,6 +328,27 @@ mod tests {
         assert!(free_in <= Duration::from_millis(50));
         let grant = tokio::time::timeout(Duration::from_secs(5), ticket).await.unwrap().unwrap().unwrap();
         assert_eq!(&*grant.name, "key1");
+    }
+
+    #[actix_rt::test]
+    async fn past_the_waiting_cap_an_all_cooling_answer_has_no_ticket() {
+        let addr = rotator(Duration::from_secs(60));
+        for index in 0..2 {
+            addr.send(Report { index, verdict: KeyVerdict::RateLimited { requested: None } }).await.unwrap();
+        }
+        let mut tickets = Vec::new();
+        for _ in 0..3 {
+            let Acquired::AllCooling { ticket, .. } = addr.send(Acquire { wait: true }).await.unwrap().unwrap() else {
+                panic!("every key should be cooling");
+            };
+            tickets.push(ticket);
+        }
+        assert!(tickets[0].is_some() && tickets[1].is_some() && tickets[2].is_none(), "the cap is two");
+        drop(tickets);
+        let Acquired::AllCooling { ticket, .. } = addr.send(Acquire { wait: true }).await.unwrap().unwrap() else {
+            panic!("every key should be cooling");
+        };
+        assert!(ticket.is_some(), "requests whose client left free their place");
     }
 
     #[actix_rt::test]

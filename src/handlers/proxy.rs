@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
 use crate::actors::upstream_router::ProviderEvent;
+use crate::body_budget::BodyPermit;
 use crate::dispatch::{is_event_stream, Outgoing};
 use crate::error::ProxyError;
 use crate::logging::record::{AttemptLog, RequestLog};
@@ -90,18 +91,26 @@ struct Journal {
 async fn proxy(
     request: &HttpRequest,
     payload: web::Payload,
-    state: &AppState,
+    state: &web::Data<AppState>,
     client: &awc::Client,
     journal: &mut Journal,
 ) -> Result<HttpResponse, ProxyError> {
     if let Some(auth) = &state.auth {
         journal.client = Some(auth.admit(request.headers()).await?);
     }
-    let body = read_body(payload, request.headers(), state.max_body_bytes).await?;
+    // The body's share of the budget is held until the request is done with the body.
+    let (body, _budget) = read_body(payload, request.headers(), state).await?;
     journal.body = body.clone();
     let path = upstream_path(request.path());
     let (body, chat) = if request.method() == Method::POST && path == "/chat/completions" {
-        let (body, chat) = prepare_chat(body, state)?;
+        let (body, chat) = if body.len() < OFF_THE_WORKER {
+            prepare_chat(body, state)?
+        } else {
+            let state = state.clone();
+            web::block(move || prepare_chat(body, &state))
+                .await
+                .map_err(|_| ProxyError::ActorUnavailable("body reader"))??
+        };
         (body, Some(chat))
     } else {
         (body, None)
@@ -160,22 +169,46 @@ fn upstream_path(path: &str) -> &str {
     }
 }
 
-/// Reads the whole body (attempts may resend it), refusing more than `limit` bytes.
-async fn read_body(mut payload: web::Payload, headers: &HeaderMap, limit: usize) -> Result<Bytes, ProxyError> {
+/// Chat bodies at least this long are read on the blocking pool, not the worker: reading a
+/// body of many megabytes takes long enough to hold up every other stream on the worker.
+const OFF_THE_WORKER: usize = 256 * 1024;
+
+/// What a body is first given to grow into: a declared length is believed only as bytes come.
+const FIRST_ALLOCATION: usize = 64 * 1024;
+
+/// Reads the whole body (attempts may resend it), within `MAX_BODY_BYTES`, the shared body
+/// budget and `CLIENT_BODY_TIMEOUT`. The permit holds the body's share of the budget.
+async fn read_body(
+    mut payload: web::Payload,
+    headers: &HeaderMap,
+    state: &AppState,
+) -> Result<(Bytes, BodyPermit), ProxyError> {
+    let limit = state.max_body_bytes;
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|length| length > limit) {
         return Err(ProxyError::PayloadTooLarge { limit });
     }
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(0));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ProxyError::PayloadRead(e.to_string()))?;
-        if body.len() + chunk.len() > limit {
+    let mut permit = state.body_budget.reserve(declared.unwrap_or(0))?;
+    let deadline = tokio::time::Instant::now() + state.body_timeout;
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(0).min(FIRST_ALLOCATION));
+    loop {
+        let chunk = match tokio::time::timeout_at(deadline, payload.next()).await {
+            Err(_) => return Err(ProxyError::BodyTimeout(state.body_timeout)),
+            Ok(None) => break,
+            Ok(Some(chunk)) => chunk.map_err(|e| ProxyError::PayloadRead(e.to_string()))?,
+        };
+        let length = body.len() + chunk.len();
+        if length > limit {
             return Err(ProxyError::PayloadTooLarge { limit });
+        }
+        let held = permit.bytes();
+        if length > held {
+            state.body_budget.grow(&mut permit, length - held)?;
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body.freeze())
+    Ok((body.freeze(), permit))
 }
 
 /// Reads a chat completion once for routing, and repairs its tool-call history if it must.

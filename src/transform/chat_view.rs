@@ -543,7 +543,13 @@ mod tests {
             {"role":"assistant","tool_calls":[{"id":"a"}]},{"role":"tool","tool_call_id":"a"},{"role":"tool"},null,[1]]}"#;
         let view = ChatView::read(body, Reading::EVERYTHING).unwrap();
         let calls = MessageView::Calls(vec![Cow::Borrowed("a")]);
-        let expected = [MessageView::Other, calls, MessageView::Answer(Some("a".into())), MessageView::Answer(None), MessageView::Other];
+        let expected = [
+            MessageView::Other,
+            calls,
+            MessageView::Answer(Some("a".into())),
+            MessageView::Answer(None),
+            MessageView::Other,
+        ];
         assert_eq!(view.messages, expected);
     }
 

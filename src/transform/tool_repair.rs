@@ -246,7 +246,9 @@ mod tests {
         turns
             .iter()
             .map(|turn| match turn {
-                Turn::Calls(ids) => call(&ids.iter().map(id).collect::<Vec<_>>().iter().map(String::as_str).collect::<Vec<_>>()),
+                Turn::Calls(ids) => {
+                    call(&ids.iter().map(id).collect::<Vec<_>>().iter().map(String::as_str).collect::<Vec<_>>())
+                }
                 Turn::Answer(Some(n)) => answer(&id(n)),
                 Turn::Answer(None) => json!({"role": "tool", "content": "no id"}),
                 Turn::Other => user("more"),
@@ -314,7 +316,10 @@ mod tests {
     }
 
     impl<'c> HistoryMessage for Counted<'c> {
-        type Id<'a> = CountedId<'c> where Self: 'a;
+        type Id<'a>
+            = CountedId<'c>
+        where
+            Self: 'a;
 
         fn answers(&self) -> Option<Option<CountedId<'c>>> {
             self.answers.map(|id| Some(CountedId(id, self.work)))
