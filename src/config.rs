@@ -56,6 +56,29 @@ pub struct ClientTimeouts {
     pub keep_alive: Duration,
 }
 
+/// How much of the traffic the request logs keep.
+#[derive(Debug, Clone)]
+pub struct LogLimits {
+    /// Bytes of each body a record keeps.
+    pub max_body_bytes: usize,
+    /// Bytes of records waiting for the writer.
+    pub max_queue_bytes: usize,
+    /// Bytes a day's file holds before records lose their bodies.
+    pub max_day_bytes: u64,
+}
+
+/// Bounds on client-key checks for keys the cache does not know.
+#[derive(Debug, Clone)]
+pub struct AuthLimits {
+    /// Database lookups in progress at once; past it, 503 at once.
+    pub lookup_queue: usize,
+    /// Unknown key hashes remembered, and for how long.
+    pub miss_cache_size: usize,
+    pub miss_cache_ttl: Duration,
+    /// How old the key cache may grow while reloads fail before it is no longer trusted.
+    pub cache_max_age: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub host: String,
@@ -94,6 +117,7 @@ pub struct Config {
     /// Require a client key (from the key database) on every proxied request.
     pub enable_incoming_auth: bool,
     pub key_db: PathBuf,
+    pub auth_limits: AuthLimits,
     /// Write one JSON record per request under `log_dir`.
     pub log_requests: bool,
     pub log_dir: PathBuf,
@@ -101,6 +125,7 @@ pub struct Config {
     pub log_retention_days: u32,
     /// Records waiting for the writer; past this they are dropped, never the request.
     pub log_queue_capacity: usize,
+    pub log_limits: LogLimits,
     /// Time in-flight requests get to finish on SIGTERM.
     pub shutdown_timeout: Duration,
 }
@@ -153,10 +178,21 @@ impl Config {
             fallback_on_cooldown: env.flag("FALLBACK_ON_COOLDOWN", false)?,
             enable_incoming_auth: env.flag("ENABLE_INCOMING_AUTH", false)?,
             key_db: crate::db::path_from_env(&lookup),
+            auth_limits: AuthLimits {
+                lookup_queue: env.parsed("AUTH_LOOKUP_QUEUE", 64)?,
+                miss_cache_size: env.parsed("AUTH_MISS_CACHE_SIZE", 10_000)?,
+                miss_cache_ttl: env.seconds("AUTH_MISS_CACHE_TTL", 10.0)?,
+                cache_max_age: env.positive_seconds("AUTH_CACHE_MAX_AGE", 30.0)?,
+            },
             log_requests: env.flag("LOG_REQUESTS", true)?,
             log_dir: PathBuf::from(env.string("LOG_DIR", "./logs")),
             log_retention_days: env.parsed("LOG_RETENTION_DAYS", 14)?,
             log_queue_capacity: env.parsed("LOG_QUEUE_CAPACITY", 10_000)?,
+            log_limits: LogLimits {
+                max_body_bytes: env.parsed("LOG_BODY_MAX_BYTES", 64 * 1024)?,
+                max_queue_bytes: env.parsed("LOG_QUEUE_MAX_BYTES", 64 * MIB)?,
+                max_day_bytes: env.parsed("LOG_MAX_DAY_BYTES", 1 << 30)?,
+            },
             shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT", 30.0)?,
         };
         config.validate()?;
@@ -166,6 +202,9 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.workers == 0 {
             return Err(ConfigError::new("WORKERS", "must be at least 1"));
+        }
+        if self.auth_limits.lookup_queue == 0 {
+            return Err(ConfigError::new("AUTH_LOOKUP_QUEUE", "must be at least 1"));
         }
         if self.log_queue_capacity == 0 {
             return Err(ConfigError::new("LOG_QUEUE_CAPACITY", "must be at least 1"));

@@ -32,6 +32,9 @@ pub enum ProxyError {
     /// A bound on work in progress is reached; the client should come back in a second.
     #[error("the proxy is overloaded: too many {0}; retry shortly")]
     Overloaded(&'static str),
+    /// The client-key cache could not be reloaded for too long to be trusted.
+    #[error("client keys cannot be checked: the key database has been unreadable for too long")]
+    AuthUnavailable,
     #[error("every Cerebras key is cooling down; the next is free in {}s", retry_after.as_secs())]
     AllKeysCooling { retry_after: Duration },
     #[error("{}", .0.message())]
@@ -58,7 +61,7 @@ impl ProxyError {
         match self {
             Self::AllKeysCooling { retry_after } => Some(*retry_after),
             Self::UpstreamFailed { retry_after, .. } => *retry_after,
-            Self::Overloaded(_) => Some(Duration::from_secs(1)),
+            Self::Overloaded(_) | Self::AuthUnavailable => Some(Duration::from_secs(1)),
             _ => None,
         }
     }
@@ -70,6 +73,7 @@ impl ProxyError {
             Self::PayloadRead(_) => ("invalid_request_error", "body_read_error"),
             Self::BodyTimeout(_) => ("invalid_request_error", "body_timeout"),
             Self::Overloaded(_) => ("server_error", "overloaded"),
+            Self::AuthUnavailable => ("server_error", "auth_unavailable"),
             Self::AllKeysCooling { .. } => ("rate_limit_error", "all_keys_cooling_down"),
             Self::Unauthorized(refusal) => ("invalid_request_error", refusal.code()),
             Self::ActorUnavailable(_) => ("server_error", "service_unavailable"),
@@ -86,7 +90,7 @@ impl ResponseError for ProxyError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::AllKeysCooling { .. } | Self::ActorUnavailable(_) | Self::Overloaded(_) => {
+            Self::AllKeysCooling { .. } | Self::ActorUnavailable(_) | Self::Overloaded(_) | Self::AuthUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::UpstreamFailed { .. } | Self::KeysRejected { .. } => StatusCode::BAD_GATEWAY,

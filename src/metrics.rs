@@ -32,6 +32,18 @@ pub struct Metrics {
     pub body_bytes_buffered: IntGauge,
     /// Requests waiting for a Cerebras key now (at most `MAX_WAITING_REQUESTS`).
     pub requests_waiting_for_key: IntGauge,
+    /// Client-key cache reloads that failed.
+    pub auth_reload_failures: IntCounter,
+    /// Seconds since the client-key cache was last reloaded.
+    pub auth_cache_age_seconds: IntGauge,
+    /// Unknown key hashes remembered (at most `AUTH_MISS_CACHE_SIZE`).
+    pub auth_missed_keys: IntGauge,
+    /// Client keys looked up in the database because the cache did not know them.
+    pub auth_lookups: IntCounter,
+    /// Bytes of request log records waiting for the writer (at most `LOG_QUEUE_MAX_BYTES`).
+    pub log_queue_bytes: IntGauge,
+    /// Records written without their bodies because the day reached `LOG_MAX_DAY_BYTES`.
+    pub log_bodies_omitted: IntCounter,
 }
 
 /// Buckets from 1 ms to 5 min: fast first bytes and long streams both land somewhere useful.
@@ -66,6 +78,17 @@ impl Metrics {
                 .buckets(SECONDS.to_vec()),
         )?;
         registry.register(Box::new(key_wait.clone()))?;
+        let auth_reload_failures =
+            IntCounter::new("auth_reload_failures_total", "Client-key cache reloads from the database that failed")?;
+        registry.register(Box::new(auth_reload_failures.clone()))?;
+        let auth_lookups =
+            IntCounter::new("auth_lookups_total", "Client keys looked up in the database (not in the cache)")?;
+        registry.register(Box::new(auth_lookups.clone()))?;
+        let log_bodies_omitted = IntCounter::new(
+            "log_bodies_omitted_total",
+            "Request log records written without bodies: the day's file reached LOG_MAX_DAY_BYTES",
+        )?;
+        registry.register(Box::new(log_bodies_omitted.clone()))?;
         let log_records_dropped =
             IntCounter::new("log_records_dropped_total", "Request log records dropped because the writer fell behind")?;
         registry.register(Box::new(log_records_dropped.clone()))?;
@@ -94,6 +117,12 @@ impl Metrics {
                 "body_bytes_buffered",
                 "Request body bytes held at once (MAX_BUFFERED_BODY_BYTES)",
             )?,
+            auth_reload_failures,
+            auth_lookups,
+            log_bodies_omitted,
+            log_queue_bytes: gauge("log_queue_bytes", "Bytes of request log records waiting for the writer")?,
+            auth_cache_age_seconds: gauge("auth_cache_age_seconds", "Seconds since the client-key cache was reloaded")?,
+            auth_missed_keys: gauge("auth_missed_keys", "Unknown client-key hashes remembered (AUTH_MISS_CACHE_SIZE)")?,
             requests_waiting_for_key: gauge(
                 "requests_waiting_for_key",
                 "Requests waiting for a Cerebras key to come free (MAX_WAITING_REQUESTS)",

@@ -10,7 +10,7 @@ use actix_web::{web, App, HttpServer};
 
 use crate::actors::auth::AuthActor;
 use crate::actors::key_rotator::{ClearRejections, CurrentKey, KeyRotator};
-use crate::actors::logger::{Flush, LoggerActor};
+use crate::actors::logger::{Flush, LogFiles, LoggerActor};
 use crate::actors::upstream_router::{Health, ProviderRequests, UpstreamRouter};
 use crate::auth::gate::AuthGate;
 use crate::body_budget::BodyBudget;
@@ -18,7 +18,7 @@ use crate::config::{Config, ConfigError};
 use crate::db::{self, DbError};
 use crate::dispatch::Dispatcher;
 use crate::handlers::{proxy, status};
-use crate::logging::sink::LogSink;
+use crate::logging::sink::{LogSink, QueuedBytes};
 use crate::metrics::Metrics;
 use crate::policy::circuit::CircuitView;
 use crate::policy::key_pool::Cooldowns;
@@ -80,25 +80,36 @@ fn start_logs(config: &Config, metrics: &Metrics) -> Option<Arc<LogSink>> {
         config.log_dir.display(),
         config.log_retention_days
     );
-    let (dir, days, capacity) = (config.log_dir.clone(), config.log_retention_days, config.log_queue_capacity);
-    let logger = Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| LoggerActor::new(dir, days, capacity));
-    Some(Arc::new(LogSink::new(logger, metrics.log_records_dropped.clone())))
+    let files = LogFiles {
+        dir: config.log_dir.clone(),
+        retention_days: config.log_retention_days,
+        queue_capacity: config.log_queue_capacity,
+        max_day_bytes: config.log_limits.max_day_bytes,
+    };
+    let queued = Arc::new(QueuedBytes::new(metrics.log_queue_bytes.clone()));
+    let (writing, omitted) = (queued.clone(), metrics.log_bodies_omitted.clone());
+    let logger = Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+        LoggerActor::new(files.clone(), writing.clone(), omitted.clone())
+    });
+    let limits = &config.log_limits;
+    let dropped = metrics.log_records_dropped.clone();
+    Some(Arc::new(LogSink::new(logger, dropped, queued, limits.max_queue_bytes, limits.max_body_bytes)))
 }
 
 /// How often usage is flushed and the key cache reloaded: revocations land within two.
 const AUTH_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Opens (creating and migrating) the key database and starts the actor and the sync loop.
-fn start_auth(config: &Config) -> Result<Option<Arc<AuthGate>>, StartError> {
+fn start_auth(config: &Config, metrics: &Metrics) -> Result<Option<Arc<AuthGate>>, StartError> {
     if !config.enable_incoming_auth {
         log::info!("event=config incoming_auth=off");
         return Ok(None);
     }
     db::open(&config.key_db)?;
     log::info!("event=config incoming_auth=on key_db={}", config.key_db.display());
-    let path = config.key_db.clone();
-    let actor = SyncArbiter::start(1, move || AuthActor::new(path.clone()));
-    let gate = Arc::new(AuthGate::new(actor));
+    let database = |path: std::path::PathBuf| SyncArbiter::start(1, move || AuthActor::new(path.clone()));
+    let (lookups, syncs) = (database(config.key_db.clone()), database(config.key_db.clone()));
+    let gate = Arc::new(AuthGate::new(lookups, syncs, &config.auth_limits, metrics));
     let syncing = gate.clone();
     actix_web::rt::spawn(async move {
         let mut interval = actix_web::rt::time::interval(AUTH_SYNC_INTERVAL);
@@ -130,7 +141,7 @@ fn clear_rejections_on_sighup(rotator: Addr<KeyRotator>) {
 pub fn start(config: Config) -> Result<Running, StartError> {
     let tls = client::tls_config(&config)?;
     let metrics = Arc::new(Metrics::new()?);
-    let auth = start_auth(&config)?;
+    let auth = start_auth(&config, &metrics)?;
     let logs = start_logs(&config, &metrics);
     let cooldowns =
         Cooldowns { rate_limited: config.cooldown, invalid: config.invalid_key_cooldown, max: config.max_cooldown };

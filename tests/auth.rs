@@ -193,3 +193,96 @@ fn names_that_match_several_keys_need_all_and_unknown_selectors_fail() {
     let stats = keys(&db, &["stats"]);
     assert!(stats.contains("Total keys: 2") && stats.contains("Revoked:    2"), "{stats}");
 }
+
+/// A counter from the proxy's `/metrics`.
+async fn metric(proxy: &Proxy, name: &str) -> f64 {
+    let text = client().get(proxy.at("/metrics")).send().await.unwrap().body().await.unwrap();
+    let text = String::from_utf8(text.to_vec()).unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("{name} missing"))
+        .parse()
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn a_repeated_unknown_key_reaches_the_database_once_a_window() {
+    let (_dir, db) = db_path();
+    keys(&db, &["add", "someone"]);
+    let upstream = MockUpstream::start(|_| Reply::ok(completion("ok")));
+    let proxy = auth_proxy(&upstream, &db);
+    for _ in 0..10 {
+        assert_eq!(chat_with(&proxy, ("authorization", "Bearer sk-not-a-key-at-all")).await.0, 401);
+    }
+    assert_eq!(metric(&proxy, "glm_proxy_auth_lookups_total").await, 1.0);
+    assert_eq!(metric(&proxy, "glm_proxy_auth_missed_keys").await, 1.0);
+}
+
+#[actix_web::test]
+async fn a_flood_of_random_keys_never_delays_a_revocation_past_two_seconds() {
+    let (_dir, db) = db_path();
+    let key = keys(&db, &["add", "good", "--quiet"]).trim().to_owned();
+    let upstream = MockUpstream::start(|_| Reply::ok(completion("ok")));
+    let proxy = Proxy::start(config(
+        &upstream.url,
+        &[("ENABLE_INCOMING_AUTH", "true"), ("INCOMING_KEY_DB", db.to_str().unwrap()), ("AUTH_LOOKUP_QUEUE", "8")],
+    ));
+    let bearer = format!("Bearer {key}");
+    assert_eq!(chat_with(&proxy, ("authorization", &bearer)).await.0, 200);
+
+    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let flood: Vec<_> = (0..48)
+        .map(|worker| {
+            let (flooding, sent, url) = (flooding.clone(), sent.clone(), proxy.at("/v1/chat/completions"));
+            actix_rt::spawn(async move {
+                let client = client();
+                let mut n = 0;
+                while flooding.load(std::sync::atomic::Ordering::SeqCst) {
+                    n += 1;
+                    let bearer = format!("Bearer sk-random-{worker}-{n}");
+                    let response = client.post(&url).insert_header(("authorization", bearer)).send_body("{}").await;
+                    let status = response.unwrap().status().as_u16();
+                    assert!(status == 401 || status == 503, "a bad key gets 401, or 503 when lookups are full");
+                    sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+
+    let flood_started = (Instant::now(), sent.load(std::sync::atomic::Ordering::SeqCst));
+    let revoke_db = db.clone();
+    actix_web::rt::task::spawn_blocking(move || keys(&revoke_db, &["revoke", "good"])).await.unwrap();
+    let took = within(async || chat_with(&proxy, ("authorization", &bearer)).await.0 == 401).await;
+    let rate = (sent.load(std::sync::atomic::Ordering::SeqCst) - flood_started.1) as f64
+        / flood_started.0.elapsed().as_secs_f64();
+    flooding.store(false, std::sync::atomic::Ordering::SeqCst);
+    for task in flood {
+        task.await.unwrap();
+    }
+    assert!(took < Duration::from_secs(2), "revocation took {took:?} under {rate:.0} bad keys a second");
+    assert!(rate > 500.0, "the flood ran at {rate:.0} requests a second");
+}
+
+#[actix_web::test]
+async fn a_key_cache_that_cannot_be_reloaded_stops_being_trusted() {
+    use diesel::RunQueryDsl;
+    let (_dir, db) = db_path();
+    let key = keys(&db, &["add", "someone", "--quiet"]).trim().to_owned();
+    let upstream = MockUpstream::start(|_| Reply::ok(completion("ok")));
+    let proxy = Proxy::start(config(
+        &upstream.url,
+        &[("ENABLE_INCOMING_AUTH", "true"), ("INCOMING_KEY_DB", db.to_str().unwrap()), ("AUTH_CACHE_MAX_AGE", "1.5")],
+    ));
+    let bearer = format!("Bearer {key}");
+    assert_eq!(chat_with(&proxy, ("authorization", &bearer)).await.0, 200);
+
+    // The key table becomes unreadable: every reload fails from now on.
+    let mut conn = glm_proxy::db::open(&db).unwrap();
+    diesel::sql_query("DROP TABLE api_keys").execute(&mut conn).unwrap();
+    within(async || chat_with(&proxy, ("authorization", &bearer)).await.0 == 503).await;
+    let (_, body) = chat_with(&proxy, ("authorization", &bearer)).await;
+    assert_eq!(body["error"]["code"], "auth_unavailable");
+    assert!(metric(&proxy, "glm_proxy_auth_reload_failures_total").await >= 1.0);
+}

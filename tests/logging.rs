@@ -209,3 +209,70 @@ async fn sigterm_during_a_stream_lets_it_finish_and_writes_its_record() {
     assert_eq!(records.len(), 1, "the record was written before exit");
     assert_eq!(records[0]["response_body"], sse_chunks(10).concat());
 }
+
+#[actix_web::test]
+async fn bodies_are_cut_at_the_limit_with_their_whole_length_recorded() {
+    let logs = tempfile::tempdir().unwrap();
+    let upstream = MockUpstream::start(|_| Reply::sse(40, Duration::ZERO));
+    let proxy = logging_proxy(&upstream.url, logs.path(), &[("LOG_BODY_MAX_BYTES", "100")]);
+    let request = json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "x".repeat(1000)}]});
+    let mut response = client().post(proxy.at("/v1/chat/completions")).send_json(&request).await.unwrap();
+    let received = response.body().await.unwrap();
+    assert_eq!(received, sse_chunks(40).concat(), "the client gets everything; only the record is cut");
+
+    let record = wait_for_records(logs.path(), 1).await.remove(0);
+    let request_text = request.to_string();
+    assert_eq!(record["request_body"], request_text[..100]);
+    assert_eq!(
+        (record["request_body_bytes"].as_u64(), record["request_body_cut"].as_bool()),
+        (Some(request_text.len() as u64), Some(true))
+    );
+    assert_eq!(record["response_body"].as_str().unwrap().len(), 100);
+    assert_eq!(record["response_body_bytes"].as_u64(), Some(received.len() as u64));
+    assert_eq!(record["response_body_cut"], true);
+}
+
+#[actix_web::test]
+async fn past_the_days_size_cap_records_keep_their_metadata_and_lose_their_bodies() {
+    let logs = tempfile::tempdir().unwrap();
+    let upstream = MockUpstream::start(|_| Reply::ok(completion("logged")));
+    let proxy = logging_proxy(&upstream.url, logs.path(), &[("LOG_MAX_DAY_BYTES", "1")]);
+    for _ in 0..2 {
+        client()
+            .post(proxy.at("/v1/chat/completions"))
+            .send_json(&chat_body(false))
+            .await
+            .unwrap()
+            .body()
+            .await
+            .unwrap();
+    }
+    let records = wait_for_records(logs.path(), 2).await;
+    assert_eq!(records[0]["request_body"], chat_body(false), "the first record of the day fits");
+    assert_eq!((records[1]["request_body"].is_null(), records[1]["response_body"].is_null()), (true, true));
+    assert_eq!(records[1]["bodies_omitted"], true);
+    assert_eq!(records[1]["status"], 200);
+    assert!(records[1]["request_body_bytes"].as_u64().unwrap() > 0);
+    let metrics = client().get(proxy.at("/metrics")).send().await.unwrap().body().await.unwrap();
+    assert!(String::from_utf8_lossy(&metrics).contains("glm_proxy_log_bodies_omitted_total 1"));
+}
+
+#[actix_web::test]
+async fn records_past_the_queues_byte_bound_are_dropped_and_counted() {
+    let logs = tempfile::tempdir().unwrap();
+    let upstream = MockUpstream::start(|_| Reply::ok(completion("logged")));
+    // Every record weighs more than a kilobyte: none fits in a queue of 100 bytes.
+    let proxy = logging_proxy(&upstream.url, logs.path(), &[("LOG_QUEUE_MAX_BYTES", "100")]);
+    let response = client().post(proxy.at("/v1/chat/completions")).send_json(&chat_body(false)).await.unwrap();
+    assert_eq!(response.status(), 200, "the request never pays for its record");
+    let mut dropped = 0;
+    for _ in 0..100 {
+        dropped = proxy.status().await["log_records_dropped"].as_u64().unwrap();
+        if dropped == 1 {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(dropped, 1);
+    assert!(records(logs.path()).is_empty());
+}

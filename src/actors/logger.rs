@@ -1,18 +1,22 @@
 //! `LoggerActor`: writes request records as JSON Lines, one file per day
 //! (`LOG_DIR/YYYY-MM-DD/requests.jsonl`), buffered and flushed every 200 ms, on its own thread,
 //! and deletes day folders older than `LOG_RETENTION_DAYS`. Its mailbox is bounded: a sink that
-//! finds it full drops the record.
+//! finds it full drops the record. Past `LOG_MAX_DAY_BYTES` in a day, records keep their
+//! metadata and lose their bodies.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::{NaiveDate, Utc};
+use prometheus::IntCounter;
 
 use super::supervision::{guarded, ActorFault, Named};
 use crate::logging::record::RequestLog;
+use crate::logging::sink::QueuedBytes;
 
 /// How often old day folders are looked for, besides at start and at midnight.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -21,53 +25,82 @@ const WRITE_BUFFER: usize = 256 * 1024;
 /// The longest a record waits in the buffer, so `tail -f` stays close to live.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 
+/// A record to write; `weight` is what it counts for in the queue's byte bound.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct WriteRecord(pub Box<RequestLog>);
+pub struct WriteRecord {
+    pub record: Box<RequestLog>,
+    pub weight: usize,
+}
 
 /// Answered once every record queued before it is written: for graceful shutdown.
 #[derive(Message)]
 #[rtype(result = "Result<(), ActorFault>")]
 pub struct Flush;
 
+/// Where and how much the logger writes.
+#[derive(Debug, Clone)]
+pub struct LogFiles {
+    pub dir: PathBuf,
+    pub retention_days: u32,
+    /// Records waiting for the writer (`LOG_QUEUE_CAPACITY`).
+    pub queue_capacity: usize,
+    /// Bytes a day's file may hold with bodies (`LOG_MAX_DAY_BYTES`).
+    pub max_day_bytes: u64,
+}
+
+/// Today's file and how many bytes it holds.
+struct Day {
+    date: NaiveDate,
+    file: BufWriter<File>,
+    written: u64,
+}
+
 pub struct LoggerActor {
-    dir: PathBuf,
-    retention_days: u32,
-    queue_capacity: usize,
-    today: Option<(NaiveDate, BufWriter<File>)>,
+    files: LogFiles,
+    queued: Arc<QueuedBytes>,
+    bodies_omitted: IntCounter,
+    today: Option<Day>,
 }
 
 impl LoggerActor {
-    pub fn new(dir: PathBuf, retention_days: u32, queue_capacity: usize) -> Self {
-        Self { dir, retention_days, queue_capacity, today: None }
+    pub fn new(files: LogFiles, queued: Arc<QueuedBytes>, bodies_omitted: IntCounter) -> Self {
+        Self { files, queued, bodies_omitted, today: None }
     }
 
     /// Today's file, opened (and its folder made) on the first record of each day.
-    fn file(&mut self) -> std::io::Result<&mut BufWriter<File>> {
+    fn day(&mut self) -> std::io::Result<&mut Day> {
         let date = Utc::now().date_naive();
-        if self.today.as_ref().is_none_or(|(open, _)| *open != date) {
-            let folder = self.dir.join(date.format("%Y-%m-%d").to_string());
+        if self.today.as_ref().is_none_or(|day| day.date != date) {
+            let folder = self.files.dir.join(date.format("%Y-%m-%d").to_string());
             std::fs::create_dir_all(&folder)?;
             let file = OpenOptions::new().create(true).append(true).open(folder.join("requests.jsonl"))?;
+            // A restart on the same day goes on counting from what the file holds.
+            let written = file.metadata()?.len();
             // A BufWriter writes whole buffers or whole oversized records, so each record is
             // written in one piece and readers never see half a line.
-            self.today = Some((date, BufWriter::with_capacity(WRITE_BUFFER, file)));
+            self.today = Some(Day { date, file: BufWriter::with_capacity(WRITE_BUFFER, file), written });
             self.prune();
         }
-        match &mut self.today {
-            Some((_, file)) => Ok(file),
-            None => Err(std::io::Error::other("no log file open")),
-        }
+        self.today.as_mut().ok_or_else(|| std::io::Error::other("no log file open"))
     }
 
     fn write(&mut self, record: &RequestLog) -> std::io::Result<()> {
-        let mut line = Vec::with_capacity(1024 + record.request_body.len() + record.response_body.len());
-        record.write_json(Instant::now(), &mut line)?;
-        self.file()?.write_all(&line)
+        let max_day_bytes = self.files.max_day_bytes;
+        let day = self.day()?;
+        let bodies = day.written < max_day_bytes;
+        let mut line = Vec::with_capacity(record.weight());
+        record.write_json(Instant::now(), bodies, &mut line)?;
+        day.file.write_all(&line)?;
+        day.written += line.len() as u64;
+        if !bodies {
+            self.bodies_omitted.inc();
+        }
+        Ok(())
     }
 
     fn flush(&mut self) {
-        if let Some((_, file)) = &mut self.today {
+        if let Some(Day { file, .. }) = &mut self.today {
             if let Err(error) = file.flush() {
                 log::warn!("event=log_flush_failed error={error}");
             }
@@ -75,11 +108,11 @@ impl LoggerActor {
     }
 
     fn prune(&self) {
-        if self.retention_days == 0 {
+        if self.files.retention_days == 0 {
             return;
         }
-        let oldest_kept = Utc::now().date_naive() - chrono::Days::new(u64::from(self.retention_days) - 1);
-        for (date, path) in day_folders(&self.dir) {
+        let oldest_kept = Utc::now().date_naive() - chrono::Days::new(u64::from(self.files.retention_days) - 1);
+        for (date, path) in day_folders(&self.files.dir) {
             if date < oldest_kept {
                 match std::fs::remove_dir_all(&path) {
                     Ok(()) => log::info!("event=log_retention removed={}", path.display()),
@@ -113,7 +146,7 @@ impl Actor for LoggerActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(self.queue_capacity);
+        ctx.set_mailbox_capacity(self.files.queue_capacity);
         self.prune();
         ctx.run_interval(PRUNE_INTERVAL, |this, _| this.prune());
         ctx.run_interval(FLUSH_INTERVAL, |this, _| this.flush());
@@ -131,7 +164,8 @@ impl Handler<WriteRecord> for LoggerActor {
     type Result = ();
 
     fn handle(&mut self, msg: WriteRecord, ctx: &mut Context<Self>) {
-        let written = guarded(self, ctx, |this, _| this.write(&msg.0));
+        let written = guarded(self, ctx, |this, _| this.write(&msg.record));
+        self.queued.release(msg.weight);
         if let Ok(Err(error)) = written {
             log::warn!("event=log_write_failed error={error}");
             self.today = None;
@@ -159,7 +193,10 @@ mod tests {
         for name in [day(0), day(1), day(2), day(10), "not-a-date".to_owned()] {
             std::fs::create_dir_all(dir.path().join(name)).unwrap();
         }
-        LoggerActor::new(dir.path().to_owned(), 2, 16).prune();
+        let files = LogFiles { dir: dir.path().to_owned(), retention_days: 2, queue_capacity: 16, max_day_bytes: 1 };
+        let gauge = prometheus::IntGauge::new("queued", "test").unwrap();
+        let omitted = IntCounter::new("omitted", "test").unwrap();
+        LoggerActor::new(files, Arc::new(QueuedBytes::new(gauge)), omitted).prune();
         let mut left: Vec<String> =
             std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         left.sort();

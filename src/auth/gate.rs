@@ -1,23 +1,39 @@
 //! `AuthGate`: admits requests by client key without waiting on SQLite.
 //!
-//! Known keys live in memory, refreshed from the `AuthActor` every second (so a revocation
-//! from the CLI lands within two), and usage is counted in memory and flushed in batches.
-//! Only a key the cache has never seen costs a trip to the database thread. This state sits
-//! behind locks rather than in an actor because every request reads it: a mailbox round trip
-//! per request would put one thread on the hot path.
+//! Known keys live in memory, refreshed from the database every second (so a revocation from
+//! the CLI lands within two), and usage is counted in memory and flushed in batches. This state
+//! sits behind locks rather than in an actor because every request reads it: a mailbox round
+//! trip per request would put one thread on the hot path.
+//!
+//! Only a key the cache has never seen costs a trip to the database, and that trip is bounded:
+//! - a hash the database did not know is remembered (`AUTH_MISS_CACHE_SIZE`, `AUTH_MISS_CACHE_TTL`),
+//!   so a repeated bad key reaches SQLite once a window;
+//! - at most `AUTH_LOOKUP_QUEUE` lookups are in progress; past it, 503 `overloaded` at once;
+//! - lookups run on a database thread of their own, so a flood of them never delays the usage
+//!   flush and the reload (which carries revocations).
+//!
+//! A reload that keeps failing is never silent: each failure is logged and counted, and once
+//! the cache is older than `AUTH_CACHE_MAX_AGE` it is no longer trusted (503 `auth_unavailable`),
+//! since a key revoked meanwhile must not keep working.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use actix::Addr;
 use actix_web::http::header::HeaderMap;
 use chrono::Utc;
+use prometheus::{IntCounter, IntGauge};
+use tokio::sync::Semaphore;
 
 use super::client_key::{self, Refusal};
+use super::miss_cache::MissCache;
 use crate::actors::auth::{AuthActor, FlushUsage, LoadAll, Lookup};
 use crate::actors::supervision::ask;
+use crate::config::AuthLimits;
 use crate::db::keys::{ApiKey, Usage};
 use crate::error::ProxyError;
+use crate::metrics::Metrics;
 
 #[derive(Debug, Clone)]
 struct KnownKey {
@@ -33,37 +49,84 @@ impl From<ApiKey> for KnownKey {
 }
 
 pub struct AuthGate {
-    actor: Addr<AuthActor>,
+    /// The database thread for lookups of keys the cache does not know.
+    lookups: Addr<AuthActor>,
+    /// The database thread for the usage flush and the reload, which lookups cannot starve.
+    syncs: Addr<AuthActor>,
     /// By SHA-256 of the key. Lookups compare digests, never the keys themselves, so their
     /// timing says nothing about a stored key (the constant-time property that matters).
     known: RwLock<HashMap<String, KnownKey>>,
+    misses: Mutex<MissCache>,
+    lookup_slots: Semaphore,
     usage: Mutex<HashMap<i32, Usage>>,
+    /// When the cache was last reloaded from the database.
+    reloaded: Mutex<Instant>,
+    cache_max_age: Duration,
+    reload_failures: IntCounter,
+    cache_age: IntGauge,
+    missed_keys: IntGauge,
+    lookups_made: IntCounter,
 }
 
 impl AuthGate {
-    pub fn new(actor: Addr<AuthActor>) -> Self {
-        Self { actor, known: RwLock::default(), usage: Mutex::default() }
+    pub fn new(lookups: Addr<AuthActor>, syncs: Addr<AuthActor>, limits: &AuthLimits, metrics: &Metrics) -> Self {
+        Self {
+            lookups,
+            syncs,
+            known: RwLock::default(),
+            misses: Mutex::new(MissCache::new(limits.miss_cache_size, limits.miss_cache_ttl)),
+            lookup_slots: Semaphore::new(limits.lookup_queue),
+            usage: Mutex::default(),
+            reloaded: Mutex::new(Instant::now()),
+            cache_max_age: limits.cache_max_age,
+            reload_failures: metrics.auth_reload_failures.clone(),
+            cache_age: metrics.auth_cache_age_seconds.clone(),
+            missed_keys: metrics.auth_missed_keys.clone(),
+            lookups_made: metrics.auth_lookups.clone(),
+        }
     }
 
-    /// The name of the client whose key the request carries, or the 401 to answer.
+    /// The name of the client whose key the request carries, or the error to answer.
     pub async fn admit(&self, headers: &HeaderMap) -> Result<Arc<str>, ProxyError> {
         let presented = client_key::presented(headers).map_err(ProxyError::Unauthorized)?;
+        let age = self.reloaded.lock().unwrap_or_else(PoisonError::into_inner).elapsed();
+        if age > self.cache_max_age {
+            return Err(ProxyError::AuthUnavailable);
+        }
         let key_hash = client_key::hash(presented);
         let cached = self.known.read().unwrap_or_else(PoisonError::into_inner).get(&key_hash).cloned();
         let key = match cached {
             Some(key) => key,
-            None => {
-                let found = ask(&self.actor, Lookup { key_hash: key_hash.clone() }).await?;
-                let key = KnownKey::from(found.ok_or(ProxyError::Unauthorized(Refusal::Unknown))?);
-                self.known.write().unwrap_or_else(PoisonError::into_inner).insert(key_hash, key.clone());
-                key
-            }
+            None => self.look_up(key_hash).await?,
         };
         if key.revoked {
             return Err(ProxyError::Unauthorized(Refusal::Unknown));
         }
         self.count_use(key.id);
         Ok(key.name)
+    }
+
+    /// A key the cache does not know: one bounded trip to the database, unless it missed lately.
+    async fn look_up(&self, key_hash: String) -> Result<KnownKey, ProxyError> {
+        let unknown = ProxyError::Unauthorized(Refusal::Unknown);
+        if self.misses.lock().unwrap_or_else(PoisonError::into_inner).contains(&key_hash, Instant::now()) {
+            return Err(unknown);
+        }
+        let _slot = self.lookup_slots.try_acquire().map_err(|_| ProxyError::Overloaded("client-key lookups"))?;
+        self.lookups_made.inc();
+        match ask(&self.lookups, Lookup { key_hash: key_hash.clone() }).await? {
+            Some(found) => {
+                let key = KnownKey::from(found);
+                self.known.write().unwrap_or_else(PoisonError::into_inner).insert(key_hash, key.clone());
+                Ok(key)
+            }
+            None => {
+                let mut misses = self.misses.lock().unwrap_or_else(PoisonError::into_inner);
+                misses.insert(&key_hash, Instant::now());
+                self.missed_keys.set(misses.len() as i64);
+                Err(unknown)
+            }
+        }
     }
 
     fn count_use(&self, id: i32) {
@@ -79,7 +142,7 @@ impl AuthGate {
     pub async fn sync(&self) {
         let pending: Vec<Usage> =
             self.usage.lock().unwrap_or_else(PoisonError::into_inner).drain().map(|(_, u)| u).collect();
-        if !pending.is_empty() && ask(&self.actor, FlushUsage(pending.clone())).await.is_err() {
+        if !pending.is_empty() && ask(&self.syncs, FlushUsage(pending.clone())).await.is_err() {
             let mut usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
             for u in pending {
                 let entry = usage.entry(u.id).or_insert(Usage { requests: 0, ..u });
@@ -87,9 +150,23 @@ impl AuthGate {
                 entry.last_used_at = entry.last_used_at.max(u.last_used_at);
             }
         }
-        if let Ok(keys) = ask(&self.actor, LoadAll).await {
-            let known = keys.into_iter().map(|key| (key.key_hash.clone(), KnownKey::from(key))).collect();
-            *self.known.write().unwrap_or_else(PoisonError::into_inner) = known;
+        let loaded = ask(&self.syncs, LoadAll).await;
+        let mut reloaded = self.reloaded.lock().unwrap_or_else(PoisonError::into_inner);
+        match loaded {
+            Ok(keys) => {
+                let known = keys.into_iter().map(|key| (key.key_hash.clone(), KnownKey::from(key))).collect();
+                *self.known.write().unwrap_or_else(PoisonError::into_inner) = known;
+                *reloaded = Instant::now();
+            }
+            Err(_) => {
+                self.reload_failures.inc();
+                log::error!(
+                    "event=key_reload_failed cache_age_seconds={:.0} trusted_for={:.0}",
+                    reloaded.elapsed().as_secs_f64(),
+                    self.cache_max_age.saturating_sub(reloaded.elapsed()).as_secs_f64()
+                );
+            }
         }
+        self.cache_age.set(reloaded.elapsed().as_secs() as i64);
     }
 }

@@ -2,3 +2,4 @@
 
 pub mod client_key;
 pub mod gate;
+pub mod miss_cache;

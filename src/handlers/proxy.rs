@@ -15,7 +15,7 @@ use crate::actors::upstream_router::ProviderEvent;
 use crate::body_budget::BodyPermit;
 use crate::dispatch::{is_event_stream, Outgoing};
 use crate::error::ProxyError;
-use crate::logging::record::{AttemptLog, RequestLog};
+use crate::logging::record::{AttemptLog, BodyCopy, RequestLog};
 use crate::logging::sink::LogSink;
 use crate::logging::tap::TappedBody;
 use crate::metrics::{MeteredBody, Metrics};
@@ -82,7 +82,7 @@ fn metered(
 #[derive(Default)]
 struct Journal {
     client: Option<Arc<str>>,
-    body: Bytes,
+    body: BodyCopy,
     attempts: Vec<AttemptLog>,
     /// The provider whose answer the client got; `None` for the proxy's own.
     provider: Option<ProviderKind>,
@@ -100,7 +100,9 @@ async fn proxy(
     }
     // The body's share of the budget is held until the request is done with the body.
     let (body, _budget) = read_body(payload, request.headers(), state).await?;
-    journal.body = body.clone();
+    if let Some(logs) = &state.logs {
+        journal.body = BodyCopy::of(&body, logs.body_limit());
+    }
     let path = upstream_path(request.path());
     let (body, chat) = if request.method() == Method::POST && path == "/chat/completions" {
         let (body, chat) = if body.len() < OFF_THE_WORKER {
@@ -154,7 +156,7 @@ fn log_response(
         attempts: journal.attempts,
         status: response.status().as_u16(),
         response_headers: response.headers().clone(),
-        response_body: Bytes::new(),
+        response_body: BodyCopy::default(),
         incomplete: false,
     };
     response.map_body(|_, body| BoxBody::new(TappedBody::new(body, record, sink)))

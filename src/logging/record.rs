@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use actix_web::http::header::HeaderMap;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -32,19 +32,53 @@ pub struct RequestLog {
     pub path: String,
     pub query: String,
     pub request_headers: HeaderMap,
-    pub request_body: Bytes,
+    pub request_body: BodyCopy,
     pub attempts: Vec<AttemptLog>,
     pub status: u16,
     pub response_headers: HeaderMap,
-    pub response_body: Bytes,
+    pub response_body: BodyCopy,
     /// Set when the response body ended early (client gone, upstream broke).
     pub incomplete: bool,
 }
 
+/// A body as a record keeps it: at most `LOG_BODY_MAX_BYTES` of it, and its whole length.
+#[derive(Debug, Default)]
+pub struct BodyCopy {
+    pub kept: Bytes,
+    pub length: usize,
+}
+
+impl BodyCopy {
+    /// Keeps the start of `body`. A body over the limit is copied in part, so the record
+    /// never holds the whole of a large body alive.
+    pub fn of(body: &Bytes, limit: usize) -> Self {
+        let kept = if body.len() <= limit { body.clone() } else { Bytes::copy_from_slice(&body[..limit]) };
+        Self { kept, length: body.len() }
+    }
+
+    /// Adds a piece of a body as it streams by, keeping what fits under `limit`.
+    pub fn extend(copy: &mut BytesMut, length: &mut usize, chunk: &[u8], limit: usize) {
+        *length += chunk.len();
+        let room = limit.saturating_sub(copy.len());
+        copy.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+
+    fn cut(&self) -> bool {
+        self.kept.len() < self.length
+    }
+}
+
 impl RequestLog {
+    /// Bytes this record holds beyond its fixed part: what it costs in the log queue.
+    pub fn weight(&self) -> usize {
+        const FIXED: usize = 1024;
+        FIXED + self.request_body.kept.len() + self.response_body.kept.len()
+    }
+
     /// Appends the record as one JSON line: secrets redacted, JSON bodies embedded as JSON.
-    /// Serialised straight from the record, with no intermediate JSON tree.
-    pub fn write_json(&self, finished: Instant, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    /// Serialised straight from the record, with no intermediate JSON tree. Without
+    /// `bodies`, the record keeps its metadata only (the day's size cap is reached).
+    pub fn write_json(&self, finished: Instant, bodies: bool, out: &mut Vec<u8>) -> serde_json::Result<()> {
         let started_at: DateTime<Utc> = self.started_at.into();
         let line = Line {
             id: &self.id,
@@ -55,7 +89,9 @@ impl RequestLog {
             path: &self.path,
             query: &self.query,
             request_headers: Redacted(&self.request_headers),
-            request_body: Body(&self.request_body),
+            request_body: Body(if bodies { &self.request_body.kept } else { &EMPTY }),
+            request_body_bytes: self.request_body.length,
+            request_body_cut: self.request_body.cut().then_some(true),
             attempts: self
                 .attempts
                 .iter()
@@ -69,8 +105,11 @@ impl RequestLog {
                 .collect(),
             status: self.status,
             response_headers: Redacted(&self.response_headers),
-            response_body: Body(&self.response_body),
+            response_body: Body(if bodies { &self.response_body.kept } else { &EMPTY }),
+            response_body_bytes: self.response_body.length,
+            response_body_cut: self.response_body.cut().then_some(true),
             response_complete: !self.incomplete,
+            bodies_omitted: (!bodies).then_some(true),
         };
         serde_json::to_writer(&mut *out, &line)?;
         out.push(b'\n');
@@ -89,12 +128,22 @@ struct Line<'a> {
     query: &'a str,
     request_headers: Redacted<'a>,
     request_body: Body<'a>,
+    request_body_bytes: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_body_cut: Option<bool>,
     attempts: Vec<Attempt<'a>>,
     status: u16,
     response_headers: Redacted<'a>,
     response_body: Body<'a>,
+    response_body_bytes: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_body_cut: Option<bool>,
     response_complete: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bodies_omitted: Option<bool>,
 }
+
+static EMPTY: Bytes = Bytes::new();
 
 #[derive(Serialize)]
 struct Attempt<'a> {
@@ -171,15 +220,15 @@ mod tests {
             path: "/v1/chat/completions".into(),
             query: String::new(),
             request_headers: headers,
-            request_body: Bytes::from_static(request_body),
+            request_body: BodyCopy::of(&Bytes::from_static(request_body), 16),
             attempts: vec![],
             status: 200,
             response_headers: HeaderMap::new(),
-            response_body: Bytes::from_static(response_body),
+            response_body: BodyCopy::of(&Bytes::from_static(response_body), 16),
             incomplete: false,
         };
         let mut line = Vec::new();
-        log.write_json(Instant::now(), &mut line).unwrap();
+        log.write_json(Instant::now(), true, &mut line).unwrap();
         assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1, "one line per record");
         serde_json::from_slice(&line).unwrap()
     }
@@ -209,6 +258,21 @@ mod tests {
         let logged = record(HeaderMap::new(), b"{\"a\": 1}", b"data: x\n\n");
         assert_eq!(logged["request_body"], json!({"a": 1}));
         assert_eq!(logged["response_body"], json!("data: x\n\n"));
+        assert_eq!((logged["request_body_bytes"].as_u64(), logged.get("request_body_cut")), (Some(8), None));
         assert_eq!(record(HeaderMap::new(), b"", b"")["request_body"], Value::Null);
+    }
+
+    #[test]
+    fn bodies_over_the_limit_are_cut_and_say_so() {
+        let logged = record(HeaderMap::new(), b"{\"text\": \"0123456789abcdef\"}", b"");
+        assert_eq!(logged["request_body"], "{\"text\": \"012345", "the first 16 bytes, as text");
+        assert_eq!(
+            (logged["request_body_bytes"].as_u64(), logged["request_body_cut"].as_bool()),
+            (Some(28), Some(true))
+        );
+        let big = Bytes::from(vec![b'x'; 1000]);
+        let copy = BodyCopy::of(&big, 10);
+        assert_eq!((copy.kept.len(), copy.length), (10, 1000));
+        assert_ne!(copy.kept.as_ptr(), big.as_ptr(), "a copy, not a view that keeps the whole body alive");
     }
 }

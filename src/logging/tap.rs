@@ -8,12 +8,14 @@ use std::task::{Context, Poll};
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use bytes::{Bytes, BytesMut};
 
-use super::record::RequestLog;
+use super::record::{BodyCopy, RequestLog};
 use super::sink::LogSink;
 
 pub struct TappedBody {
     body: BoxBody,
+    /// The start of what the client received, up to the sink's body limit.
     copy: BytesMut,
+    length: usize,
     record: Option<RequestLog>,
     sink: Arc<LogSink>,
     ended: bool,
@@ -21,7 +23,7 @@ pub struct TappedBody {
 
 impl TappedBody {
     pub fn new(body: BoxBody, record: RequestLog, sink: Arc<LogSink>) -> Self {
-        Self { body, copy: BytesMut::new(), record: Some(record), sink, ended: false }
+        Self { body, copy: BytesMut::new(), length: 0, record: Some(record), sink, ended: false }
     }
 }
 
@@ -33,10 +35,13 @@ impl MessageBody for TappedBody {
     }
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_next(cx);
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.body).poll_next(cx);
         match &polled {
-            Poll::Ready(Some(Ok(chunk))) => self.copy.extend_from_slice(chunk),
-            Poll::Ready(None) => self.ended = true,
+            Poll::Ready(Some(Ok(chunk))) => {
+                BodyCopy::extend(&mut this.copy, &mut this.length, chunk, this.sink.body_limit());
+            }
+            Poll::Ready(None) => this.ended = true,
             _ => {}
         }
         polled
@@ -46,7 +51,7 @@ impl MessageBody for TappedBody {
 impl Drop for TappedBody {
     fn drop(&mut self) {
         if let Some(mut record) = self.record.take() {
-            record.response_body = std::mem::take(&mut self.copy).freeze();
+            record.response_body = BodyCopy { kept: std::mem::take(&mut self.copy).freeze(), length: self.length };
             record.incomplete = !self.ended;
             self.sink.submit(record);
         }
