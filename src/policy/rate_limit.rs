@@ -99,4 +99,72 @@ mod tests {
         assert_eq!(requested_wait(&garbage, SystemTime::now()), None);
         assert_eq!(requested_wait(&HeaderMap::new(), SystemTime::now()), None);
     }
+
+    mod any_headers {
+        use super::*;
+        use crate::config::NamedKey;
+        use crate::policy::key_pool::{Cooldowns, KeyPool, KeyVerdict};
+        use crate::secret::Secret;
+        use actix_web::http::header::{HeaderName, HeaderValue};
+        use proptest::prelude::*;
+        use std::time::Instant;
+
+        /// Header text as upstreams send it, and as they should not.
+        fn text() -> impl Strategy<Value = String> {
+            let alphabet: Vec<char> = "0123456789.-+eE inNaf,:GMTFriDec".chars().collect();
+            prop_oneof![
+                prop::collection::vec(prop::sample::select(alphabet), 0..40).prop_map(|c| c.into_iter().collect()),
+                prop::sample::select(vec![
+                    "Fri, 31 Dec 9999 23:59:59 GMT",
+                    "Thu, 01 Jan 1970 00:00:00 GMT",
+                    "1e400",
+                    "inf",
+                    "NaN",
+                    "-0",
+                    "18446744073709551616",
+                    "10000000000000000000",
+                ])
+                .prop_map(str::to_owned),
+            ]
+        }
+
+        fn window() -> impl Strategy<Value = &'static str> {
+            prop::sample::select(vec!["requests-minute", "tokens-minute", "requests-day", "tokens-hour"])
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Whatever the headers say, reading them never panics, and the rest a key gets from
+            /// them is never longer than MAX_COOLDOWN.
+            #[test]
+            fn any_rate_limit_headers_give_a_bounded_rest(
+                retry_after in prop::option::of(text()),
+                windows in prop::collection::vec((window(), text(), prop::option::of(text())), 0..4),
+            ) {
+                let mut headers = HeaderMap::new();
+                let mut insert = |name: String, value: &str| {
+                    if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::from_str(value)) {
+                        headers.insert(name, value);
+                    }
+                };
+                if let Some(value) = &retry_after {
+                    insert("retry-after".to_owned(), value);
+                }
+                for (window, reset, remaining) in &windows {
+                    insert(format!("x-ratelimit-reset-{window}"), reset);
+                    if let Some(remaining) = remaining {
+                        insert(format!("x-ratelimit-remaining-{window}"), remaining);
+                    }
+                }
+                let requested = requested_wait(&headers, SystemTime::now());
+                let max = Duration::from_secs(100);
+                let cooldowns = Cooldowns { rate_limited: Duration::from_secs(1), invalid: Duration::from_secs(10), max };
+                let mut pool = KeyPool::new(&[NamedKey { name: "k".into(), secret: Secret::new("sk") }], cooldowns);
+                let now = Instant::now();
+                let until = pool.report(0, &KeyVerdict::RateLimited { requested }, now).unwrap();
+                prop_assert!(until > now && until <= now + max);
+            }
+        }
+    }
 }

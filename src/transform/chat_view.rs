@@ -14,9 +14,10 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::transform::json_strict;
 use crate::transform::token_estimate::ChatFacts;
 use crate::transform::tool_repair::HistoryMessage;
 
@@ -112,11 +113,15 @@ trait Shape<'de>: Default {
         Self::from_str(text)
     }
     fn from_seq<A: SeqAccess<'de>>(mut seq: A, _reading: Reading) -> Result<Self, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        while let Some(raw) = seq.next_element::<&RawValue>()? {
+            checked(raw)?;
+        }
         Ok(Self::default())
     }
-    fn from_map<A: MapAccess<'de>>(mut map: A, _reading: Reading) -> Result<Self, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    fn from_map<A: MapAccess<'de>>(mut map: A, reading: Reading) -> Result<Self, A::Error> {
+        while let Some(Text(_)) = map.next_key_seed(Lenient::new(reading))? {
+            skip(&mut map)?;
+        }
         Ok(Self::default())
     }
 }
@@ -199,7 +204,14 @@ fn text<'de, T: Shape<'de>, A: MapAccess<'de>>(map: &mut A, reading: Reading) ->
 }
 
 fn skip<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
-    map.next_value::<IgnoredAny>().map(drop)
+    checked(map.next_value::<&RawValue>()?)
+}
+
+/// A value passed over unparsed, held to what serde_json's full parse would accept: skipping
+/// does not check numbers' range nor escapes, and a body the proxy accepts must be one serde_json
+/// accepts (or rewriting it for an alternative would fail).
+fn checked<E: de::Error>(raw: &RawValue) -> Result<(), E> {
+    json_strict::check_value(raw.get()).map_err(E::custom)
 }
 
 /// A string kept for its value: a role, an id, a part's type.
@@ -290,8 +302,8 @@ impl<'de> Shape<'de> for Messages<'de> {
     fn from_seq<A: SeqAccess<'de>>(mut seq: A, reading: Reading) -> Result<Self, A::Error> {
         let mut messages = Messages::default();
         while let Some(message) = seq.next_element_seed(Lenient::<Message>::new(reading))? {
-            messages.chars += message.chars;
-            messages.has_images |= message.has_images;
+            messages.chars += message.content.chars + message.calls_chars;
+            messages.has_images |= message.content.has_images;
             let entry = message.view();
             if !(entry == MessageView::Other && messages.view.last() == Some(&MessageView::Other)) {
                 messages.view.push(entry);
@@ -301,14 +313,16 @@ impl<'de> Shape<'de> for Messages<'de> {
     }
 }
 
-/// A message: what repair needs of it, and what it adds to the facts.
+/// A message: what repair needs of it, and what it adds to the facts. A field given twice
+/// counts once, as its last value, as serde_json (and providers) read it.
 #[derive(Default)]
 struct Message<'de> {
     role: Option<Cow<'de, str>>,
     tool_call_id: Option<Cow<'de, str>>,
     call_ids: Vec<Cow<'de, str>>,
-    chars: usize,
-    has_images: bool,
+    content: Content,
+    /// The characters of the tool calls' names and arguments.
+    calls_chars: usize,
 }
 
 impl<'de> Message<'de> {
@@ -329,15 +343,13 @@ impl<'de> Shape<'de> for Message<'de> {
                 "role" => message.role = value::<Text, _>(map, reading)?.0,
                 "tool_call_id" => message.tool_call_id = value::<Text, _>(map, reading)?.0,
                 "content" if reading.count_text || reading.find_images => {
-                    let content =
+                    message.content =
                         if reading.count_text { value(map, reading)? } else { listed(map.next_value()?, reading)? };
-                    message.chars += content.chars;
-                    message.has_images |= content.has_images;
                 }
                 "tool_calls" => {
                     let ToolCalls { ids, chars } = value(map, reading)?;
                     message.call_ids = ids;
-                    message.chars += chars;
+                    message.calls_chars = chars;
                 }
                 _ => skip(map)?,
             }
@@ -372,7 +384,7 @@ impl<'de> Shape<'de> for Content {
 /// cost being saved; a list is read again for its parts, which may be images.
 fn listed<E: de::Error>(json: &RawValue, reading: Reading) -> Result<Content, E> {
     if !json.get().starts_with('[') {
-        return Ok(Content::default());
+        return checked(json).map(|()| Content::default());
     }
     let mut parts = serde_json::Deserializer::from_str(json.get());
     Lenient::<Content>::new(reading).deserialize(&mut parts).map_err(E::custom)
@@ -444,15 +456,16 @@ struct Function(usize);
 
 impl<'de> Shape<'de> for Function {
     fn from_map<A: MapAccess<'de>>(map: A, reading: Reading) -> Result<Self, A::Error> {
-        let mut chars = 0;
+        let (mut name, mut arguments) = (0, 0);
         each_entry(map, reading, |key, map| {
             match key {
-                "name" | "arguments" => chars += value::<Chars, _>(map, reading)?.0,
+                "name" => name = value::<Chars, _>(map, reading)?.0,
+                "arguments" => arguments = value::<Chars, _>(map, reading)?.0,
                 _ => skip(map)?,
             }
             Ok(())
         })?;
-        Ok(Function(chars))
+        Ok(Function(name + arguments))
     }
 }
 
@@ -565,6 +578,268 @@ mod tests {
                 matches!(ChatView::read(broken, Reading::EVERYTHING), Err(ChatBodyError::NotJson(_))),
                 "{broken:?}"
             );
+        }
+    }
+
+    mod against_serde_json {
+        //! The lighter reader against serde_json's full parse, on generated chat bodies and on
+        //! bodies mutated byte by byte: both accept and agree on the facts and the history, or
+        //! the reader rejects what serde_json rejects.
+
+        use super::*;
+        use proptest::prelude::*;
+
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::collection::vec(prop::char::any(), 0..12).prop_map(|c| c.into_iter().collect()),
+                prop::sample::select(vec![
+                    "user",
+                    "assistant",
+                    "tool",
+                    "system",
+                    "text",
+                    "image_url",
+                    "id",
+                    "a\"b",
+                    "é\n"
+                ])
+                .prop_map(str::to_owned),
+            ]
+        }
+
+        fn scalar() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+                text().prop_map(Value::from),
+            ]
+        }
+
+        /// Any JSON, with chat-shaped keys more likely than not.
+        fn any_json() -> impl Strategy<Value = Value> {
+            scalar().prop_recursive(4, 48, 6, |inner| {
+                let key = prop_oneof![
+                    prop::sample::select(vec![
+                        "role",
+                        "content",
+                        "type",
+                        "text",
+                        "tool_calls",
+                        "tool_call_id",
+                        "id",
+                        "function",
+                        "name",
+                        "arguments",
+                        "image_url",
+                        "messages",
+                        "tools",
+                    ])
+                    .prop_map(str::to_owned),
+                    text(),
+                ];
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::btree_map(key, inner, 0..6)
+                        .prop_map(|map| Value::Object(map.into_iter().collect())),
+                ]
+            })
+        }
+
+        fn message() -> impl Strategy<Value = Value> {
+            let role = prop::sample::select(vec!["user", "assistant", "tool", "system"]);
+            let part = (prop::sample::select(vec!["text", "image_url"]), text())
+                .prop_map(|(kind, text)| json!({"type": kind, "text": text, "image_url": {"url": "x"}}));
+            let content = prop_oneof![
+                text().prop_map(Value::from),
+                prop::collection::vec(part, 0..3).prop_map(Value::Array),
+                any_json()
+            ];
+            let call = (text(), text(), text()).prop_map(|(id, name, arguments)| {
+                json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}})
+            });
+            let calls = prop::option::of(prop::collection::vec(call, 0..3));
+            (role, content, calls, prop::option::of(text()), any_json()).prop_map(
+                |(role, content, calls, answers, extra)| {
+                    let mut message = json!({"role": role, "content": content, "extra": extra});
+                    if let Some(calls) = calls {
+                        message["tool_calls"] = Value::Array(calls);
+                    }
+                    if let Some(id) = answers {
+                        message["tool_call_id"] = Value::from(id);
+                    }
+                    message
+                },
+            )
+        }
+
+        fn chat() -> impl Strategy<Value = Value> {
+            let messages = prop::collection::vec(prop_oneof![4 => message(), 1 => any_json()], 0..8);
+            (messages, any_json(), any_json()).prop_map(
+                |(messages, tools, other)| json!({"model": "m", "messages": messages, "tools": tools, "other": other}),
+            )
+        }
+
+        /// A body as the generators write it, then cut, extended or with bytes flipped.
+        fn body() -> impl Strategy<Value = Vec<u8>> {
+            // Bytes, and the pieces a byte rarely makes: surrogate escapes, numbers near the limits.
+            let piece = prop_oneof![
+                any::<u8>().prop_map(|byte| vec![byte]),
+                prop::sample::select(vec![
+                    r"\ud800",
+                    r"\udc00",
+                    r"\ud83d\ude00",
+                    "1e400",
+                    "-1e-400",
+                    "9e308",
+                    "1.7e308"
+                ])
+                .prop_map(|piece| piece.as_bytes().to_vec()),
+            ];
+            let edit = prop::option::of((any::<prop::sample::Index>(), piece, any::<bool>()));
+            (prop_oneof![chat(), any_json()], edit).prop_map(|(json, edit)| {
+                let mut bytes = json.to_string().into_bytes();
+                if let Some((at, piece, replace)) = edit {
+                    let at = at.index(bytes.len() + 1);
+                    let end = if replace { (at + piece.len()).min(bytes.len()) } else { at };
+                    bytes.splice(at..end, piece);
+                }
+                bytes
+            })
+        }
+
+        fn chars(value: &Value) -> usize {
+            value.as_str().map_or(0, |s| s.chars().count())
+        }
+
+        /// Whether some object in the body gives a key twice.
+        fn has_duplicate_keys(body: &[u8]) -> bool {
+            struct Duplicates;
+            impl<'de> Visitor<'de> for Duplicates {
+                type Value = bool;
+                fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+                    formatter.write_str("JSON")
+                }
+                fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+                    Ok(false)
+                }
+                fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+                    Ok(false)
+                }
+                fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+                    Ok(false)
+                }
+                fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+                    Ok(false)
+                }
+                fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+                    Ok(false)
+                }
+                fn visit_unit<E>(self) -> Result<bool, E> {
+                    Ok(false)
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+                    let mut found = false;
+                    while let Some(inner) = seq.next_element_seed(Duplicates)? {
+                        found |= inner;
+                    }
+                    Ok(found)
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+                    let (mut keys, mut found) = (std::collections::HashSet::new(), false);
+                    while let Some(key) = map.next_key::<String>()? {
+                        found |= !keys.insert(key);
+                        found |= map.next_value_seed(Duplicates)?;
+                    }
+                    Ok(found)
+                }
+            }
+            impl<'de> DeserializeSeed<'de> for Duplicates {
+                type Value = bool;
+                fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+                    deserializer.deserialize_any(self)
+                }
+            }
+            Duplicates.deserialize(&mut serde_json::Deserializer::from_slice(body)).unwrap_or(false)
+        }
+
+        /// Every key and string inside a value: how the tools count.
+        fn all_chars(value: &Value) -> usize {
+            match value {
+                Value::String(s) => s.chars().count(),
+                Value::Array(items) => items.iter().map(all_chars).sum(),
+                Value::Object(map) => map.iter().map(|(k, v)| k.chars().count() + all_chars(v)).sum(),
+                _ => 0,
+            }
+        }
+
+        /// The facts and history the rules in the module doc say a parsed body holds.
+        fn expected(chat: &serde_json::Map<String, Value>) -> (ChatFacts, Vec<MessageView<'_>>) {
+            let mut facts = ChatFacts { chars: chat.get("tools").map_or(0, all_chars), has_images: false };
+            let mut view: Vec<MessageView> = Vec::new();
+            let messages = chat.get("messages").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+            for message in messages {
+                let field = |name: &str| message.get(name).filter(|_| message.is_object());
+                match field("content") {
+                    Some(Value::Array(parts)) => {
+                        for part in parts.iter().filter(|p| p.is_object()) {
+                            facts.chars += part.get("text").map_or(0, chars);
+                            facts.has_images |= part.get("type").and_then(Value::as_str) == Some("image_url");
+                        }
+                    }
+                    Some(content) => facts.chars += chars(content),
+                    None => {}
+                }
+                let calls = field("tool_calls").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+                let mut ids = Vec::new();
+                for call in calls.iter().filter(|c| c.is_object()) {
+                    if let Some(id) = call.get("id").and_then(Value::as_str) {
+                        ids.push(Cow::Borrowed(id));
+                    }
+                    if let Some(function) = call.get("function").filter(|f| f.is_object()) {
+                        facts.chars +=
+                            function.get("name").map_or(0, chars) + function.get("arguments").map_or(0, chars);
+                    }
+                }
+                let entry = match field("role").and_then(Value::as_str) {
+                    Some("tool") => {
+                        MessageView::Answer(field("tool_call_id").and_then(Value::as_str).map(Cow::Borrowed))
+                    }
+                    Some("assistant") if !ids.is_empty() => MessageView::Calls(ids),
+                    _ => MessageView::Other,
+                };
+                if !(entry == MessageView::Other && view.last() == Some(&MessageView::Other)) {
+                    view.push(entry);
+                }
+            }
+            (facts, view)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// One difference is allowed: a key given twice inside `tools` counts twice there (an
+            /// estimate a little high), where serde_json keeps the last.
+            #[test]
+            fn the_reader_agrees_with_serde_json_or_rejects(body in body()) {
+                let read = ChatView::read(&body, Reading::EVERYTHING);
+                match serde_json::from_slice::<Value>(&body) {
+                    Ok(Value::Object(chat)) => {
+                        let view = read.map_err(|e| TestCaseError::fail(format!("rejected valid JSON: {e}")))?;
+                        let (facts, history) = expected(&chat);
+                        prop_assert_eq!(view.facts.has_images, facts.has_images);
+                        if has_duplicate_keys(&body) {
+                            prop_assert!(view.facts.chars >= facts.chars);
+                        } else {
+                            prop_assert_eq!(view.facts.chars, facts.chars);
+                        }
+                        prop_assert_eq!(view.messages, history);
+                    }
+                    Ok(_) => prop_assert!(matches!(read, Err(ChatBodyError::NotAnObject))),
+                    Err(_) => prop_assert!(read.is_err(), "accepted what serde_json rejects: {:?}", String::from_utf8_lossy(&body)),
+                }
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 //! an alternative provider is asked for.
 
 pub mod chat_view;
+pub mod json_strict;
 pub mod model;
 pub mod token_estimate;
 pub mod tool_repair;
