@@ -6,33 +6,32 @@
 //! refused at once (503 `overloaded`); the requests already in flight keep what they hold.
 //! The reservation travels with the body and is given back when the request is done with it.
 
-use std::sync::Arc;
-
 use prometheus::IntGauge;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ProxyError;
 
+/// The budget's count of bytes held is its gauge: one atomic per change on the request path,
+/// no lock (a semaphore would take one on every release).
 pub struct BodyBudget {
-    bytes: Arc<Semaphore>,
+    limit: i64,
     /// `glm_proxy_body_bytes_buffered`: bytes reserved now.
     buffered: IntGauge,
 }
 
 /// Bytes of the budget one body holds; given back when dropped.
 pub struct BodyPermit {
-    permit: Option<OwnedSemaphorePermit>,
+    bytes: usize,
     buffered: IntGauge,
 }
 
 impl BodyBudget {
     pub fn new(limit: usize, buffered: IntGauge) -> Self {
-        Self { bytes: Arc::new(Semaphore::new(limit)), buffered }
+        Self { limit: i64::try_from(limit).unwrap_or(i64::MAX), buffered }
     }
 
     /// Reserves `bytes` for a new body, or refuses the request.
     pub fn reserve(&self, bytes: usize) -> Result<BodyPermit, ProxyError> {
-        let mut permit = BodyPermit { permit: None, buffered: self.buffered.clone() };
+        let mut permit = BodyPermit { bytes: 0, buffered: self.buffered.clone() };
         self.grow(&mut permit, bytes)?;
         Ok(permit)
     }
@@ -42,15 +41,15 @@ impl BodyBudget {
         if bytes == 0 {
             return Ok(());
         }
-        let more = u32::try_from(bytes)
-            .ok()
-            .and_then(|n| self.bytes.clone().try_acquire_many_owned(n).ok())
-            .ok_or(ProxyError::Overloaded("request bodies buffered at once (MAX_BUFFERED_BODY_BYTES)"))?;
-        self.buffered.add(bytes as i64);
-        match &mut permit.permit {
-            Some(held) => held.merge(more),
-            none => *none = Some(more),
+        let more = i64::try_from(bytes).unwrap_or(i64::MAX);
+        self.buffered.add(more);
+        // Concurrent reservations may each see the other's bytes and both step back: the
+        // budget errs on refusing, never on holding more than its limit.
+        if self.buffered.get() > self.limit {
+            self.buffered.sub(more);
+            return Err(ProxyError::Overloaded("request bodies buffered at once (MAX_BUFFERED_BODY_BYTES)"));
         }
+        permit.bytes += bytes;
         Ok(())
     }
 }
@@ -58,13 +57,15 @@ impl BodyBudget {
 impl BodyPermit {
     /// The bytes this body holds.
     pub fn bytes(&self) -> usize {
-        self.permit.as_ref().map_or(0, OwnedSemaphorePermit::num_permits)
+        self.bytes
     }
 }
 
 impl Drop for BodyPermit {
     fn drop(&mut self) {
-        self.buffered.sub(self.bytes() as i64);
+        if self.bytes > 0 {
+            self.buffered.sub(self.bytes as i64);
+        }
     }
 }
 

@@ -17,6 +17,7 @@
 //! since a key revoked meanwhile must not keep working.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -59,8 +60,10 @@ pub struct AuthGate {
     misses: Mutex<MissCache>,
     lookup_slots: Semaphore,
     usage: Mutex<HashMap<i32, Usage>>,
-    /// When the cache was last reloaded from the database.
-    reloaded: Mutex<Instant>,
+    /// When the cache was last reloaded, in milliseconds since `epoch`: read by every request,
+    /// so an atomic rather than a lock.
+    reloaded_ms: AtomicU64,
+    epoch: Instant,
     cache_max_age: Duration,
     reload_failures: IntCounter,
     cache_age: IntGauge,
@@ -77,7 +80,8 @@ impl AuthGate {
             misses: Mutex::new(MissCache::new(limits.miss_cache_size, limits.miss_cache_ttl)),
             lookup_slots: Semaphore::new(limits.lookup_queue),
             usage: Mutex::default(),
-            reloaded: Mutex::new(Instant::now()),
+            reloaded_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
             cache_max_age: limits.cache_max_age,
             reload_failures: metrics.auth_reload_failures.clone(),
             cache_age: metrics.auth_cache_age_seconds.clone(),
@@ -89,8 +93,7 @@ impl AuthGate {
     /// The name of the client whose key the request carries, or the error to answer.
     pub async fn admit(&self, headers: &HeaderMap) -> Result<Arc<str>, ProxyError> {
         let presented = client_key::presented(headers).map_err(ProxyError::Unauthorized)?;
-        let age = self.reloaded.lock().unwrap_or_else(PoisonError::into_inner).elapsed();
-        if age > self.cache_max_age {
+        if self.cache_age() > self.cache_max_age {
             return Err(ProxyError::AuthUnavailable);
         }
         let key_hash = client_key::hash(presented);
@@ -150,23 +153,29 @@ impl AuthGate {
                 entry.last_used_at = entry.last_used_at.max(u.last_used_at);
             }
         }
-        let loaded = ask(&self.syncs, LoadAll).await;
-        let mut reloaded = self.reloaded.lock().unwrap_or_else(PoisonError::into_inner);
-        match loaded {
+        match ask(&self.syncs, LoadAll).await {
             Ok(keys) => {
                 let known = keys.into_iter().map(|key| (key.key_hash.clone(), KnownKey::from(key))).collect();
                 *self.known.write().unwrap_or_else(PoisonError::into_inner) = known;
-                *reloaded = Instant::now();
+                let now = self.epoch.elapsed().as_millis() as u64;
+                self.reloaded_ms.store(now, Ordering::Relaxed);
             }
             Err(_) => {
                 self.reload_failures.inc();
+                let age = self.cache_age();
                 log::error!(
                     "event=key_reload_failed cache_age_seconds={:.0} trusted_for={:.0}",
-                    reloaded.elapsed().as_secs_f64(),
-                    self.cache_max_age.saturating_sub(reloaded.elapsed()).as_secs_f64()
+                    age.as_secs_f64(),
+                    self.cache_max_age.saturating_sub(age).as_secs_f64()
                 );
             }
         }
-        self.cache_age.set(reloaded.elapsed().as_secs() as i64);
+        self.cache_age.set(self.cache_age().as_secs() as i64);
+    }
+
+    /// How long since the cache was last reloaded.
+    fn cache_age(&self) -> Duration {
+        let reloaded = Duration::from_millis(self.reloaded_ms.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(reloaded)
     }
 }
