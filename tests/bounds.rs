@@ -171,15 +171,7 @@ async fn past_the_waiting_cap_a_request_gets_503_at_once() {
     ));
     // The first request rests the key and waits for it.
     let waiting = actix_rt::spawn(client().post(proxy.at("/v1/chat/completions")).send_json(&chat_saying("a")));
-    let mut queued = false;
-    for _ in 0..500 {
-        if proxy.status().await["requests_waiting_for_key"] == 1 {
-            queued = true;
-            break;
-        }
-        actix_rt::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(queued);
+    assert!(proxy.status_reaches("/requests_waiting_for_key", json!(1)).await);
 
     let started = Instant::now();
     let mut refused = client().post(proxy.at("/v1/chat/completions")).send_json(&chat_saying("b")).await.unwrap();

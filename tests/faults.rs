@@ -378,26 +378,12 @@ async fn a_client_that_leaves_while_waiting_for_a_key_is_forgotten_and_never_sen
 
     let leave = Arc::new(AtomicBool::new(false));
     let gone = client_that_leaves(&proxy.url, leave.clone());
-    let mut waiting = 0;
-    for _ in 0..500 {
-        waiting = proxy.status().await["requests_waiting_for_key"].as_u64().unwrap();
-        if waiting == 1 {
-            break;
-        }
-        actix_rt::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(waiting, 1, "the request waits for the key to come free");
+    let waiting = proxy.status_reaches("/requests_waiting_for_key", json!(1)).await;
+    assert!(waiting, "the request waits for the key to come free");
     leave.store(true, Ordering::SeqCst);
     gone.await.unwrap();
 
-    let mut forgotten = false;
-    for _ in 0..200 {
-        if proxy.status().await["requests_waiting_for_key"] == 0 {
-            forgotten = true;
-            break;
-        }
-        actix_rt::time::sleep(Duration::from_millis(10)).await;
-    }
+    let forgotten = proxy.status_reaches("/requests_waiting_for_key", json!(0)).await;
     assert!(forgotten, "no wait is left in the rotator's queue");
     // Past the key's rest, nothing was sent for the client that left.
     actix_rt::time::sleep(Duration::from_millis(800)).await;

@@ -324,6 +324,18 @@ impl Proxy {
     pub async fn status(&self) -> serde_json::Value {
         client().get(self.at("/_status")).send().await.unwrap().json().await.unwrap()
     }
+
+    /// Polls `/_status` every 10 ms for up to 5 s until the field at `pointer` (a JSON pointer)
+    /// holds `expected`; whether it did.
+    pub async fn status_reaches(&self, pointer: &str, expected: serde_json::Value) -> bool {
+        for _ in 0..500 {
+            if self.status().await.pointer(pointer) == Some(&expected) {
+                return true;
+            }
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
 }
 
 /// A test client with no connection limit and generous timeouts.
