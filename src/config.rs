@@ -246,9 +246,16 @@ fn parse_keys(raw: Option<String>) -> Result<Vec<NamedKey>, ConfigError> {
     const VAR: &str = "CEREBRAS_API_KEYS";
     let raw = raw
         .ok_or_else(|| ConfigError::new(VAR, r#"is required: a JSON object of name → key, e.g. {"key1":"csk-..."}"#))?;
-    // The serde error is not shown: it could quote part of a key.
-    let object: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(&raw).map_err(|_| ConfigError::new(VAR, "is not a JSON object of name → key"))?;
+    // Where and what kind of error, never serde's message: it could quote part of a key.
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&raw).map_err(|e| {
+        let what = match e.classify() {
+            serde_json::error::Category::Data => "JSON, but not an object".to_owned(),
+            serde_json::error::Category::Eof => "cut short".to_owned(),
+            _ => format!("not valid JSON at character {}", e.column()),
+        };
+        let quoting = r#"in a .env file, single-quote it: CEREBRAS_API_KEYS='{"key1":"csk-..."}'"#;
+        ConfigError::new(VAR, format!("is not a JSON object of name → key: {what} ({quoting})"))
+    })?;
     if object.is_empty() {
         return Err(ConfigError::new(VAR, "holds no key: give at least one name → key"));
     }
@@ -405,8 +412,18 @@ mod tests {
     fn bad_values_name_the_variable_and_never_the_key() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[], "CEREBRAS_API_KEYS is required"),
-            (&[("CEREBRAS_API_KEYS", "[\"sk-secret\"]")], "CEREBRAS_API_KEYS is not a JSON object"),
-            (&[("CEREBRAS_API_KEYS", "{\"a\":\"sk-secret\"")], "CEREBRAS_API_KEYS is not a JSON object"),
+            (
+                &[("CEREBRAS_API_KEYS", "[\"sk-secret\"]")],
+                "CEREBRAS_API_KEYS is not a JSON object of name → key: JSON, but not an object",
+            ),
+            (
+                &[("CEREBRAS_API_KEYS", "{\"a\":\"sk-secret\"")],
+                "CEREBRAS_API_KEYS is not a JSON object of name → key: cut short",
+            ),
+            (
+                &[("CEREBRAS_API_KEYS", "{key1:sk-secret}")],
+                "CEREBRAS_API_KEYS is not a JSON object of name → key: not valid JSON at character 2",
+            ),
             (&[("CEREBRAS_API_KEYS", "{}")], "CEREBRAS_API_KEYS holds no key"),
             (&[("CEREBRAS_API_KEYS", "{\"a\":1}")], "CEREBRAS_API_KEYS entry \"a\""),
             (&[KEYS, ("PORT", "eighty")], "PORT is not a valid number"),

@@ -13,6 +13,7 @@ pub mod handlers;
 pub mod logging;
 pub mod metrics;
 pub mod policy;
+pub mod preflight;
 pub mod providers;
 pub mod request_id;
 pub mod secret;

@@ -23,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::policy::circuit::CircuitView;
 use crate::policy::key_pool::Cooldowns;
 use crate::policy::routing::RoutingPolicy;
+use crate::preflight;
 use crate::providers::ProviderKind;
 use crate::request_id;
 use crate::state::AppState;
@@ -105,8 +106,10 @@ fn start_auth(config: &Config, metrics: &Metrics) -> Result<Option<Arc<AuthGate>
         log::info!("event=config incoming_auth=off");
         return Ok(None);
     }
-    db::open(&config.key_db)?;
-    log::info!("event=config incoming_auth=on key_db={}", config.key_db.display());
+    let keys = db::keys::all(&mut db::open(&config.key_db)?).map_err(DbError::from)?;
+    let active_keys = keys.iter().filter(|k| !k.revoked).count();
+    log::info!("event=config incoming_auth=on key_db={} active_keys={active_keys}", config.key_db.display());
+    preflight::warn_if_no_client_keys(active_keys);
     let database = |path: std::path::PathBuf| SyncArbiter::start(1, move || AuthActor::new(path.clone()));
     let (lookups, syncs) = (database(config.key_db.clone()), database(config.key_db.clone()));
     let gate = Arc::new(AuthGate::new(lookups, syncs, &config.auth_limits, metrics));
@@ -119,6 +122,31 @@ fn start_auth(config: &Config, metrics: &Metrics) -> Result<Option<Arc<AuthGate>
         }
     });
     Ok(Some(gate))
+}
+
+/// SIGTERM and SIGINT (Ctrl-C, and the stop signal of some container runtimes) both stop
+/// accepting connections and let requests and streams in flight finish, for up to
+/// `SHUTDOWN_TIMEOUT`. A second signal stops at once.
+fn drain_on_signals(server: actix_web::dev::ServerHandle, timeout: Duration) {
+    use actix_web::rt::signal::unix::{signal, SignalKind};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        log::warn!("event=signals_unavailable");
+        return;
+    };
+    actix_web::rt::spawn(async move {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        log::info!("event=signal signal={name} action=drain seconds={}", timeout.as_secs());
+        let draining = server.stop(true);
+        tokio::select! {
+            () = draining => {}
+            _ = terminate.recv() => server.stop(false).await,
+            _ = interrupt.recv() => server.stop(false).await,
+        }
+    });
 }
 
 /// On SIGHUP, every key the upstream rejected is tried again: for an operator who fixed the
@@ -139,6 +167,8 @@ fn clear_rejections_on_sighup(rotator: Addr<KeyRotator>) {
 
 /// Starts the actors and binds the server. Must be called inside an actix system.
 pub fn start(config: Config) -> Result<Running, StartError> {
+    preflight::check_folders(&config)?;
+    preflight::warn_if_open(&config);
     let tls = client::tls_config(&config)?;
     let metrics = Arc::new(Metrics::new()?);
     let auth = start_auth(&config, &metrics)?;
@@ -222,7 +252,9 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     // dropped, with its wait for a key or its upstream request.
     .h1_allow_half_closed(false)
     .tcp_nodelay(true)
-    .backlog(4096);
+    .backlog(4096)
+    // SIGINT must drain like SIGTERM; actix would stop at once on it.
+    .disable_signals();
 
     let server = server
         .bind((config.host.as_str(), config.port))
@@ -231,5 +263,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     for addr in &addrs {
         log::info!("event=listening address={addr} workers={}", config.workers);
     }
-    Ok(Running { addrs, server: server.run(), auth, logs })
+    let server = server.run();
+    drain_on_signals(server.handle(), config.shutdown_timeout);
+    Ok(Running { addrs, server, auth, logs })
 }

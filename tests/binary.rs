@@ -138,3 +138,57 @@ async fn sighup_has_rejected_keys_tried_again_at_once() {
     assert!(served, "after SIGHUP the key is tried again");
     assert!(running.log_lines().iter().any(|line| line.contains("event=key_rejections_cleared keys=1")));
 }
+
+#[actix_web::test]
+async fn the_env_example_copied_verbatim_starts_the_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example"), dir.path().join(".env")).unwrap();
+    let upstream = MockUpstream::start(|_| Reply::ok(completion("from .env")));
+    // The environment wins over .env: only where to listen and the upstream are changed.
+    let vars = [("HOST", "127.0.0.1"), ("PORT", "0"), ("CEREBRAS_BASE_URL", upstream.url.as_str())];
+    let running = ProxyProcess::spawn(&mut command(dir.path(), &vars));
+    let mut response =
+        client().post(format!("{}/v1/chat/completions", running.url)).send_json(&chat_body(false)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap(), completion("from .env"));
+    assert_eq!(upstream.keys_used(), ["csk-xxx"], "the example's first placeholder key");
+}
+
+#[test]
+fn an_open_proxy_and_a_keyless_one_say_so_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = ProxyProcess::start(dir.path(), &[("HOST", "0.0.0.0")]);
+    let lines = open.log_lines().join("\n");
+    assert!(
+        lines.contains("WARN") && lines.contains("event=open_proxy") && lines.contains("ENABLE_INCOMING_AUTH=true"),
+        "{lines}"
+    );
+    drop(open);
+
+    let local = ProxyProcess::start(dir.path(), &[]);
+    assert!(!local.log_lines().join("\n").contains("open_proxy"), "loopback only: nothing to warn of");
+    drop(local);
+
+    let db = dir.path().join("data/keys.db");
+    let keyless =
+        ProxyProcess::start(dir.path(), &[("ENABLE_INCOMING_AUTH", "true"), ("INCOMING_KEY_DB", db.to_str().unwrap())]);
+    let lines = keyless.log_lines().join("\n");
+    assert!(lines.contains("event=no_client_keys") && lines.contains("glm-proxy keys add"), "{lines}");
+}
+
+#[test]
+fn an_unwritable_log_dir_and_a_taken_port_stop_the_start_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a-file"), b"").unwrap();
+    let base = [("CEREBRAS_API_KEYS", common::PROCESS_KEYS), ("HOST", "127.0.0.1"), ("PORT", "0")];
+    let output = command(dir.path(), &base).env("LOG_DIR", "a-file/logs").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("LOG_DIR names a-file/logs") && stderr.contains("chown -R 10001:10001"), "{stderr}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let output = command(dir.path(), &base).env("PORT", &port).env("LOG_REQUESTS", "false").output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot listen on 127.0.0.1:"));
+}

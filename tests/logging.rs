@@ -185,8 +185,9 @@ async fn old_day_folders_are_deleted_at_start() {
     assert!(kept.exists());
 }
 
-#[actix_web::test]
-async fn sigterm_during_a_stream_lets_it_finish_and_writes_its_record() {
+/// Sends `signal` to a proxy process while a stream is in flight: the stream must finish, the
+/// process exit 0, and the record be written.
+async fn a_stop_signal_drains_a_stream(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let upstream = MockUpstream::start(|_| Reply::sse(10, Duration::from_millis(100)));
     let proxy = ProxyProcess::start(
@@ -198,7 +199,7 @@ async fn sigterm_during_a_stream_lets_it_finish_and_writes_its_record() {
     let mut received = response.next().await.unwrap().unwrap().to_vec();
 
     let pid = proxy.child.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(std::process::Command::new("kill").args([signal, &pid]).status().unwrap().success());
     while let Some(chunk) = response.next().await {
         received.extend_from_slice(&chunk.unwrap());
     }
@@ -208,6 +209,16 @@ async fn sigterm_during_a_stream_lets_it_finish_and_writes_its_record() {
     let records = records(&dir.path().join("logs"));
     assert_eq!(records.len(), 1, "the record was written before exit");
     assert_eq!(records[0]["response_body"], sse_chunks(10).concat());
+}
+
+#[actix_web::test]
+async fn sigterm_during_a_stream_lets_it_finish_and_writes_its_record() {
+    a_stop_signal_drains_a_stream("-TERM").await;
+}
+
+#[actix_web::test]
+async fn sigint_drains_like_sigterm() {
+    a_stop_signal_drains_a_stream("-INT").await;
 }
 
 #[actix_web::test]

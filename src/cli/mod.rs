@@ -24,7 +24,8 @@ enum Command {
     Keys(keys::KeysArgs),
 }
 
-/// Runs the program; the exit code is 0 on a clean stop, 2 on bad configuration, 1 otherwise.
+/// Runs the program; the exit code is 0 on a clean stop, 2 on bad configuration (an address
+/// that cannot be bound and a folder that cannot be written included), 1 otherwise.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(problem) = load_dotenv() {
@@ -64,7 +65,7 @@ fn serve() -> ExitCode {
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(server::StartError::Config(problem)) => {
+        Err(problem @ (server::StartError::Config(_) | server::StartError::Bind { .. })) => {
             eprintln!("glm-proxy: {problem}");
             ExitCode::from(2)
         }

@@ -416,15 +416,18 @@ pub struct ProxyProcess {
     pub child: Child,
     pub url: String,
     log: mpsc::Receiver<String>,
+    early: std::cell::RefCell<Vec<String>>,
 }
 
 impl ProxyProcess {
     pub fn start(dir: &std::path::Path, vars: &[(&str, &str)]) -> Self {
-        let mut child = command(dir, vars)
-            .envs([("HOST", "127.0.0.1"), ("PORT", "0"), ("CEREBRAS_API_KEYS", PROCESS_KEYS)])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let defaults = [("HOST", "127.0.0.1"), ("PORT", "0"), ("CEREBRAS_API_KEYS", PROCESS_KEYS)];
+        Self::spawn(command(dir, &defaults).envs(vars.iter().copied()))
+    }
+
+    /// Starts `command` and waits for its listening line.
+    pub fn spawn(command: &mut Command) -> Self {
+        let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
         let (sender, log) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();
         std::thread::spawn(move || {
@@ -441,11 +444,14 @@ impl ProxyProcess {
             }
             seen.push(line);
         };
-        Self { child, url, log }
+        Self { child, url, log, early: std::cell::RefCell::new(seen) }
     }
 
+    /// The log lines not read yet, those before the listening line included.
     pub fn log_lines(&self) -> Vec<String> {
-        self.log.try_iter().collect()
+        let mut lines = std::mem::take(&mut *self.early.borrow_mut());
+        lines.extend(self.log.try_iter());
+        lines
     }
 }
 
