@@ -117,6 +117,8 @@ pub struct Config {
     /// Require a client key (from the key database) on every proxied request.
     pub enable_incoming_auth: bool,
     pub key_db: PathBuf,
+    /// Set when `DATABASE_URL` and `INCOMING_KEY_DB` disagree, for a warning at start.
+    pub key_db_disagreement: Option<String>,
     pub auth_limits: AuthLimits,
     /// Write one JSON record per request under `log_dir`.
     pub log_requests: bool,
@@ -178,6 +180,7 @@ impl Config {
             fallback_on_cooldown: env.flag("FALLBACK_ON_COOLDOWN", false)?,
             enable_incoming_auth: env.flag("ENABLE_INCOMING_AUTH", false)?,
             key_db: crate::db::path_from_env(&lookup),
+            key_db_disagreement: crate::db::disagreement(&lookup),
             auth_limits: AuthLimits {
                 lookup_queue: env.parsed("AUTH_LOOKUP_QUEUE", 64)?,
                 miss_cache_size: env.parsed("AUTH_MISS_CACHE_SIZE", 10_000)?,

@@ -106,6 +106,9 @@ fn start_auth(config: &Config, metrics: &Metrics) -> Result<Option<Arc<AuthGate>
         log::info!("event=config incoming_auth=off");
         return Ok(None);
     }
+    if let Some(problem) = &config.key_db_disagreement {
+        log::warn!("event=key_db_disagreement problem=\"{problem}\"");
+    }
     let keys = db::keys::all(&mut db::open(&config.key_db)?).map_err(DbError::from)?;
     let active_keys = keys.iter().filter(|k| !k.revoked).count();
     log::info!("event=config incoming_auth=on key_db={} active_keys={active_keys}", config.key_db.display());

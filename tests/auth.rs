@@ -286,3 +286,71 @@ async fn a_key_cache_that_cannot_be_reloaded_stops_being_trusted() {
     assert_eq!(body["error"]["code"], "auth_unavailable");
     assert!(metric(&proxy, "glm_proxy_auth_reload_failures_total").await >= 1.0);
 }
+
+/// Runs `glm-proxy keys <args>` in `dir` with `vars`: exit code, stdout, stderr.
+fn keys_in(dir: &Path, vars: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String, String) {
+    let output = command(dir, vars).arg("keys").args(args).output().unwrap();
+    (output.status.code(), String::from_utf8(output.stdout).unwrap(), String::from_utf8(output.stderr).unwrap())
+}
+
+#[test]
+fn only_add_creates_a_database_and_every_verb_names_the_one_it_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    for verb in [&["list"][..], &["stats"], &["revoke", "x"], &["enable", "x"]] {
+        let (code, _, stderr) = keys_in(dir.path(), &[], verb);
+        assert_eq!(code, Some(2), "{verb:?}: {stderr}");
+        assert!(stderr.contains("database ./data/incoming_keys.db"), "{stderr}");
+        assert!(stderr.contains("no key database at ./data/incoming_keys.db") && stderr.contains("glm-proxy keys add"));
+    }
+    assert!(!dir.path().join("data").exists(), "nothing was created");
+    let (code, _, stderr) = keys_in(dir.path(), &[], &["add", "first", "--quiet"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(dir.path().join("data/incoming_keys.db").is_file());
+}
+
+#[test]
+fn database_url_comes_before_incoming_key_db_and_a_disagreement_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = [("DATABASE_URL", "sqlite://./url.db"), ("INCOMING_KEY_DB", "./incoming.db")];
+    let (code, _, stderr) = keys_in(dir.path(), &vars, &["add", "someone"]);
+    assert_eq!(code, Some(0));
+    assert!(stderr.contains("database ./url.db"), "{stderr}");
+    assert!(
+        stderr.contains("warning: DATABASE_URL (sqlite://./url.db) and INCOMING_KEY_DB (./incoming.db)"),
+        "{stderr}"
+    );
+    assert!(dir.path().join("url.db").is_file() && !dir.path().join("incoming.db").exists());
+    let (code, _, _) = keys_in(dir.path(), &vars, &["--db", "./incoming.db", "list"]);
+    assert_eq!(code, Some(2), "--db comes first of all");
+}
+
+#[test]
+fn the_cli_speaks_utc_plurals_and_says_what_it_did_not_do() {
+    let (_dir, db) = db_path();
+    keys(&db, &["add", "solo"]);
+    let table = keys(&db, &["list"]);
+    assert!(table.contains("REVOKED") && table.contains("1 key: 1 active, 0 revoked; 0 requests"), "{table}");
+    let created = key_list(&db)[0]["created_at"].as_str().unwrap().to_owned();
+    assert!(created.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(&created).is_ok(), "{created}");
+    assert!(table.contains(&created), "the table shows the same RFC 3339 time: {table}");
+
+    let dir = db.parent().unwrap().parent().unwrap();
+    let db_arg = db.to_str().unwrap();
+    let (code, _, stderr) = keys_in(dir, &[], &["--db", db_arg, "add", "solo"]);
+    assert_eq!(code, Some(0));
+    assert!(stderr.contains("warning: a key is named \"solo\" already (ID 1)"), "{stderr}");
+
+    assert!(keys(&db, &["revoke", "1"]).contains("Revoked key 1"));
+    assert!(keys(&db, &["revoke", "1"]).contains("Key 1 (solo, "), "a second revoke says it was already done");
+    assert!(keys(&db, &["revoke", "1"]).contains("was already revoked"));
+    let revoked_at = key_list(&db)[0]["revoked_at"].as_str().unwrap().to_owned();
+    assert!(revoked_at.ends_with('Z'), "{revoked_at}");
+
+    let stats: Value = serde_json::from_str(&keys(&db, &["stats", "--json"])).unwrap();
+    assert_eq!(
+        (stats["total"].as_u64(), stats["active"].as_u64(), stats["revoked"].as_u64()),
+        (Some(2), Some(1), Some(1))
+    );
+    let help = command(dir, &[]).args(["keys", "list", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Print JSON instead of a table"));
+}

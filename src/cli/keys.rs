@@ -1,5 +1,6 @@
 //! `glm-proxy keys ...`: the seed's `manage_keys.py`, on the same database the server reads.
-//! Each command opens the database (creating and migrating it), does its work and exits.
+//! Each command names the database it uses (on stderr), opens it (only `add` creates one),
+//! does its work and exits.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -12,11 +13,11 @@ use diesel::SqliteConnection;
 use serde_json::json;
 
 use crate::auth::client_key;
-use crate::db::{self, keys, keys::ApiKey};
+use crate::db::{self, keys, keys::ApiKey, DbError};
 
 #[derive(Args)]
 pub struct KeysArgs {
-    /// The key database; default: INCOMING_KEY_DB, else DATABASE_URL, else ./data/incoming_keys.db.
+    /// The key database. Default: DATABASE_URL, else INCOMING_KEY_DB, else ./data/incoming_keys.db.
     #[arg(long, global = true, value_name = "PATH")]
     db: Option<PathBuf>,
     #[command(subcommand)]
@@ -25,8 +26,10 @@ pub struct KeysArgs {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Create a key for a client; the key is printed once and never again.
+    /// Create a key for a client (and the database, if it does not exist yet); the key is
+    /// printed once and never again.
     Add {
+        /// The client's name, shown in logs and metrics.
         name: String,
         /// Print only the key, for scripts.
         #[arg(long, short)]
@@ -34,11 +37,13 @@ enum KeysCommand {
     },
     /// List keys with their usage.
     List {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Revoke keys, by ID, full key or name.
     Revoke {
+        /// An ID, a full key, or a name.
         selector: String,
         /// Allow a name to select several keys.
         #[arg(long)]
@@ -46,27 +51,50 @@ enum KeysCommand {
     },
     /// Re-enable revoked keys, by ID, full key or name.
     Enable {
+        /// An ID, a full key, or a name.
         selector: String,
+        /// Allow a name to select several keys.
         #[arg(long)]
         all: bool,
     },
     /// Totals and the busiest keys.
-    Stats,
+    Stats {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// A command's failure, printed as one line; exit code 1.
 type Outcome = Result<(), String>;
 
 pub fn run(args: KeysArgs) -> ExitCode {
-    let path = args.db.unwrap_or_else(|| db::path_from_env(|name| std::env::var(name).ok()));
+    let env = |name: &str| std::env::var(name).ok();
+    let path = args.db.unwrap_or_else(|| db::path_from_env(env));
+    eprintln!("glm-proxy keys: database {}", path.display());
+    if let Some(problem) = db::disagreement(env) {
+        eprintln!("glm-proxy keys: warning: {problem}");
+    }
+    let opened = match args.command {
+        KeysCommand::Add { .. } => db::open(&path),
+        _ => db::open_existing(&path),
+    };
+    let mut conn = match opened {
+        Ok(conn) => conn,
+        Err(problem) => {
+            eprintln!("glm-proxy keys: {problem}");
+            // A database that is not there is a configuration problem: the wrong folder, or --db.
+            return ExitCode::from(if matches!(problem, DbError::Missing(_)) { 2 } else { 1 });
+        }
+    };
     let mut out = String::new();
-    let outcome = db::open(&path).map_err(|e| e.to_string()).and_then(|mut conn| match args.command {
+    let outcome = match args.command {
         KeysCommand::Add { name, quiet } => add(&mut conn, &name, quiet, &mut out),
         KeysCommand::List { json } => list(&mut conn, json, &mut out),
         KeysCommand::Revoke { selector, all } => set_revoked(&mut conn, &selector, all, true, &mut out),
         KeysCommand::Enable { selector, all } => set_revoked(&mut conn, &selector, all, false, &mut out),
-        KeysCommand::Stats => stats(&mut conn, &mut out),
-    });
+        KeysCommand::Stats { json } => stats(&mut conn, json, &mut out),
+    };
     // A reader that went away (`| head`) is not an error worth a panic.
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
     match outcome {
@@ -78,6 +106,11 @@ pub fn run(args: KeysArgs) -> ExitCode {
     }
 }
 
+/// `1 key`, `2 keys`.
+fn count(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
 fn now() -> NaiveDateTime {
     Utc::now().naive_utc()
 }
@@ -86,6 +119,19 @@ fn add(conn: &mut SqliteConnection, name: &str, quiet: bool, out: &mut String) -
     let name = name.trim();
     if name.is_empty() {
         return Err("a key needs a non-empty name".to_owned());
+    }
+    let namesakes: Vec<String> = keys::all(conn)
+        .map_err(|e| e.to_string())?
+        .iter()
+        .filter(|k| k.name == name)
+        .map(|k| k.id.to_string())
+        .collect();
+    if !namesakes.is_empty() {
+        eprintln!(
+            "glm-proxy keys: warning: {} named {name:?} already (ID {}); revoking by name will need --all",
+            if namesakes.len() == 1 { "a key is" } else { "keys are" },
+            namesakes.join(", ")
+        );
     }
     let key = client_key::generate().map_err(|e| format!("the OS random generator failed: {e}"))?;
     let stored = keys::insert(conn, name, &client_key::hash(&key), &client_key::prefix(&key), now())
@@ -100,8 +146,8 @@ fn add(conn: &mut SqliteConnection, name: &str, quiet: bool, out: &mut String) -
     Ok(())
 }
 
-fn when(time: Option<NaiveDateTime>) -> String {
-    time.map_or_else(|| "never".to_owned(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+fn when(time: Option<NaiveDateTime>, otherwise: &str) -> String {
+    time.map_or_else(|| otherwise.to_owned(), |t| keys::rfc3339(&t))
 }
 
 fn status(key: &ApiKey) -> &'static str {
@@ -114,33 +160,56 @@ fn status(key: &ApiKey) -> &'static str {
 
 fn list(conn: &mut SqliteConnection, as_json: bool, out: &mut String) -> Outcome {
     let all = keys::all(conn).map_err(|e| e.to_string())?;
-    let active = all.iter().filter(|k| !k.revoked).count();
-    let requests: i64 = all.iter().map(|k| k.request_count).sum();
+    let totals = Totals::of(&all);
     if as_json {
-        let body = json!({ "keys": all, "total": all.len(), "active": active, "revoked": all.len() - active, "requests": requests });
+        let body = json!({ "keys": all, "total": all.len(), "active": totals.active, "revoked": totals.revoked, "requests": totals.requests });
         let _ = writeln!(out, "{body:#}");
         return Ok(());
     }
-    let _ = writeln!(
-        out,
-        "{:<5} {:<24} {:<12} {:<8} {:>9}  {:<19}  {:<19}",
-        "ID", "NAME", "PREFIX", "STATUS", "REQUESTS", "LAST USED", "CREATED"
-    );
+    let row = |id: &dyn std::fmt::Display, rest: [&str; 7]| {
+        format!(
+            "{id:<5} {:<24} {:<12} {:<8} {:>9}  {:<20}  {:<20}  {:<20}",
+            rest[0], rest[1], rest[2], rest[3], rest[4], rest[5], rest[6]
+        )
+    };
+    let _ =
+        writeln!(out, "{}", row(&"ID", ["NAME", "PREFIX", "STATUS", "REQUESTS", "LAST USED", "CREATED", "REVOKED"]));
     for key in &all {
+        let requests = key.request_count.to_string();
+        let (used, created, revoked) = (
+            when(key.last_used_at, "never"),
+            when(Some(key.created_at), ""),
+            when(key.revoked_at.filter(|_| key.revoked), "-"),
+        );
         let _ = writeln!(
             out,
-            "{:<5} {:<24} {:<12} {:<8} {:>9}  {:<19}  {:<19}",
-            key.id,
-            key.name,
-            key.key_prefix,
-            status(key),
-            key.request_count,
-            when(key.last_used_at),
-            when(Some(key.created_at))
+            "{}",
+            row(&key.id, [&key.name, &key.key_prefix, status(key), &requests, &used, &created, &revoked])
         );
     }
-    let _ = writeln!(out, "\n{} keys: {active} active, {} revoked; {requests} requests", all.len(), all.len() - active);
+    let _ = writeln!(
+        out,
+        "\n{}: {} active, {} revoked; {}",
+        count(all.len(), "key"),
+        totals.active,
+        totals.revoked,
+        count(totals.requests as usize, "request")
+    );
     Ok(())
+}
+
+/// Counts over every key.
+struct Totals {
+    active: usize,
+    revoked: usize,
+    requests: i64,
+}
+
+impl Totals {
+    fn of(all: &[ApiKey]) -> Self {
+        let active = all.iter().filter(|k| !k.revoked).count();
+        Self { active, revoked: all.len() - active, requests: all.iter().map(|k| k.request_count).sum() }
+    }
 }
 
 fn set_revoked(conn: &mut SqliteConnection, selector: &str, all: bool, revoked: bool, out: &mut String) -> Outcome {
@@ -156,32 +225,45 @@ fn set_revoked(conn: &mut SqliteConnection, selector: &str, all: bool, revoked: 
             ids.join(", ")
         ));
     }
-    let ids: Vec<i32> = selected.iter().map(|k| k.id).collect();
+    let (already, changing): (Vec<&ApiKey>, Vec<&ApiKey>) = selected.iter().partition(|k| k.revoked == revoked);
+    let ids: Vec<i32> = changing.iter().map(|k| k.id).collect();
     keys::set_revoked(conn, &ids, revoked, now()).map_err(|e| e.to_string())?;
-    let verb = if revoked { "Revoked" } else { "Enabled" };
-    for key in &selected {
+    let (verb, state) = if revoked { ("Revoked", "revoked") } else { ("Enabled", "active") };
+    for key in changing {
         let _ = writeln!(out, "{verb} key {} ({}, {})", key.id, key.name, key.key_prefix);
+    }
+    for key in already {
+        let _ = writeln!(out, "Key {} ({}, {}) was already {state}", key.id, key.name, key.key_prefix);
     }
     Ok(())
 }
 
-fn stats(conn: &mut SqliteConnection, out: &mut String) -> Outcome {
+fn stats(conn: &mut SqliteConnection, as_json: bool, out: &mut String) -> Outcome {
     let mut all = keys::all(conn).map_err(|e| e.to_string())?;
-    let active = all.iter().filter(|k| !k.revoked).count();
-    let requests: i64 = all.iter().map(|k| k.request_count).sum();
-    let _ = writeln!(
-        out,
-        "Total keys: {}\nActive:     {active}\nRevoked:    {}\nRequests:   {requests}",
-        all.len(),
-        all.len() - active
-    );
+    let totals = Totals::of(&all);
     all.sort_by_key(|k| std::cmp::Reverse(k.request_count));
     let busiest: Vec<&ApiKey> = all.iter().filter(|k| k.request_count > 0).take(5).collect();
+    if as_json {
+        let body = json!({
+            "total": all.len(), "active": totals.active, "revoked": totals.revoked, "requests": totals.requests,
+            "busiest": busiest,
+        });
+        let _ = writeln!(out, "{body:#}");
+        return Ok(());
+    }
+    let _ = writeln!(
+        out,
+        "Total keys: {}\nActive:     {}\nRevoked:    {}\nRequests:   {}",
+        all.len(),
+        totals.active,
+        totals.revoked,
+        totals.requests
+    );
     if !busiest.is_empty() {
         let _ = writeln!(out, "\nBusiest keys:");
         for key in busiest {
-            let _ =
-                writeln!(out, "  {:<5} {:<24} {:>9} requests  ({})", key.id, key.name, key.request_count, status(key));
+            let requests = count(key.request_count as usize, "request");
+            let _ = writeln!(out, "  {:<5} {:<24} {requests:>14}  ({})", key.id, key.name, status(key));
         }
     }
     Ok(())

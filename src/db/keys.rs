@@ -16,11 +16,30 @@ pub struct ApiKey {
     pub key_hash: String,
     pub key_prefix: String,
     pub name: String,
+    #[serde(serialize_with = "utc")]
     pub created_at: NaiveDateTime,
     pub revoked: bool,
+    #[serde(serialize_with = "maybe_utc")]
     pub revoked_at: Option<NaiveDateTime>,
+    #[serde(serialize_with = "maybe_utc")]
     pub last_used_at: Option<NaiveDateTime>,
     pub request_count: i64,
+}
+
+/// A stored time (always UTC) as RFC 3339 with its zone: `2026-11-26T04:40:55Z`.
+pub fn rfc3339(time: &NaiveDateTime) -> String {
+    time.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn utc<S: serde::Serializer>(time: &NaiveDateTime, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&rfc3339(time))
+}
+
+fn maybe_utc<S: serde::Serializer>(time: &Option<NaiveDateTime>, serializer: S) -> Result<S::Ok, S::Error> {
+    match time {
+        Some(time) => utc(time, serializer),
+        None => serializer.serialize_none(),
+    }
 }
 
 #[derive(Insertable)]

@@ -24,14 +24,39 @@ pub enum DbError {
     Setup { path: PathBuf, message: String },
     #[error("key database error: {0}")]
     Query(#[from] diesel::result::Error),
+    #[error("there is no key database at {0} (create it with `glm-proxy keys add NAME`, or name another with --db)")]
+    Missing(PathBuf),
 }
 
-/// `INCOMING_KEY_DB`, else `DATABASE_URL` (what the diesel CLI reads), else the default.
+/// Where the key database is: `DATABASE_URL` (what the diesel CLI reads), else
+/// `INCOMING_KEY_DB`, else the default. (The CLI's `--db` comes before all of them.)
 pub fn path_from_env(lookup: impl Fn(&str) -> Option<String>) -> PathBuf {
     let set = |name| lookup(name).filter(|v: &String| !v.trim().is_empty());
-    let raw = set("INCOMING_KEY_DB").or_else(|| set("DATABASE_URL")).unwrap_or_else(|| DEFAULT_PATH.to_owned());
+    let raw = set("DATABASE_URL").or_else(|| set("INCOMING_KEY_DB")).unwrap_or_else(|| DEFAULT_PATH.to_owned());
+    as_path(&raw)
+}
+
+/// A warning when `DATABASE_URL` and `INCOMING_KEY_DB` are both set and name different files:
+/// the diesel CLI and the proxy would otherwise quietly use different databases.
+pub fn disagreement(lookup: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let set = |name| lookup(name).filter(|v: &String| !v.trim().is_empty());
+    let (url, incoming) = (set("DATABASE_URL")?, set("INCOMING_KEY_DB")?);
+    (as_path(&url) != as_path(&incoming)).then(|| {
+        format!("DATABASE_URL ({url}) and INCOMING_KEY_DB ({incoming}) name different databases; DATABASE_URL is used")
+    })
+}
+
+fn as_path(raw: &str) -> PathBuf {
     let raw = raw.trim();
     PathBuf::from(raw.strip_prefix("sqlite://").or_else(|| raw.strip_prefix("file:")).unwrap_or(raw))
+}
+
+/// Opens a database that must exist already: only `keys add` and the server create one.
+pub fn open_existing(path: &Path) -> Result<SqliteConnection, DbError> {
+    if !path.is_file() {
+        return Err(DbError::Missing(path.to_owned()));
+    }
+    open(path)
 }
 
 /// Opens the database, creating it and its folder on first use, and brings the schema up to
