@@ -179,7 +179,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let cooldowns =
         Cooldowns { rate_limited: config.cooldown, invalid: config.invalid_key_cooldown, max: config.max_cooldown };
     let keys = config.cerebras_keys.clone();
-    let key_names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
+    let key_names: Vec<&str> = config.cerebras_keys.iter().map(|k| k.name.as_str()).collect();
     log::info!("event=config cerebras_keys={} names={key_names:?} base_url={}", keys.len(), config.cerebras_base_url);
     // Two full passes over the keys, so a request that waited out a cooldown still gets its turn.
     let max_key_attempts = 2 * keys.len() + 1;
@@ -192,6 +192,12 @@ pub fn start(config: Config) -> Result<Running, StartError> {
 
     let configured: Vec<ProviderKind> =
         std::iter::once(ProviderKind::Cerebras).chain(config.alternatives.iter().map(|a| a.kind)).collect();
+    let models: Vec<(ProviderKind, &str)> = config
+        .alternatives
+        .iter()
+        .flat_map(|a| [(a.kind, a.model.as_str()), (a.kind, a.vision_model.as_str())])
+        .collect();
+    metrics.preset(&configured, &key_names, &models);
     let names: Vec<&str> = configured.iter().map(|k| k.name()).collect();
     log::info!(
         "event=config providers={names:?} token_threshold={} fallback_on_cooldown={}",

@@ -354,3 +354,19 @@ fn the_cli_speaks_utc_plurals_and_says_what_it_did_not_do() {
     let help = command(dir, &[]).args(["keys", "list", "--help"]).output().unwrap();
     assert!(String::from_utf8_lossy(&help.stdout).contains("Print JSON instead of a table"));
 }
+
+#[actix_web::test]
+async fn requests_are_counted_by_client_name_from_zero() {
+    let (_dir, db) = db_path();
+    let key = keys(&db, &["add", "ci-bot", "--quiet"]).trim().to_owned();
+    keys(&db, &["add", "idle-laptop"]);
+    let upstream = MockUpstream::start(|_| Reply::ok(completion("ok")));
+    let proxy = auth_proxy(&upstream, &db);
+    assert_eq!(chat_with(&proxy, ("authorization", &format!("Bearer {key}"))).await.0, 200);
+    assert_eq!(metric(&proxy, r#"glm_proxy_client_requests_total{client="ci-bot"}"#).await, 1.0);
+    within(async || {
+        let text = client().get(proxy.at("/metrics")).send().await.unwrap().body().await.unwrap();
+        String::from_utf8_lossy(&text).contains(r#"glm_proxy_client_requests_total{client="idle-laptop"} 0"#)
+    })
+    .await;
+}

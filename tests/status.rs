@@ -95,3 +95,60 @@ async fn metrics_count_requests_cooldowns_failovers_and_waits() {
     assert_eq!(value("glm_proxy_key_wait_seconds_count"), 0.0);
     assert!(!text.contains("sk-"), "no key value in metrics");
 }
+
+#[actix_web::test]
+async fn every_family_has_samples_from_the_start_and_the_key_gauges_follow_a_429() {
+    let upstream = MockUpstream::start(|r| match r.key() {
+        "sk-1" => Reply::rate_limited(Some(30)),
+        _ => Reply::ok(serde_json::json!({"choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}],
+                                          "usage": {"prompt_tokens": 12, "completion_tokens": 5}})),
+    });
+    let proxy = Proxy::start(config(&upstream.url, &[]));
+    let metrics_now = || async {
+        let text = client().get(proxy.at("/metrics")).send().await.unwrap().body().await.unwrap();
+        String::from_utf8(text.to_vec()).unwrap()
+    };
+
+    let text = metrics_now().await;
+    let at_start = samples(&text);
+    for series in [
+        r#"glm_proxy_keys{state="available"}"#,
+        r#"glm_proxy_key_state{key="key1",state="available"}"#,
+        r#"glm_proxy_failovers_total{from="cerebras",reason="server_error"}"#,
+        r#"glm_proxy_key_cooldowns_total{key="key2"}"#,
+        r#"glm_proxy_circuit_opens_total{provider="zai"}"#,
+        r#"glm_proxy_auth_failures_total{code="invalid_api_key"}"#,
+        r#"glm_proxy_requests_total{provider="cerebras",status="200"}"#,
+        r#"glm_proxy_tokens_total{kind="prompt",model="",provider="cerebras"}"#,
+    ] {
+        assert!(at_start.contains_key(series), "{series} missing at start from\n{text}");
+    }
+    assert_eq!(at_start[r#"glm_proxy_keys{state="available"}"#], 2.0);
+    assert!(text.contains("glm_proxy_build_info{version="));
+    assert!(text.contains("process_resident_memory_bytes") || !cfg!(target_os = "linux"));
+    // Every family in the exposition has at least one sample.
+    for family in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(|l| l.split(' ').next().unwrap()) {
+        assert!(text.lines().any(|l| !l.starts_with('#') && l.starts_with(family)), "{family} has no sample");
+    }
+
+    let mut response =
+        client().post(proxy.at("/v1/chat/completions")).send_json(&common::chat_body(false)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.body().await.unwrap();
+    // Tokens are counted when the answer's body is done, just after the client has it all.
+    let prompt = r#"glm_proxy_tokens_total{kind="prompt",model="llama-3.3-70b",provider="cerebras"}"#;
+    let mut after = samples(&metrics_now().await);
+    for _ in 0..100 {
+        if after.contains_key(prompt) {
+            break;
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+        after = samples(&metrics_now().await);
+    }
+    assert_eq!(after[r#"glm_proxy_keys{state="available"}"#], 1.0);
+    assert_eq!(after[r#"glm_proxy_keys{state="cooling"}"#], 1.0);
+    assert_eq!(after[r#"glm_proxy_key_state{key="key1",state="cooling"}"#], 1.0);
+    assert_eq!(after[r#"glm_proxy_key_state{key="key1",state="available"}"#], 0.0);
+    assert_eq!(after[prompt], 12.0);
+    assert_eq!(after[r#"glm_proxy_tokens_total{kind="completion",model="llama-3.3-70b",provider="cerebras"}"#], 5.0);
+}

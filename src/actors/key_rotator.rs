@@ -17,7 +17,7 @@ use crate::config::NamedKey;
 use prometheus::IntGauge;
 
 use crate::metrics::Metrics;
-use crate::policy::key_pool::{Availability, Cooldowns, KeyGrant, KeyPool, KeyStatus, KeyVerdict};
+use crate::policy::key_pool::{Availability, Cooldowns, KeyGrant, KeyPool, KeyState, KeyStatus, KeyVerdict};
 
 /// Asks for a key. With `wait`, an all-cooling answer carries a ticket that yields the
 /// first key to come free.
@@ -142,13 +142,24 @@ impl KeyRotator {
         rotator
     }
 
-    /// Publishes the key requests should use now, if any.
+    /// Publishes the key requests should use now, if any, and every key's state as metrics.
     fn publish(&mut self) {
-        let grant = match self.pool.acquire(Instant::now()) {
+        let now = Instant::now();
+        let grant = match self.pool.acquire(now) {
             Availability::Ready(index) => Some(self.pool.grant(index)),
             Availability::AllCooling { .. } | Availability::AllRejected { .. } => None,
         };
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = grant;
+        let states =
+            [(KeyState::Available, "available"), (KeyState::CoolingDown, "cooling"), (KeyState::Invalid, "invalid")];
+        let keys = self.pool.status(now);
+        for (state, label) in states {
+            let count = keys.iter().filter(|key| key.state == state).count();
+            self.metrics.keys.with_label_values(&[label]).set(count as i64);
+            for key in &keys {
+                self.metrics.key_state.with_label_values(&[&key.name, label]).set(i64::from(key.state == state));
+            }
+        }
     }
 
     /// Keys changed: publish the key to use now, and answer the waiting requests if waiting

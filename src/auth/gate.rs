@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use actix::Addr;
 use actix_web::http::header::HeaderMap;
 use chrono::Utc;
-use prometheus::{IntCounter, IntGauge};
+use prometheus::{IntCounter, IntCounterVec, IntGauge};
 use tokio::sync::Semaphore;
 
 use super::client_key::{self, Refusal};
@@ -69,6 +69,7 @@ pub struct AuthGate {
     cache_age: IntGauge,
     missed_keys: IntGauge,
     lookups_made: IntCounter,
+    client_requests: IntCounterVec,
 }
 
 impl AuthGate {
@@ -87,6 +88,7 @@ impl AuthGate {
             cache_age: metrics.auth_cache_age_seconds.clone(),
             missed_keys: metrics.auth_missed_keys.clone(),
             lookups_made: metrics.auth_lookups.clone(),
+            client_requests: metrics.client_requests.clone(),
         }
     }
 
@@ -106,6 +108,7 @@ impl AuthGate {
             return Err(ProxyError::Unauthorized(Refusal::Unknown));
         }
         self.count_use(key.id);
+        self.client_requests.with_label_values(&[&key.name]).inc();
         Ok(key.name)
     }
 
@@ -155,6 +158,10 @@ impl AuthGate {
         }
         match ask(&self.syncs, LoadAll).await {
             Ok(keys) => {
+                for key in &keys {
+                    // A client's request counter exists from the moment its key does.
+                    self.client_requests.with_label_values(&[&key.name]);
+                }
                 let known = keys.into_iter().map(|key| (key.key_hash.clone(), KnownKey::from(key))).collect();
                 *self.known.write().unwrap_or_else(PoisonError::into_inner) = known;
                 let now = self.epoch.elapsed().as_millis() as u64;

@@ -25,7 +25,7 @@ use actix_web::HttpResponse;
 use bytes::Bytes;
 
 use self::attempt::{Answer, Target};
-use self::response::{relay, HeldAnswer, Source};
+use self::response::{relay, HeldAnswer};
 use self::trail::Trail;
 use crate::actors::key_rotator::{Acquire, AcquireOther, Acquired, CurrentKey, KeyRotator, Report};
 use crate::actors::supervision::ask;
@@ -40,7 +40,7 @@ use crate::providers::{Alternative, ProviderKind};
 use crate::transform::model::with_model;
 use crate::transform::token_estimate::ChatFacts;
 
-pub use self::response::{is_event_stream, KEY_HEADER, PROVIDER_HEADER};
+pub use self::response::{is_event_stream, Source, KEY_HEADER, PROVIDER_HEADER};
 
 /// A request as it goes upstream: built once, sent as often as attempts need.
 pub struct Outgoing {
@@ -52,6 +52,8 @@ pub struct Outgoing {
     pub body: Bytes,
     /// What routing needs of a chat completion; `None` for other requests, which only Cerebras serves.
     pub chat: Option<ChatFacts>,
+    /// The client's `model`, as Cerebras gets it.
+    pub model: Option<Arc<str>>,
 }
 
 /// What a dispatch needs from the application, shared by all workers.
@@ -75,11 +77,11 @@ pub struct Dispatcher {
     pub metrics: Arc<Metrics>,
 }
 
-/// How a request ended: the response (or the proxy's own error), the provider that answered,
-/// and every attempt, for the log.
+/// How a request ended: the response (or the proxy's own error), who answered (provider, key
+/// and model), and every attempt, for the log.
 pub struct Dispatched {
     pub result: Result<HttpResponse, ProxyError>,
-    pub provider: Option<ProviderKind>,
+    pub answered_by: Option<Source>,
     pub attempts: Vec<AttemptLog>,
 }
 
@@ -104,7 +106,7 @@ impl Dispatcher {
     pub async fn dispatch(&self, client: &awc::Client, outgoing: Outgoing) -> Dispatched {
         let mut trail = Trail::default();
         let result = self.run(client, &outgoing, &mut trail).await;
-        Dispatched { result, provider: trail.answered_by, attempts: trail.attempts }
+        Dispatched { result, answered_by: trail.answered_by, attempts: trail.attempts }
     }
 
     async fn run(
@@ -174,7 +176,11 @@ impl Dispatcher {
                     None => break,
                 },
             };
-            let source = Source { provider: ProviderKind::Cerebras, key_name: Some(key.name.clone()) };
+            let source = Source {
+                provider: ProviderKind::Cerebras,
+                key_name: Some(key.name.clone()),
+                model: outgoing.model.clone(),
+            };
             let target = Target {
                 url: &url,
                 body: outgoing.body.clone(),
@@ -233,7 +239,7 @@ impl Dispatcher {
             }
         };
         let model = if vision { &alternative.vision_model } else { &alternative.model };
-        let source = Source { provider: alternative.kind, key_name: None };
+        let source = Source { provider: alternative.kind, key_name: None, model: Some(model.as_str().into()) };
         let url = format!("{}{}", alternative.base_url, outgoing.path_and_query);
         let target = Target {
             url: &url,
@@ -318,7 +324,7 @@ impl Dispatcher {
         can_fail_over: bool,
         trail: &mut Trail,
     ) -> Result<Option<HttpResponse>, ProxyError> {
-        let source = Source { provider: ProviderKind::Cerebras, key_name: None };
+        let source = Source::provider(ProviderKind::Cerebras);
         match no_key {
             NoKey::Cooling(_) if can_fail_over && self.fallback_on_cooldown => {
                 trail.fail(&source, Reason::AllKeysCooling);

@@ -21,14 +21,21 @@ pub const PROVIDER_HEADER: HeaderName = HeaderName::from_static("x-glm-proxy-pro
 /// Names the Cerebras key (its name, never its value) that answered.
 pub const KEY_HEADER: HeaderName = HeaderName::from_static("x-glm-proxy-key");
 
-/// Who an attempt went to.
+/// Who an attempt went to, and the model it asked for.
 #[derive(Debug, Clone)]
 pub struct Source {
     pub provider: ProviderKind,
     pub key_name: Option<std::sync::Arc<str>>,
+    /// The body's `model` as this provider got it (`None` when the request had none).
+    pub model: Option<std::sync::Arc<str>>,
 }
 
 impl Source {
+    /// The provider alone, for what is said of it rather than of one attempt.
+    pub fn provider(provider: ProviderKind) -> Self {
+        Self { provider, key_name: None, model: None }
+    }
+
     /// `cerebras/key1`, or the provider's name: how attempts are named in logs and 502s.
     pub fn target(&self) -> String {
         match &self.key_name {

@@ -18,8 +18,8 @@ pub struct Trail {
     last_answer: Option<HeldAnswer>,
     /// The soonest an open circuit that was passed over lets requests through again.
     retry_after: Option<Duration>,
-    /// The provider whose answer the client got, if one did.
-    pub answered_by: Option<ProviderKind>,
+    /// Who gave the answer the client got, if an upstream did.
+    pub answered_by: Option<Source>,
 }
 
 impl Trail {
@@ -30,7 +30,7 @@ impl Trail {
 
     /// A provider passed over because its circuit is open until `retry_after` from now.
     pub fn pass_over(&mut self, provider: ProviderKind, retry_after: Duration) {
-        self.fail(&Source { provider, key_name: None }, Reason::CircuitOpen);
+        self.fail(&Source::provider(provider), Reason::CircuitOpen);
         self.retry_after = Some(self.retry_after.map_or(retry_after, |soonest| soonest.min(retry_after)));
     }
 
@@ -47,7 +47,7 @@ impl Trail {
 
     /// The client gets this upstream answer.
     pub fn deliver(&mut self, source: &Source, response: HttpResponse) -> HttpResponse {
-        self.answered_by = Some(source.provider);
+        self.answered_by = Some(source.clone());
         response
     }
 
@@ -56,7 +56,7 @@ impl Trail {
     pub fn finish(&mut self) -> Result<HttpResponse, ProxyError> {
         match self.last_answer.take() {
             Some(answer) => {
-                self.answered_by = Some(answer.source.provider);
+                self.answered_by = Some(answer.source.clone());
                 Ok(answer.into_response())
             }
             None => Err(ProxyError::UpstreamFailed {

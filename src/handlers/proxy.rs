@@ -13,13 +13,12 @@ use serde_json::{Map, Value};
 
 use crate::actors::upstream_router::ProviderEvent;
 use crate::body_budget::BodyPermit;
-use crate::dispatch::{is_event_stream, Outgoing};
+use crate::dispatch::{is_event_stream, Outgoing, Source};
 use crate::error::ProxyError;
 use crate::logging::record::{AttemptLog, BodyCopy, RequestLog};
 use crate::logging::sink::LogSink;
 use crate::logging::tap::TappedBody;
 use crate::metrics::{MeteredBody, Metrics};
-use crate::providers::ProviderKind;
 use crate::request_id::RequestId;
 use crate::state::AppState;
 use crate::transform::chat_view::ChatView;
@@ -46,7 +45,7 @@ pub async fn forward(
         }
     };
     let response = fit_to_version(&request, response);
-    let response = metered(response, journal.provider, &state.metrics, started.1);
+    let response = metered(response, journal.answered_by.as_ref(), &state.metrics, started.1);
     match &state.logs {
         Some(sink) => log_response(&request, response, journal, started, sink.clone()),
         None => response,
@@ -67,15 +66,19 @@ fn fit_to_version(request: &HttpRequest, mut response: HttpResponse) -> HttpResp
 /// flight until its body is done.
 fn metered(
     response: HttpResponse,
-    provider: Option<ProviderKind>,
+    answered_by: Option<&Source>,
     metrics: &Arc<Metrics>,
     started: Instant,
 ) -> HttpResponse {
-    let provider = provider.map_or("proxy", ProviderKind::name);
+    let provider = answered_by.map_or("proxy", |source| source.provider.name());
     metrics.requests.with_label_values(&[provider, response.status().as_str()]).inc();
     let stream = is_event_stream(response.headers());
+    // Tokens are counted from an upstream's successful answer, by the model it was asked for.
+    let tokens = answered_by
+        .filter(|_| response.status().is_success())
+        .map(|source| metrics.model_label(source.model.as_deref().unwrap_or_default()));
     let metrics = metrics.clone();
-    response.map_body(|_, body| BoxBody::new(MeteredBody::new(body, metrics, provider, started, stream)))
+    response.map_body(|_, body| BoxBody::new(MeteredBody::new(body, metrics, provider, started, stream, tokens)))
 }
 
 /// What the log and the metrics need that only the request's processing learns.
@@ -84,8 +87,10 @@ struct Journal {
     client: Option<Arc<str>>,
     body: BodyCopy,
     attempts: Vec<AttemptLog>,
-    /// The provider whose answer the client got; `None` for the proxy's own.
-    provider: Option<ProviderKind>,
+    /// The `model` the client asked for.
+    model: Option<Arc<str>>,
+    /// Who gave the answer the client got; `None` for the proxy's own.
+    answered_by: Option<Source>,
 }
 
 async fn proxy(
@@ -104,8 +109,8 @@ async fn proxy(
         journal.body = BodyCopy::of(&body, logs.body_limit());
     }
     let path = upstream_path(request.path());
-    let (body, chat) = if request.method() == Method::POST && path == "/chat/completions" {
-        let (body, chat) = if body.len() < OFF_THE_WORKER {
+    let (body, chat, model) = if request.method() == Method::POST && path == "/chat/completions" {
+        let (body, chat, model) = if body.len() < OFF_THE_WORKER {
             prepare_chat(body, state)?
         } else {
             let state = state.clone();
@@ -113,10 +118,11 @@ async fn proxy(
                 .await
                 .map_err(|_| ProxyError::ActorUnavailable("body reader"))??
         };
-        (body, Some(chat))
+        (body, Some(chat), model)
     } else {
-        (body, None)
+        (body, None, None)
     };
+    journal.model = model.clone();
     let path_and_query = match request.query_string() {
         "" => path.to_owned(),
         query => format!("{path}?{query}"),
@@ -127,10 +133,11 @@ async fn proxy(
         headers: upstream_request_headers(request.headers()),
         body,
         chat,
+        model,
     };
     let dispatched = state.dispatcher.dispatch(client, outgoing).await;
     journal.attempts = dispatched.attempts;
-    journal.provider = dispatched.provider;
+    journal.answered_by = dispatched.answered_by;
     dispatched.result
 }
 
@@ -215,14 +222,14 @@ async fn read_body(
 
 /// Reads a chat completion once for routing, and repairs its tool-call history if it must.
 /// A history that needs no repair keeps the client's bytes exactly.
-fn prepare_chat(body: Bytes, state: &AppState) -> Result<(Bytes, ChatFacts), ProxyError> {
+fn prepare_chat(body: Bytes, state: &AppState) -> Result<(Bytes, ChatFacts, Option<Arc<str>>), ProxyError> {
     let reading = state.dispatcher.routing.reading(body.len());
     let view = ChatView::read(&body, reading).map_err(|e| ProxyError::InvalidBody(e.to_string()))?;
-    let facts = view.facts;
+    let (facts, model) = (view.facts, view.model.as_deref().map(Arc::from));
     if !needs_repair(&view.messages) {
-        return Ok((body, facts));
+        return Ok((body, facts, model));
     }
-    Ok((repair_history(&body, state)?, facts))
+    Ok((repair_history(&body, state)?, facts, model))
 }
 
 /// The rare path: the history is rebuilt through a parsed tree and the body written anew.

@@ -86,6 +86,24 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every label [`Reason::label`] gives.
+    pub const LABELS: [&'static str; 14] = [
+        "rate_limited",
+        "key_rejected",
+        "server_error",
+        "client_error",
+        "context_length_exceeded",
+        "model_not_found",
+        "quota",
+        "unreachable",
+        "connection_lost",
+        "timeout",
+        "unsendable",
+        "cooldown",
+        "keys_rejected",
+        "circuit_open",
+    ];
+
     /// A label from a small fixed set, for metrics.
     pub fn label(&self) -> &'static str {
         match self {

@@ -26,6 +26,8 @@ use crate::transform::tool_repair::HistoryMessage;
 pub struct ChatView<'a> {
     pub facts: ChatFacts,
     pub messages: Vec<MessageView<'a>>,
+    /// The `model` the client asked for, when it is a string.
+    pub model: Option<Cow<'a, str>>,
 }
 
 /// One message of the history, as far as tool-call repair cares. Only this is kept of a
@@ -96,10 +98,10 @@ impl<'a> ChatView<'a> {
         let chat =
             Lenient::<Option<Chat>>::new(reading).deserialize(&mut deserializer).map_err(ChatBodyError::NotJson)?;
         deserializer.end().map_err(ChatBodyError::NotJson)?;
-        let Chat { messages, tools } = chat.ok_or(ChatBodyError::NotAnObject)?;
+        let Chat { messages, tools, model } = chat.ok_or(ChatBodyError::NotAnObject)?;
         let chars = if reading.count_text { tools.0 + messages.chars } else { body.len() };
         let facts = ChatFacts { chars, has_images: messages.has_images };
-        Ok(ChatView { facts, messages: messages.view })
+        Ok(ChatView { facts, messages: messages.view, model })
     }
 }
 
@@ -273,6 +275,7 @@ impl<'de> Shape<'de> for Option<Chat<'de>> {
 struct Chat<'de> {
     messages: Messages<'de>,
     tools: AllChars,
+    model: Option<Cow<'de, str>>,
 }
 
 impl<'de> Shape<'de> for Chat<'de> {
@@ -282,6 +285,7 @@ impl<'de> Shape<'de> for Chat<'de> {
             match key {
                 "messages" => chat.messages = value(map, reading)?,
                 "tools" => chat.tools = text(map, reading)?,
+                "model" => chat.model = value::<Text, _>(map, reading)?.0,
                 _ => skip(map)?,
             }
             Ok(())
