@@ -59,6 +59,8 @@ pub struct ClientTimeouts {
 /// How much of the traffic the request logs keep.
 #[derive(Debug, Clone)]
 pub struct LogLimits {
+    /// Whether records keep bodies at all (`LOG_BODIES`).
+    pub bodies: bool,
     /// Bytes of each body a record keeps.
     pub max_body_bytes: usize,
     /// Bytes of records waiting for the writer.
@@ -192,6 +194,7 @@ impl Config {
             log_retention_days: env.parsed("LOG_RETENTION_DAYS", 14)?,
             log_queue_capacity: env.parsed("LOG_QUEUE_CAPACITY", 10_000)?,
             log_limits: LogLimits {
+                bodies: env.flag("LOG_BODIES", true)?,
                 max_body_bytes: env.parsed("LOG_BODY_MAX_BYTES", 64 * 1024)?,
                 max_queue_bytes: env.parsed("LOG_QUEUE_MAX_BYTES", 64 * MIB)?,
                 max_day_bytes: env.parsed("LOG_MAX_DAY_BYTES", 1 << 30)?,

@@ -10,6 +10,7 @@ pub mod db;
 pub mod dispatch;
 pub mod error;
 pub mod handlers;
+pub mod log_format;
 pub mod logging;
 pub mod metrics;
 pub mod policy;

@@ -3,6 +3,7 @@
 //! loud line.
 
 use std::net::IpAddr;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use crate::config::{Config, ConfigError};
@@ -13,9 +14,9 @@ const CONTAINER_UID: u32 = 10001;
 /// Creates `dir` if needed and proves a file can be written in it.
 pub fn writable_dir(var: &'static str, dir: &Path) -> Result<(), ConfigError> {
     let probe = dir.join(format!(".glm-proxy-write-check-{}", std::process::id()));
-    let written = std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::write(&probe, b""))
-        .and_then(|()| std::fs::remove_file(&probe));
+    // A folder the proxy makes is its user's alone: it holds logs or key hashes.
+    let made = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir);
+    let written = made.and_then(|()| std::fs::write(&probe, b"")).and_then(|()| std::fs::remove_file(&probe));
     written.map_err(|error| ConfigError {
         var,
         problem: format!(

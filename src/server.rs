@@ -77,15 +77,17 @@ fn start_logs(config: &Config, metrics: &Metrics) -> Option<Arc<LogSink>> {
         return None;
     }
     log::info!(
-        "event=config request_logs=on log_dir={} retention_days={}",
+        "event=config request_logs=on log_dir={} retention_days={} bodies={}",
         config.log_dir.display(),
-        config.log_retention_days
+        config.log_retention_days,
+        config.log_limits.bodies
     );
     let files = LogFiles {
         dir: config.log_dir.clone(),
         retention_days: config.log_retention_days,
         queue_capacity: config.log_queue_capacity,
         max_day_bytes: config.log_limits.max_day_bytes,
+        bodies: config.log_limits.bodies,
     };
     let queued = Arc::new(QueuedBytes::new(metrics.log_queue_bytes.clone()));
     let (writing, omitted) = (queued.clone(), metrics.log_bodies_omitted.clone());
@@ -94,7 +96,9 @@ fn start_logs(config: &Config, metrics: &Metrics) -> Option<Arc<LogSink>> {
     });
     let limits = &config.log_limits;
     let dropped = metrics.log_records_dropped.clone();
-    Some(Arc::new(LogSink::new(logger, dropped, queued, limits.max_queue_bytes, limits.max_body_bytes)))
+    // Without bodies, none is even copied.
+    let body_limit = if limits.bodies { limits.max_body_bytes } else { 0 };
+    Some(Arc::new(LogSink::new(logger, dropped, queued, limits.max_queue_bytes, body_limit)))
 }
 
 /// How often usage is flushed and the key cache reloaded: revocations land within two.
@@ -180,7 +184,12 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         Cooldowns { rate_limited: config.cooldown, invalid: config.invalid_key_cooldown, max: config.max_cooldown };
     let keys = config.cerebras_keys.clone();
     let key_names: Vec<&str> = config.cerebras_keys.iter().map(|k| k.name.as_str()).collect();
-    log::info!("event=config cerebras_keys={} names={key_names:?} base_url={}", keys.len(), config.cerebras_base_url);
+    log::info!(
+        "event=config cerebras_keys={} names={} base_url={}",
+        keys.len(),
+        key_names.join(","),
+        config.cerebras_base_url
+    );
     // Two full passes over the keys, so a request that waited out a cooldown still gets its turn.
     let max_key_attempts = 2 * keys.len() + 1;
     let rotator_metrics = metrics.clone();
@@ -200,7 +209,8 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     metrics.preset(&configured, &key_names, &models);
     let names: Vec<&str> = configured.iter().map(|k| k.name()).collect();
     log::info!(
-        "event=config providers={names:?} token_threshold={} fallback_on_cooldown={}",
+        "event=config providers={} token_threshold={} fallback_on_cooldown={}",
+        names.join(","),
         config.token_threshold,
         config.fallback_on_cooldown
     );

@@ -154,15 +154,47 @@ async fn the_env_example_copied_verbatim_starts_the_proxy() {
     assert_eq!(upstream.keys_used(), ["csk-xxx"], "the example's first placeholder key");
 }
 
+/// Whether a log line is logfmt: `ts=… level=… target=…`, then `key=value` pairs, values bare or quoted.
+fn is_logfmt(line: &str) -> bool {
+    let mut rest = line;
+    let mut keys = Vec::new();
+    while !rest.is_empty() {
+        let Some((key, after)) = rest.split_once('=') else { return false };
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return false;
+        }
+        keys.push(key.to_owned());
+        rest = match after.strip_prefix('"') {
+            Some(quoted) => {
+                let mut escaped = false;
+                let end = quoted.char_indices().find_map(|(i, c)| {
+                    let closes = c == '"' && !escaped;
+                    escaped = c == '\\' && !escaped;
+                    closes.then_some(i)
+                });
+                let Some(end) = end else { return false };
+                quoted[end + 1..].trim_start()
+            }
+            None => after.split_once(' ').map_or("", |(_, a)| a.trim_start()),
+        };
+    }
+    keys.starts_with(&["ts".to_owned(), "level".to_owned(), "target".to_owned()])
+}
+
 #[test]
 fn an_open_proxy_and_a_keyless_one_say_so_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let open = ProxyProcess::start(dir.path(), &[("HOST", "0.0.0.0")]);
     let lines = open.log_lines().join("\n");
     assert!(
-        lines.contains("WARN") && lines.contains("event=open_proxy") && lines.contains("ENABLE_INCOMING_AUTH=true"),
+        lines.contains("level=warn")
+            && lines.contains("event=open_proxy")
+            && lines.contains("ENABLE_INCOMING_AUTH=true"),
         "{lines}"
     );
+    for line in lines.lines() {
+        assert!(is_logfmt(line), "not logfmt: {line}");
+    }
     drop(open);
 
     let local = ProxyProcess::start(dir.path(), &[]);

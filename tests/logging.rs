@@ -49,12 +49,19 @@ async fn a_non_streaming_request_is_logged_under_its_request_id() {
     assert_eq!(response.headers().get("x-request-id").unwrap(), "req-42");
 
     let record = wait_for_records(logs.path(), 1).await.remove(0);
-    assert_eq!(record["id"], "req-42");
+    assert_eq!(record["request_id"], "req-42");
+    assert_eq!(
+        (record["model"].as_str(), record["upstream_model"].as_str()),
+        (Some("llama-3.3-70b"), Some("llama-3.3-70b"))
+    );
+    assert_eq!((record["provider"].as_str(), record["key"].as_str()), (Some("cerebras"), Some("key1")));
+    assert!(record["ttfb_ms"].as_f64().unwrap() > 0.0);
     assert_eq!((record["method"].as_str(), record["path"].as_str()), (Some("POST"), Some("/v1/chat/completions")));
     assert_eq!(record["query"], "debug=1");
     assert_eq!(record["request_body"], chat_body(false));
     assert_eq!(record["status"], 200);
-    assert_eq!(record["response_body"], completion("logged"));
+    assert_eq!(record["response"]["content"], "logged", "the answer as its message: jq -r .response.content");
+    assert_eq!(record["finish_reason"], "stop");
     assert_eq!(record["response_complete"], true);
     assert!(record["duration_ms"].as_f64().unwrap() >= 0.0);
     assert!(record["started_at"].as_str().unwrap().ends_with('Z'));
@@ -70,9 +77,16 @@ async fn a_non_streaming_request_is_logged_under_its_request_id() {
 }
 
 #[actix_web::test]
-async fn a_streaming_request_is_logged_with_the_whole_sse_text() {
+async fn a_streaming_request_is_logged_as_the_message_it_streamed_with_its_usage() {
     let logs = tempfile::tempdir().unwrap();
-    let upstream = MockUpstream::start(|_| Reply::sse(5, Duration::from_millis(5)));
+    let mut chunks = sse_chunks(5);
+    chunks.insert(
+        5,
+        "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":5}}\n\n".to_owned(),
+    );
+    let sent = chunks.clone();
+    let upstream =
+        MockUpstream::start(move |_| Reply::Sse { chunks: sent.clone(), delay: Duration::from_millis(5), gate: None });
     let proxy = logging_proxy(&upstream.url, logs.path(), &[]);
 
     let mut response = client().post(proxy.at("/v1/chat/completions")).send_json(&chat_body(true)).await.unwrap();
@@ -80,9 +94,13 @@ async fn a_streaming_request_is_logged_with_the_whole_sse_text() {
     while let Some(chunk) = response.next().await {
         received.extend_from_slice(&chunk.unwrap());
     }
+    assert_eq!(received, chunks.concat().as_bytes());
     let record = wait_for_records(logs.path(), 1).await.remove(0);
-    assert_eq!(record["response_body"], sse_chunks(5).concat());
-    assert_eq!(record["response_body"].as_str().unwrap().as_bytes(), received);
+    assert_eq!(record["response"]["content"], "01234");
+    assert!(record.get("response_body").is_none(), "not the raw SSE");
+    assert_eq!(record["response_body_bytes"].as_u64(), Some(received.len() as u64));
+    assert_eq!((record["prompt_tokens"].as_u64(), record["completion_tokens"].as_u64()), (Some(11), Some(5)));
+    assert_eq!(record["finish_reason"], "stop");
     assert_eq!(record["response_headers"]["content-type"], "text/event-stream");
 }
 
@@ -208,7 +226,7 @@ async fn a_stop_signal_drains_a_stream(signal: &str) {
 
     let records = records(&dir.path().join("logs"));
     assert_eq!(records.len(), 1, "the record was written before exit");
-    assert_eq!(records[0]["response_body"], sse_chunks(10).concat());
+    assert_eq!(records[0]["response"]["content"], "0123456789");
 }
 
 #[actix_web::test]
@@ -238,9 +256,10 @@ async fn bodies_are_cut_at_the_limit_with_their_whole_length_recorded() {
         (record["request_body_bytes"].as_u64(), record["request_body_cut"].as_bool()),
         (Some(request_text.len() as u64), Some(true))
     );
-    assert_eq!(record["response_body"].as_str().unwrap().len(), 100);
     assert_eq!(record["response_body_bytes"].as_u64(), Some(received.len() as u64));
     assert_eq!(record["response_body_cut"], true);
+    let content = record["response"]["content"].as_str().unwrap();
+    assert!(!content.is_empty() && "0123456789".starts_with(content), "the message of what was kept: {content}");
 }
 
 #[actix_web::test]
@@ -278,4 +297,32 @@ async fn records_past_the_queues_byte_bound_are_dropped_and_counted() {
     assert_eq!(response.status(), 200, "the request never pays for its record");
     assert!(proxy.status_reaches("/log_records_dropped", json!(1)).await);
     assert!(records(logs.path()).is_empty());
+}
+
+#[actix_web::test]
+async fn without_bodies_a_record_keeps_every_other_field_and_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let logs = tempfile::tempdir().unwrap();
+    let upstream = MockUpstream::start(|_| {
+        Reply::ok(json!({"choices": [{"message": {"content": "private"}, "finish_reason": "stop"}],
+                         "usage": {"prompt_tokens": 4, "completion_tokens": 1}}))
+    });
+    let proxy = logging_proxy(&upstream.url, logs.path(), &[("LOG_BODIES", "false")]);
+    let response = client()
+        .post(proxy.at("/v1/chat/completions?api_key=sk-in-the-query&limit=1"))
+        .send_json(&chat_body(false))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let record = wait_for_records(logs.path(), 1).await.remove(0);
+    assert!(
+        record["request_body"].is_null() && record.get("response").is_none() && record.get("response_body").is_none()
+    );
+    assert_eq!((record["prompt_tokens"].as_u64(), record["finish_reason"].as_str()), (Some(4), Some("stop")));
+    assert_eq!((record["model"].as_str(), record["provider"].as_str()), (Some("llama-3.3-70b"), Some("cerebras")));
+    assert_eq!(record["query"], "api_key=[redacted]&limit=1");
+    let file = today_file(logs.path());
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(file.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+    assert!(!std::fs::read_to_string(&file).unwrap().contains("private"), "no body, not even the answer's text");
 }

@@ -253,9 +253,9 @@ impl Handler<Report> for KeyRotator {
             let name = this.pool.grant(msg.index).name;
             this.metrics.key_cooldowns.with_label_values(&[&*name]).inc();
             log::warn!(
-                "event=key_cooldown key={name} seconds={:.1} verdict={:?}",
+                "event=key_cooldown key={name} seconds={:.1} reason={:?}",
                 (until - now).as_secs_f64(),
-                msg.verdict
+                msg.verdict.reason().to_string()
             );
             ctx.run_later(until - now, |this, _| this.wake_waiters());
         });

@@ -4,8 +4,9 @@
 //! finds it full drops the record. Past `LOG_MAX_DAY_BYTES` in a day, records keep their
 //! metadata and lose their bodies.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,6 +48,8 @@ pub struct LogFiles {
     pub queue_capacity: usize,
     /// Bytes a day's file may hold with bodies (`LOG_MAX_DAY_BYTES`).
     pub max_day_bytes: u64,
+    /// Whether records keep their bodies at all (`LOG_BODIES`).
+    pub bodies: bool,
 }
 
 /// Today's file and how many bytes it holds.
@@ -73,8 +76,9 @@ impl LoggerActor {
         let date = Utc::now().date_naive();
         if self.today.as_ref().is_none_or(|day| day.date != date) {
             let folder = self.files.dir.join(date.format("%Y-%m-%d").to_string());
-            std::fs::create_dir_all(&folder)?;
-            let file = OpenOptions::new().create(true).append(true).open(folder.join("requests.jsonl"))?;
+            // Records hold prompts and answers: for the proxy's user alone.
+            DirBuilder::new().recursive(true).mode(0o700).create(&folder)?;
+            let file = OpenOptions::new().create(true).append(true).mode(0o600).open(folder.join("requests.jsonl"))?;
             // A restart on the same day goes on counting from what the file holds.
             let written = file.metadata()?.len();
             // A BufWriter writes whole buffers or whole oversized records, so each record is
@@ -86,14 +90,14 @@ impl LoggerActor {
     }
 
     fn write(&mut self, record: &RequestLog) -> std::io::Result<()> {
-        let max_day_bytes = self.files.max_day_bytes;
+        let (max_day_bytes, keep_bodies) = (self.files.max_day_bytes, self.files.bodies);
         let day = self.day()?;
-        let bodies = day.written < max_day_bytes;
+        let bodies = keep_bodies && day.written < max_day_bytes;
         let mut line = Vec::with_capacity(record.weight());
         record.write_json(Instant::now(), bodies, &mut line)?;
         day.file.write_all(&line)?;
         day.written += line.len() as u64;
-        if !bodies {
+        if keep_bodies && !bodies {
             self.bodies_omitted.inc();
         }
         Ok(())
@@ -193,7 +197,13 @@ mod tests {
         for name in [day(0), day(1), day(2), day(10), "not-a-date".to_owned()] {
             std::fs::create_dir_all(dir.path().join(name)).unwrap();
         }
-        let files = LogFiles { dir: dir.path().to_owned(), retention_days: 2, queue_capacity: 16, max_day_bytes: 1 };
+        let files = LogFiles {
+            dir: dir.path().to_owned(),
+            retention_days: 2,
+            queue_capacity: 16,
+            max_day_bytes: 1,
+            bodies: true,
+        };
         let gauge = prometheus::IntGauge::new("queued", "test").unwrap();
         let omitted = IntCounter::new("omitted", "test").unwrap();
         LoggerActor::new(files, Arc::new(QueuedBytes::new(gauge)), omitted).prune();

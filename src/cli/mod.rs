@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
+use crate::log_format::LogFormat;
 use crate::server;
 
 #[derive(Parser)]
@@ -32,7 +33,16 @@ pub fn main() -> ExitCode {
         eprintln!("glm-proxy: {problem}");
         return ExitCode::from(2);
     }
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let format = match LogFormat::from_env() {
+        Ok(format) => format,
+        Err(problem) => {
+            eprintln!("glm-proxy: {problem}");
+            return ExitCode::from(2);
+        }
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format(move |out, record| format.write(out, record))
+        .init();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(),
         Command::Keys(args) => keys::run(args),

@@ -4,6 +4,7 @@
 pub mod keys;
 pub mod schema;
 
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use diesel::connection::SimpleConnection;
@@ -62,8 +63,13 @@ pub fn open_existing(path: &Path) -> Result<SqliteConnection, DbError> {
 /// Opens the database, creating it and its folder on first use, and brings the schema up to
 /// date. WAL and a busy timeout let the CLI write while a server runs.
 pub fn open(path: &Path) -> Result<SqliteConnection, DbError> {
+    let folder_error = |source| DbError::Folder { path: path.to_owned(), source };
     if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(folder).map_err(|source| DbError::Folder { path: path.to_owned(), source })?;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(folder).map_err(folder_error)?;
+    }
+    // Key hashes are the proxy user's alone; SQLite gives its journal files the same mode.
+    if !path.exists() {
+        std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path).map_err(folder_error)?;
     }
     let url = path.to_string_lossy();
     let mut conn =

@@ -129,7 +129,8 @@ impl Dispatcher {
             probe.settle();
         }
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-        log::debug!("event=attempt target={} fault={fault:?} ms={duration_ms:.1}", target.source.target());
+        let outcome = reason.as_ref().map_or_else(|| "answered".to_owned(), Reason::to_string);
+        log::debug!("event=attempt target={} outcome={outcome:?} ms={duration_ms:.1}", target.source.target());
         trail.attempts.push(AttemptLog {
             provider: provider.name(),
             key: target.source.key_name.clone(),

@@ -117,7 +117,7 @@ impl Dispatcher {
     ) -> Result<HttpResponse, ProxyError> {
         let plan = plan(&self.routing, outgoing.chat);
         if plan.reason != RouteReason::Default {
-            log::info!("event=routed reason={:?}", plan.reason);
+            log::info!("event=routed reason={}", plan.reason.label());
             self.router.do_send(ProviderEvent::Routed(plan.reason));
         }
         for (position, step) in plan.steps.iter().enumerate() {

@@ -24,7 +24,12 @@ pub struct Trail {
 
 impl Trail {
     pub fn fail(&mut self, source: &Source, reason: Reason) {
-        log::warn!("event=attempt_failed target={} reason={:?}", source.target(), reason.to_string());
+        log::warn!(
+            "event=attempt_failed target={} reason={:?} kind={}",
+            source.target(),
+            reason.to_string(),
+            reason.label()
+        );
         self.failures.push(AttemptFailure { target: source.target(), reason });
     }
 

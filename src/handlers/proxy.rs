@@ -15,12 +15,13 @@ use crate::actors::upstream_router::ProviderEvent;
 use crate::body_budget::BodyPermit;
 use crate::dispatch::{is_event_stream, Outgoing, Source};
 use crate::error::ProxyError;
-use crate::logging::record::{AttemptLog, BodyCopy, RequestLog};
+use crate::logging::record::{Answerer, AttemptLog, BodyCopy, RequestLog};
 use crate::logging::sink::LogSink;
 use crate::logging::tap::TappedBody;
 use crate::metrics::{MeteredBody, Metrics};
 use crate::request_id::RequestId;
 use crate::state::AppState;
+use crate::transform::answer_tail::Tail;
 use crate::transform::chat_view::ChatView;
 use crate::transform::token_estimate::ChatFacts;
 use crate::transform::tool_repair::{needs_repair, repair, Repairs};
@@ -44,6 +45,7 @@ pub async fn forward(
             error.error_response()
         }
     };
+    journal.ttfb = started.1.elapsed();
     let response = fit_to_version(&request, response);
     let response = metered(response, journal.answered_by.as_ref(), &state.metrics, started.1);
     match &state.logs {
@@ -91,6 +93,8 @@ struct Journal {
     model: Option<Arc<str>>,
     /// Who gave the answer the client got; `None` for the proxy's own.
     answered_by: Option<Source>,
+    /// From arrival to the answer's head.
+    ttfb: std::time::Duration,
 }
 
 async fn proxy(
@@ -150,20 +154,29 @@ fn log_response(
     sink: Arc<LogSink>,
 ) -> HttpResponse {
     let id = request.extensions().get::<RequestId>().map_or_else(|| Arc::from(""), |id| id.0.clone());
+    let answerer = journal.answered_by.map_or_else(Answerer::default, |source| Answerer {
+        provider: Some(source.provider.name()),
+        key: source.key_name,
+        model: source.model,
+    });
     let record = RequestLog {
         id,
         started_at,
         started,
+        ttfb_ms: journal.ttfb.as_secs_f64() * 1000.0,
         client: journal.client,
         method: request.method().to_string(),
         path: request.path().to_owned(),
         query: request.query_string().to_owned(),
+        model: journal.model,
+        answerer,
         request_headers: request.headers().clone(),
         request_body: journal.body,
         attempts: journal.attempts,
         status: response.status().as_u16(),
         response_headers: response.headers().clone(),
         response_body: BodyCopy::default(),
+        response_tail: Tail::default(),
         incomplete: false,
     };
     response.map_body(|_, body| BoxBody::new(TappedBody::new(body, record, sink)))

@@ -41,7 +41,7 @@ impl QueuedBytes {
 
 impl LogSink {
     /// `dropped` counts the records there was no room for; `body_limit` is how much of each
-    /// body a record keeps (`LOG_BODY_MAX_BYTES`).
+    /// body a record keeps (`LOG_BODY_MAX_BYTES`, 0 with `LOG_BODIES=false`).
     pub fn new(
         logger: Addr<LoggerActor>,
         dropped: IntCounter,

@@ -10,12 +10,15 @@ use bytes::{Bytes, BytesMut};
 
 use super::record::{BodyCopy, RequestLog};
 use super::sink::LogSink;
+use crate::transform::answer_tail::Tail;
 
 pub struct TappedBody {
     body: BoxBody,
     /// The start of what the client received, up to the sink's body limit.
     copy: BytesMut,
     length: usize,
+    /// Its end, which holds the usage and the finish reason.
+    tail: Tail,
     record: Option<RequestLog>,
     sink: Arc<LogSink>,
     ended: bool,
@@ -23,7 +26,7 @@ pub struct TappedBody {
 
 impl TappedBody {
     pub fn new(body: BoxBody, record: RequestLog, sink: Arc<LogSink>) -> Self {
-        Self { body, copy: BytesMut::new(), length: 0, record: Some(record), sink, ended: false }
+        Self { body, copy: BytesMut::new(), length: 0, tail: Tail::default(), record: Some(record), sink, ended: false }
     }
 }
 
@@ -40,6 +43,7 @@ impl MessageBody for TappedBody {
         match &polled {
             Poll::Ready(Some(Ok(chunk))) => {
                 BodyCopy::extend(&mut this.copy, &mut this.length, chunk, this.sink.body_limit());
+                this.tail.push(chunk);
             }
             Poll::Ready(None) => this.ended = true,
             _ => {}
@@ -52,6 +56,7 @@ impl Drop for TappedBody {
     fn drop(&mut self) {
         if let Some(mut record) = self.record.take() {
             record.response_body = BodyCopy { kept: std::mem::take(&mut self.copy).freeze(), length: self.length };
+            record.response_tail = std::mem::take(&mut self.tail);
             record.incomplete = !self.ended;
             self.sink.submit(record);
         }

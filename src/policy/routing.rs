@@ -26,6 +26,17 @@ pub enum RouteReason {
     Images,
 }
 
+impl RouteReason {
+    /// The reason's name in logs and `/_status`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::TooLong => "too_long",
+            Self::Images => "images",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub steps: Vec<Step>,
