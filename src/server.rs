@@ -18,7 +18,7 @@ use crate::config::{Config, ConfigError};
 use crate::db::{self, DbError};
 use crate::dispatch::Dispatcher;
 use crate::handlers::{proxy, status};
-use crate::logging::sink::{LogSink, QueuedBytes};
+use crate::logging::sink::{LogQueue, LogSink};
 use crate::metrics::Metrics;
 use crate::policy::circuit::CircuitView;
 use crate::policy::key_pool::Cooldowns;
@@ -85,20 +85,19 @@ fn start_logs(config: &Config, metrics: &Metrics) -> Option<Arc<LogSink>> {
     let files = LogFiles {
         dir: config.log_dir.clone(),
         retention_days: config.log_retention_days,
-        queue_capacity: config.log_queue_capacity,
         max_day_bytes: config.log_limits.max_day_bytes,
         bodies: config.log_limits.bodies,
     };
-    let queued = Arc::new(QueuedBytes::new(metrics.log_queue_bytes.clone()));
-    let (writing, omitted) = (queued.clone(), metrics.log_bodies_omitted.clone());
-    let logger = Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-        LoggerActor::new(files.clone(), writing.clone(), omitted.clone())
-    });
     let limits = &config.log_limits;
-    let dropped = metrics.log_records_dropped.clone();
+    let queue =
+        Arc::new(LogQueue::new(config.log_queue_capacity, limits.max_queue_bytes, metrics.log_queue_bytes.clone()));
+    let (draining, omitted) = (queue.clone(), metrics.log_bodies_omitted.clone());
+    let logger = Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+        LoggerActor::new(files.clone(), draining.clone(), omitted.clone())
+    });
     // Without bodies, none is even copied.
     let body_limit = if limits.bodies { limits.max_body_bytes } else { 0 };
-    Some(Arc::new(LogSink::new(logger, dropped, queued, limits.max_queue_bytes, body_limit)))
+    Some(Arc::new(LogSink::new(logger, queue, metrics.log_records_dropped.clone(), body_limit)))
 }
 
 /// How often usage is flushed and the key cache reloaded: revocations land within two.

@@ -1,15 +1,15 @@
 //! `LoggerActor`: writes request records as JSON Lines, one file per day
-//! (`LOG_DIR/YYYY-MM-DD/requests.jsonl`), buffered and flushed every 200 ms, on its own thread,
-//! and deletes day folders older than `LOG_RETENTION_DAYS`. Its mailbox is bounded: a sink that
-//! finds it full drops the record. Past `LOG_MAX_DAY_BYTES` in a day, records keep their
-//! metadata and lose their bodies.
+//! (`LOG_DIR/YYYY-MM-DD/requests.jsonl`), on its own thread: it drains the sink's bounded queue
+//! every 100 ms (or as soon as the queue is half full), writes the records in one batch and
+//! flushes. It deletes day folders older than `LOG_RETENTION_DAYS`. Past `LOG_MAX_DAY_BYTES` in a
+//! day, records keep their metadata and lose their bodies.
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{NaiveDate, Utc};
@@ -17,22 +17,19 @@ use prometheus::IntCounter;
 
 use super::supervision::{guarded, ActorFault, Named};
 use crate::logging::record::RequestLog;
-use crate::logging::sink::QueuedBytes;
+use crate::logging::sink::LogQueue;
 
 /// How often old day folders are looked for, besides at start and at midnight.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 /// Records are buffered and written in batches: one write per record cost a syscall each.
 const WRITE_BUFFER: usize = 256 * 1024;
-/// The longest a record waits in the buffer, so `tail -f` stays close to live.
-const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+/// The longest a record waits in the queue, so `tail -f` stays close to live.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
 
-/// A record to write; `weight` is what it counts for in the queue's byte bound.
+/// Drain the queue now: it is half full.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct WriteRecord {
-    pub record: Box<RequestLog>,
-    pub weight: usize,
-}
+pub struct Drain;
 
 /// Answered once every record queued before it is written: for graceful shutdown.
 #[derive(Message)]
@@ -44,8 +41,6 @@ pub struct Flush;
 pub struct LogFiles {
     pub dir: PathBuf,
     pub retention_days: u32,
-    /// Records waiting for the writer (`LOG_QUEUE_CAPACITY`).
-    pub queue_capacity: usize,
     /// Bytes a day's file may hold with bodies (`LOG_MAX_DAY_BYTES`).
     pub max_day_bytes: u64,
     /// Whether records keep their bodies at all (`LOG_BODIES`).
@@ -61,14 +56,29 @@ struct Day {
 
 pub struct LoggerActor {
     files: LogFiles,
-    queued: Arc<QueuedBytes>,
+    queue: Arc<LogQueue>,
     bodies_omitted: IntCounter,
     today: Option<Day>,
 }
 
 impl LoggerActor {
-    pub fn new(files: LogFiles, queued: Arc<QueuedBytes>, bodies_omitted: IntCounter) -> Self {
-        Self { files, queued, bodies_omitted, today: None }
+    pub fn new(files: LogFiles, queue: Arc<LogQueue>, bodies_omitted: IntCounter) -> Self {
+        Self { files, queue, bodies_omitted, today: None }
+    }
+
+    /// Writes every queued record, then flushes the file.
+    fn drain(&mut self) {
+        for record in self.queue.take() {
+            if let Err(error) = self.write(&record) {
+                log::warn!(
+                    "event=log_write_failed dir={:?} error={:?}",
+                    self.files.dir.display().to_string(),
+                    error.to_string()
+                );
+                self.today = None;
+            }
+        }
+        self.flush();
     }
 
     /// Today's file, opened (and its folder made) on the first record of each day.
@@ -94,7 +104,7 @@ impl LoggerActor {
         let day = self.day()?;
         let bodies = keep_bodies && day.written < max_day_bytes;
         let mut line = Vec::with_capacity(record.weight());
-        record.write_json(Instant::now(), bodies, &mut line)?;
+        record.write_json(bodies, &mut line)?;
         day.file.write_all(&line)?;
         day.written += line.len() as u64;
         if keep_bodies && !bodies {
@@ -150,30 +160,26 @@ impl Actor for LoggerActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(self.files.queue_capacity);
         self.prune();
         ctx.run_interval(PRUNE_INTERVAL, |this, _| this.prune());
-        ctx.run_interval(FLUSH_INTERVAL, |this, _| this.flush());
+        ctx.run_interval(DRAIN_INTERVAL, |this, ctx| {
+            let _ = guarded(this, ctx, |this, _| this.drain());
+        });
     }
 }
 
-/// The file is reopened after a restart; records in the mailbox are kept.
+/// The file is reopened after a restart; queued records are kept.
 impl Supervised for LoggerActor {
     fn restarting(&mut self, _: &mut Context<Self>) {
         self.today = None;
     }
 }
 
-impl Handler<WriteRecord> for LoggerActor {
+impl Handler<Drain> for LoggerActor {
     type Result = ();
 
-    fn handle(&mut self, msg: WriteRecord, ctx: &mut Context<Self>) {
-        let written = guarded(self, ctx, |this, _| this.write(&msg.record));
-        self.queued.release(msg.weight);
-        if let Ok(Err(error)) = written {
-            log::warn!("event=log_write_failed error={error}");
-            self.today = None;
-        }
+    fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) {
+        let _ = guarded(self, ctx, |this, _| this.drain());
     }
 }
 
@@ -181,7 +187,7 @@ impl Handler<Flush> for LoggerActor {
     type Result = Result<(), ActorFault>;
 
     fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(self, ctx, |this, _| this.flush())
+        guarded(self, ctx, |this, _| this.drain())
     }
 }
 
@@ -197,16 +203,10 @@ mod tests {
         for name in [day(0), day(1), day(2), day(10), "not-a-date".to_owned()] {
             std::fs::create_dir_all(dir.path().join(name)).unwrap();
         }
-        let files = LogFiles {
-            dir: dir.path().to_owned(),
-            retention_days: 2,
-            queue_capacity: 16,
-            max_day_bytes: 1,
-            bodies: true,
-        };
+        let files = LogFiles { dir: dir.path().to_owned(), retention_days: 2, max_day_bytes: 1, bodies: true };
         let gauge = prometheus::IntGauge::new("queued", "test").unwrap();
         let omitted = IntCounter::new("omitted", "test").unwrap();
-        LoggerActor::new(files, Arc::new(QueuedBytes::new(gauge)), omitted).prune();
+        LoggerActor::new(files, Arc::new(LogQueue::new(16, 1 << 20, gauge)), omitted).prune();
         let mut left: Vec<String> =
             std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         left.sort();

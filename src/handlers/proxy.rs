@@ -11,17 +11,18 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
+use super::answer_body::AnswerBody;
 use crate::actors::upstream_router::ProviderEvent;
 use crate::body_budget::BodyPermit;
 use crate::dispatch::{is_event_stream, Outgoing, Source};
 use crate::error::ProxyError;
 use crate::logging::record::{Answerer, AttemptLog, BodyCopy, RequestLog};
+use crate::logging::redact::HeaderList;
 use crate::logging::sink::LogSink;
-use crate::logging::tap::TappedBody;
-use crate::metrics::{MeteredBody, Metrics};
+use crate::logging::tap::Tap;
+use crate::metrics::{Meter, Metrics};
 use crate::request_id::RequestId;
 use crate::state::AppState;
-use crate::transform::answer_tail::Tail;
 use crate::transform::chat_view::ChatView;
 use crate::transform::token_estimate::ChatFacts;
 use crate::transform::tool_repair::{needs_repair, repair, Repairs};
@@ -47,11 +48,9 @@ pub async fn forward(
     };
     journal.ttfb = started.1.elapsed();
     let response = fit_to_version(&request, response);
-    let response = metered(response, journal.answered_by.as_ref(), &state.metrics, started.1);
-    match &state.logs {
-        Some(sink) => log_response(&request, response, journal, started, sink.clone()),
-        None => response,
-    }
+    let meter = meter(&response, journal.answered_by.as_ref(), &state.metrics, started.1);
+    let tap = state.logs.as_ref().map(|sink| tap(&request, &response, journal, started, sink.clone()));
+    response.map_body(|_, body| BoxBody::new(AnswerBody::new(body, meter, tap)))
 }
 
 /// HTTP/1.0 has no chunked encoding (RFC 9112 §6.1): a body of unknown length, such as a
@@ -66,12 +65,7 @@ fn fit_to_version(request: &HttpRequest, mut response: HttpResponse) -> HttpResp
 
 /// Counts the answer by provider (`proxy` for the proxy's own) and status, and keeps it in
 /// flight until its body is done.
-fn metered(
-    response: HttpResponse,
-    answered_by: Option<&Source>,
-    metrics: &Arc<Metrics>,
-    started: Instant,
-) -> HttpResponse {
+fn meter(response: &HttpResponse, answered_by: Option<&Source>, metrics: &Arc<Metrics>, started: Instant) -> Meter {
     let provider = answered_by.map_or("proxy", |source| source.provider.name());
     metrics.requests.with_label_values(&[provider, response.status().as_str()]).inc();
     let stream = is_event_stream(response.headers());
@@ -79,8 +73,7 @@ fn metered(
     let tokens = answered_by
         .filter(|_| response.status().is_success())
         .map(|source| metrics.model_label(source.model.as_deref().unwrap_or_default()));
-    let metrics = metrics.clone();
-    response.map_body(|_, body| BoxBody::new(MeteredBody::new(body, metrics, provider, started, stream, tokens)))
+    Meter::new(metrics.clone(), provider, started, stream, tokens)
 }
 
 /// What the log and the metrics need that only the request's processing learns.
@@ -145,14 +138,14 @@ async fn proxy(
     dispatched.result
 }
 
-/// Attaches the request's record to the response body, which sends it when the client has it all.
-fn log_response(
+/// The request's record, to go to the sink when the client has the whole answer.
+fn tap(
     request: &HttpRequest,
-    response: HttpResponse,
+    response: &HttpResponse,
     journal: Journal,
     (started_at, started): (SystemTime, Instant),
     sink: Arc<LogSink>,
-) -> HttpResponse {
+) -> Tap {
     let id = request.extensions().get::<RequestId>().map_or_else(|| Arc::from(""), |id| id.0.clone());
     let answerer = journal.answered_by.map_or_else(Answerer::default, |source| Answerer {
         provider: Some(source.provider.name()),
@@ -165,21 +158,22 @@ fn log_response(
         started,
         ttfb_ms: journal.ttfb.as_secs_f64() * 1000.0,
         client: journal.client,
-        method: request.method().to_string(),
-        path: request.path().to_owned(),
-        query: request.query_string().to_owned(),
+        method: request.method().clone(),
+        uri: request.uri().clone(),
         model: journal.model,
         answerer,
-        request_headers: request.headers().clone(),
+        request_headers: if sink.bodies() { HeaderList::of(request.headers()) } else { HeaderList::default() },
         request_body: journal.body,
         attempts: journal.attempts,
         status: response.status().as_u16(),
-        response_headers: response.headers().clone(),
+        response_headers: if sink.bodies() { HeaderList::of(response.headers()) } else { HeaderList::default() },
         response_body: BodyCopy::default(),
-        response_tail: Tail::default(),
+        usage: None,
+        finish_reason: None,
+        finished: None,
         incomplete: false,
     };
-    response.map_body(|_, body| BoxBody::new(TappedBody::new(body, record, sink)))
+    Tap::new(record, sink)
 }
 
 /// The path below the provider's base URL: a leading `/v1` segment is dropped, since base

@@ -3,6 +3,7 @@
 //! request may be shown, and the answer as a record shows it.
 
 pub mod answer;
+pub mod json_line;
 pub mod record;
 pub mod redact;
 pub mod sink;

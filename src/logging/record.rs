@@ -4,16 +4,16 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use actix_web::http::header::{HeaderMap, CONTENT_TYPE};
-use bytes::{Bytes, BytesMut};
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::http::{Method, Uri};
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use serde::ser::Serializer;
-use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::answer::Message;
-use super::redact::{self, Headers};
-use crate::transform::answer_tail::Tail;
+use super::json_line::JsonObject;
+use super::redact::{self, headers, HeaderList};
+use crate::transform::answer_tail::Usage;
 
 /// One attempt at an upstream, as the log shows it.
 #[derive(Debug, Clone)]
@@ -43,20 +43,23 @@ pub struct RequestLog {
     pub ttfb_ms: f64,
     /// The client key's name, never the key.
     pub client: Option<Arc<str>>,
-    pub method: String,
-    pub path: String,
-    pub query: String,
+    pub method: Method,
+    /// The request's path and query (a shared copy, not a new string).
+    pub uri: Uri,
     /// The `model` the client asked for.
     pub model: Option<Arc<str>>,
     pub answerer: Answerer,
-    pub request_headers: HeaderMap,
+    pub request_headers: HeaderList,
     pub request_body: BodyCopy,
     pub attempts: Vec<AttemptLog>,
     pub status: u16,
-    pub response_headers: HeaderMap,
+    pub response_headers: HeaderList,
     pub response_body: BodyCopy,
-    /// The end of the answer: its token usage and finish reason.
-    pub response_tail: Tail,
+    /// What the answer reports, from its end.
+    pub usage: Option<Usage>,
+    pub finish_reason: Option<String>,
+    /// When the client had the whole answer (or left): records are written later, in batches.
+    pub finished: Option<Instant>,
     /// Set when the response body ended early (client gone, upstream broke).
     pub incomplete: bool,
 }
@@ -76,13 +79,6 @@ impl BodyCopy {
         Self { kept, length: body.len() }
     }
 
-    /// Adds a piece of a body as it streams by, keeping what fits under `limit`.
-    pub fn extend(copy: &mut BytesMut, length: &mut usize, chunk: &[u8], limit: usize) {
-        *length += chunk.len();
-        let room = limit.saturating_sub(copy.len());
-        copy.extend_from_slice(&chunk[..chunk.len().min(room)]);
-    }
-
     fn cut(&self) -> bool {
         self.kept.len() < self.length
     }
@@ -96,158 +92,102 @@ impl RequestLog {
     }
 
     /// Appends the record as one JSON line: secrets redacted, JSON bodies embedded as JSON,
-    /// a chat completion's answer assembled into its message. Serialised straight from the
-    /// record, with no intermediate JSON tree. Without `bodies`, the record keeps its
-    /// metadata only (`LOG_BODIES=false`, or the day's size cap is reached).
-    pub fn write_json(&self, finished: Instant, bodies: bool, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    /// a chat completion's answer assembled into its message. Without `bodies`, the record keeps
+    /// its metadata only (`LOG_BODIES=false`, or the day's size cap is reached).
+    pub fn write_json(&self, bodies: bool, out: &mut Vec<u8>) -> serde_json::Result<()> {
         let started_at: DateTime<Utc> = self.started_at.into();
-        let usage = self.response_tail.usage();
-        let (response, response_body) = match bodies {
-            true => self.answer(),
-            false => (None, Body(&EMPTY)),
-        };
-        let line = Line {
-            request_id: &self.id,
-            started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            duration_ms: round((finished - self.started).as_secs_f64() * 1000.0),
-            ttfb_ms: round(self.ttfb_ms),
-            client: self.client.as_deref(),
-            method: &self.method,
-            path: &self.path,
-            query: redact::query(&self.query),
-            model: self.model.as_deref(),
-            provider: self.answerer.provider,
-            upstream_model: self.answerer.model.as_deref(),
-            key: self.answerer.key.as_deref(),
-            status: self.status,
-            prompt_tokens: usage.map(|u| u.prompt_tokens),
-            completion_tokens: usage.map(|u| u.completion_tokens),
-            finish_reason: self.response_tail.finish_reason(),
-            attempts: self
-                .attempts
-                .iter()
-                .map(|a| Attempt {
-                    provider: a.provider,
-                    key: a.key.as_deref(),
-                    status: a.status,
-                    error: a.error.as_deref(),
-                    duration_ms: round(a.duration_ms),
-                })
-                .collect(),
-            request_headers: Headers(&self.request_headers),
-            request_body: Body(if bodies { &self.request_body.kept } else { &EMPTY }),
-            request_body_bytes: self.request_body.length,
-            request_body_cut: self.request_body.cut().then_some(true),
-            response_headers: Headers(&self.response_headers),
-            response,
-            response_body,
-            response_body_bytes: self.response_body.length,
-            response_body_cut: self.response_body.cut().then_some(true),
-            response_complete: !self.incomplete,
-            bodies_omitted: (!bodies).then_some(true),
-        };
-        serde_json::to_writer(&mut *out, &line)?;
+        let duration = self.finished.unwrap_or_else(Instant::now) - self.started;
+        let mut line = JsonObject::new(out);
+        line.str("request_id", &self.id);
+        line.str("started_at", &started_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+        line.milliseconds("duration_ms", duration.as_secs_f64() * 1000.0);
+        line.milliseconds("ttfb_ms", self.ttfb_ms);
+        line.opt_str("client", self.client.as_deref());
+        line.str("method", self.method.as_str());
+        line.str("path", self.uri.path());
+        line.str("query", &redact::query(self.uri.query().unwrap_or_default()));
+        line.opt_str("model", self.model.as_deref());
+        line.opt_str("provider", self.answerer.provider);
+        line.opt_str("upstream_model", self.answerer.model.as_deref());
+        line.opt_str("key", self.answerer.key.as_deref());
+        line.number("status", Some(u64::from(self.status)));
+        line.number("prompt_tokens", self.usage.map(|u| u.prompt_tokens));
+        line.number("completion_tokens", self.usage.map(|u| u.completion_tokens));
+        line.opt_str("finish_reason", self.finish_reason.as_deref());
+        line.array("attempts", &self.attempts, |object, attempt| {
+            object.str("provider", attempt.provider);
+            object.opt_str("key", attempt.key.as_deref());
+            object.number("status", attempt.status.map(u64::from));
+            object.opt_str("error", attempt.error.as_deref());
+            object.milliseconds("duration_ms", attempt.duration_ms);
+        });
+        // Headers are diagnostics that go with the bodies: metadata-only records stay small.
+        if bodies {
+            line.object("request_headers", |object| headers(object, &self.request_headers));
+        }
+        body(&mut line, "request_body", if bodies { &self.request_body.kept } else { &EMPTY })?;
+        line.number("request_body_bytes", Some(self.request_body.length as u64));
+        if bodies && self.request_body.cut() {
+            line.raw("request_body_cut", "true");
+        }
+        if bodies {
+            line.object("response_headers", |object| headers(object, &self.response_headers));
+        }
+        if bodies {
+            match self.answer() {
+                Some(message) => line.value("response", &message)?,
+                None => body(&mut line, "response_body", &self.response_body.kept)?,
+            }
+            if self.response_body.cut() {
+                line.raw("response_body_cut", "true");
+            }
+        }
+        line.number("response_body_bytes", Some(self.response_body.length as u64));
+        line.raw("response_complete", if self.incomplete { "false" } else { "true" });
+        if !bodies {
+            line.raw("bodies_omitted", "true");
+        }
+        line.end();
         out.push(b'\n');
         Ok(())
     }
 
-    /// A successful chat completion's answer as its message, else the body as it came.
-    fn answer(&self) -> (Option<Message>, Body<'_>) {
+    /// A successful chat completion's answer as its message, streamed or not.
+    fn answer(&self) -> Option<Message> {
         let body = &self.response_body.kept;
-        let success = (200..300).contains(&self.status);
+        if !(200..300).contains(&self.status) {
+            return None;
+        }
         let stream =
-            self.response_headers.get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-        let message = match (success, stream) {
-            (true, true) => Message::from_stream(body),
-            (true, false) => Message::from_completion(body),
-            (false, _) => None,
-        };
-        match message {
-            Some(message) => (Some(message), Body(&EMPTY)),
-            None => (None, Body(body)),
+            self.response_headers.get(&CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        if stream {
+            Message::from_stream(body)
+        } else {
+            Message::from_completion(body)
         }
     }
-}
-
-#[derive(Serialize)]
-struct Line<'a> {
-    request_id: &'a str,
-    started_at: String,
-    duration_ms: f64,
-    ttfb_ms: f64,
-    client: Option<&'a str>,
-    method: &'a str,
-    path: &'a str,
-    query: String,
-    model: Option<&'a str>,
-    provider: Option<&'a str>,
-    upstream_model: Option<&'a str>,
-    key: Option<&'a str>,
-    status: u16,
-    prompt_tokens: Option<u64>,
-    completion_tokens: Option<u64>,
-    finish_reason: Option<String>,
-    attempts: Vec<Attempt<'a>>,
-    request_headers: Headers<'a>,
-    request_body: Body<'a>,
-    request_body_bytes: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    request_body_cut: Option<bool>,
-    response_headers: Headers<'a>,
-    /// A chat completion's answer, streamed or not, as the message it makes.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    response: Option<Message>,
-    /// Any other answer's body, as it came.
-    #[serde(skip_serializing_if = "Body::is_empty")]
-    response_body: Body<'a>,
-    response_body_bytes: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    response_body_cut: Option<bool>,
-    response_complete: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    bodies_omitted: Option<bool>,
 }
 
 static EMPTY: Bytes = Bytes::new();
 
-#[derive(Serialize)]
-struct Attempt<'a> {
-    provider: &'a str,
-    key: Option<&'a str>,
-    status: Option<u16>,
-    error: Option<&'a str>,
-    duration_ms: f64,
-}
-
-fn round(ms: f64) -> f64 {
-    (ms * 1000.0).round() / 1000.0
-}
-
 /// A body: embedded as JSON when it is JSON (for `jq`), else as text; `null` when empty.
-struct Body<'a>(&'a Bytes);
-
-impl Body<'_> {
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
+fn body(line: &mut JsonObject, key: &str, bytes: &Bytes) -> serde_json::Result<()> {
+    if bytes.is_empty() {
+        line.raw(key, "null");
+        return Ok(());
     }
-}
-
-impl Serialize for Body<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if self.0.is_empty() {
-            return serializer.serialize_none();
-        }
-        match serde_json::from_slice::<&RawValue>(self.0) {
-            Ok(json) => json.serialize(serializer),
-            Err(_) => serializer.serialize_str(&String::from_utf8_lossy(self.0)),
-        }
+    match serde_json::from_slice::<&RawValue>(bytes) {
+        Ok(json) => line.raw(key, json.get()),
+        Err(_) => line.str(key, &String::from_utf8_lossy(bytes)),
     }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::http::header::{HeaderName, HeaderValue};
+    use crate::transform::answer_tail::Tail;
+    use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
     use serde_json::{json, Value};
 
     fn log(
@@ -256,37 +196,38 @@ mod tests {
         response_headers: HeaderMap,
         response_body: &'static [u8],
     ) -> RequestLog {
-        let mut response_tail = Tail::default();
-        response_tail.push(response_body);
+        let mut tail = Tail::default();
+        tail.push(response_body);
         RequestLog {
             id: "r1".into(),
             started_at: SystemTime::now(),
             started: Instant::now(),
             ttfb_ms: 1.5,
             client: Some("ci".into()),
-            method: "POST".into(),
-            path: "/v1/chat/completions".into(),
-            query: "api_key=sk-secret&limit=5".into(),
+            method: Method::POST,
+            uri: Uri::from_static("/v1/chat/completions?api_key=sk-secret&limit=5"),
             model: Some("glm".into()),
             answerer: Answerer {
                 provider: Some("cerebras"),
                 key: Some("key1".into()),
                 model: Some("zai-glm-4.7".into()),
             },
-            request_headers: headers,
+            request_headers: HeaderList::of(&headers),
             request_body: BodyCopy::of(&Bytes::from_static(request_body), 16),
             attempts: vec![],
             status: 200,
-            response_headers,
+            response_headers: HeaderList::of(&response_headers),
             response_body: BodyCopy::of(&Bytes::from_static(response_body), 4096),
-            response_tail,
+            usage: tail.usage(),
+            finish_reason: tail.finish_reason(),
+            finished: None,
             incomplete: false,
         }
     }
 
     fn line(log: &RequestLog, bodies: bool) -> Value {
         let mut line = Vec::new();
-        log.write_json(Instant::now(), bodies, &mut line).unwrap();
+        log.write_json(bodies, &mut line).unwrap();
         assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1, "one line per record");
         serde_json::from_slice(&line).unwrap()
     }

@@ -2,9 +2,10 @@
 //! explicit list, so diagnostics that merely look alike (`x-ratelimit-remaining-tokens-minute`,
 //! which explains a 429) are kept.
 
-use actix_web::http::header::HeaderMap;
-use serde::ser::{SerializeMap, Serializer};
-use serde::Serialize;
+use std::borrow::Cow;
+
+use super::json_line::JsonObject;
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// Headers whose values are credentials.
 const SECRET_HEADERS: [&str; 6] =
@@ -18,12 +19,16 @@ pub const REDACTED: &str = "[redacted]";
 /// Endings that name a credential in headers of the client's own making (`x-session-token`).
 const SECRET_HEADER_ENDINGS: [&str; 4] = ["-token", "-secret", "-password", "-key"];
 
+/// Headers named like a credential that are not one: rate-limit diagnostics (which explain a
+/// 429) and the proxy's own `x-glm-proxy-key`, which holds a key's name.
+const NOT_SECRET_PREFIXES: [&str; 2] = ["x-ratelimit-", "x-glm-proxy-"];
+
 /// Whether a header carries a credential: its value is never written. The listed credential
-/// headers, and headers named like one, except the rate-limit diagnostics.
+/// headers, and headers named like one. `name` is lowercase, as header names are once parsed.
 pub fn is_secret_header(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    SECRET_HEADERS.contains(&name.as_str())
-        || (!name.starts_with("x-ratelimit-") && SECRET_HEADER_ENDINGS.iter().any(|ending| name.ends_with(ending)))
+    SECRET_HEADERS.contains(&name)
+        || (!NOT_SECRET_PREFIXES.iter().any(|prefix| name.starts_with(prefix))
+            && SECRET_HEADER_ENDINGS.iter().any(|ending| name.ends_with(ending)))
 }
 
 fn is_secret_parameter(name: &str) -> bool {
@@ -32,9 +37,10 @@ fn is_secret_parameter(name: &str) -> bool {
 }
 
 /// The query string with the values of secret-looking parameters replaced.
-pub fn query(query: &str) -> String {
-    if !query.split('&').any(|pair| is_secret_parameter(pair.split('=').next().unwrap_or_default())) {
-        return query.to_owned();
+pub fn query(query: &str) -> Cow<'_, str> {
+    if query.is_empty() || !query.split('&').any(|pair| is_secret_parameter(pair.split('=').next().unwrap_or_default()))
+    {
+        return Cow::Borrowed(query);
     }
     let pairs: Vec<String> = query
         .split('&')
@@ -43,31 +49,45 @@ pub fn query(query: &str) -> String {
             _ => pair.to_owned(),
         })
         .collect();
-    pairs.join("&")
+    Cow::Owned(pairs.join("&"))
 }
 
-/// Headers as a JSON object; credentials as `[redacted]`, repeated headers joined with `, `.
-pub struct Headers<'a>(pub &'a HeaderMap);
+/// Headers as a record keeps them: each name and value, in order, shared with the request
+/// (no copy of their bytes, no map to build on the request path).
+#[derive(Debug, Default)]
+pub struct HeaderList(pub Vec<(HeaderName, HeaderValue)>);
 
-impl Serialize for Headers<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(None)?;
-        for name in self.0.keys() {
-            if is_secret_header(name.as_str()) {
-                map.serialize_entry(name.as_str(), REDACTED)?;
-                continue;
+impl HeaderList {
+    pub fn of(headers: &HeaderMap) -> Self {
+        Self(headers.iter().map(|(name, value)| (name.clone(), value.clone())).collect())
+    }
+
+    pub fn get(&self, name: &HeaderName) -> Option<&HeaderValue> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, value)| value)
+    }
+}
+
+/// Writes headers as a JSON object's fields; credentials as `[redacted]`, a repeated
+/// header's values joined with `, `.
+pub fn headers(object: &mut JsonObject, list: &HeaderList) {
+    let pairs = &list.0;
+    let mut at = 0;
+    while let Some((name, _)) = pairs.get(at) {
+        // A header's values come together in a map's iteration.
+        let count = pairs[at..].iter().take_while(|(n, _)| n == name).count();
+        let values = &pairs[at..at + count];
+        if is_secret_header(name.as_str()) {
+            object.str(name.as_str(), REDACTED);
+        } else if let [(_, value)] = values {
+            match value.to_str() {
+                Ok(text) => object.str(name.as_str(), text),
+                Err(_) => object.str(name.as_str(), &String::from_utf8_lossy(value.as_bytes())),
             }
-            let mut values = self.0.get_all(name).map(|v| String::from_utf8_lossy(v.as_bytes()));
-            let first = values.next().unwrap_or_default();
-            match values.next() {
-                None => map.serialize_entry(name.as_str(), &first)?,
-                Some(second) => {
-                    let joined = [first, second].into_iter().chain(values).collect::<Vec<_>>().join(", ");
-                    map.serialize_entry(name.as_str(), &joined)?;
-                }
-            }
+        } else {
+            let values: Vec<_> = values.iter().map(|(_, v)| String::from_utf8_lossy(v.as_bytes())).collect();
+            object.str(name.as_str(), &values.join(", "));
         }
-        map.end()
+        at += count;
     }
 }
 
@@ -77,9 +97,7 @@ mod tests {
 
     #[test]
     fn the_listed_credential_headers_are_secret_and_rate_limit_diagnostics_are_not() {
-        for name in
-            SECRET_HEADERS.iter().copied().chain(["Authorization", "X-Api-Key", "x-session-token", "x-client-secret"])
-        {
+        for name in SECRET_HEADERS.iter().copied().chain(["x-session-token", "x-client-secret"]) {
             assert!(is_secret_header(name), "{name}");
         }
         for name in [

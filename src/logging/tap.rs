@@ -1,64 +1,54 @@
-//! Wraps a response body to keep a copy of what the client receives, and hands the finished
-//! record to the sink when the body ends, or is dropped because the client went away.
+//! A request's record on the way out: it keeps a copy of what the client receives, and goes to
+//! the sink when the answer is done, or the client went away.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::time::Instant;
 
-use actix_web::body::{BodySize, BoxBody, MessageBody};
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
 use super::record::{BodyCopy, RequestLog};
 use super::sink::LogSink;
-use crate::transform::answer_tail::Tail;
+use crate::transform::answer_tail::Usage;
 
-pub struct TappedBody {
-    body: BoxBody,
+/// What the copy of an answer starts with.
+const FIRST_RESERVE: usize = 2048;
+
+pub struct Tap {
     /// The start of what the client received, up to the sink's body limit.
     copy: BytesMut,
     length: usize,
-    /// Its end, which holds the usage and the finish reason.
-    tail: Tail,
-    record: Option<RequestLog>,
+    record: RequestLog,
     sink: Arc<LogSink>,
-    ended: bool,
 }
 
-impl TappedBody {
-    pub fn new(body: BoxBody, record: RequestLog, sink: Arc<LogSink>) -> Self {
-        Self { body, copy: BytesMut::new(), length: 0, tail: Tail::default(), record: Some(record), sink, ended: false }
-    }
-}
-
-impl MessageBody for TappedBody {
-    type Error = Box<dyn std::error::Error>;
-
-    fn size(&self) -> BodySize {
-        self.body.size()
+impl Tap {
+    pub fn new(record: RequestLog, sink: Arc<LogSink>) -> Self {
+        Self { copy: BytesMut::new(), length: 0, record, sink }
     }
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.body).poll_next(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(chunk))) => {
-                BodyCopy::extend(&mut this.copy, &mut this.length, chunk, this.sink.body_limit());
-                this.tail.push(chunk);
-            }
-            Poll::Ready(None) => this.ended = true,
-            _ => {}
+    /// Counts a piece of the answer, and keeps what fits under the sink's body limit.
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.length += chunk.len();
+        let limit = self.sink.body_limit();
+        let piece = &chunk[..chunk.len().min(limit.saturating_sub(self.copy.len()))];
+        if piece.is_empty() {
+            return;
         }
-        polled
-    }
-}
-
-impl Drop for TappedBody {
-    fn drop(&mut self) {
-        if let Some(mut record) = self.record.take() {
-            record.response_body = BodyCopy { kept: std::mem::take(&mut self.copy).freeze(), length: self.length };
-            record.response_tail = std::mem::take(&mut self.tail);
-            record.incomplete = !self.ended;
-            self.sink.submit(record);
+        if self.copy.capacity() == 0 {
+            // A stream's small events would grow the copy from nothing a dozen times.
+            self.copy.reserve(piece.len().max(FIRST_RESERVE).min(limit));
         }
+        self.copy.extend_from_slice(piece);
+    }
+
+    /// Completes the record with what the answer's end said, and hands it over.
+    pub fn finish(self, usage: Option<Usage>, finish_reason: Option<String>, complete: bool) {
+        let Self { copy, length, mut record, sink } = self;
+        record.response_body = BodyCopy { kept: copy.freeze(), length };
+        record.usage = usage;
+        record.finish_reason = finish_reason;
+        record.finished = Some(Instant::now());
+        record.incomplete = !complete;
+        sink.submit(record);
     }
 }

@@ -5,7 +5,7 @@
 //! `MAX_MODEL_LABELS` models), never from free client input. Every family has its samples from
 //! the start ([`Metrics::preset`]), so dashboards and alerts see zeros, not "no data".
 
-mod body;
+mod meter;
 
 use std::collections::HashSet;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -16,7 +16,7 @@ use prometheus::{
     TextEncoder,
 };
 
-pub use self::body::MeteredBody;
+pub use self::meter::Meter;
 use crate::policy::fault::Reason;
 use crate::providers::ProviderKind;
 

@@ -2,7 +2,10 @@
 //! and the finish reason. OpenAI-style answers, streamed (in their last event) or not, put both
 //! near their end, so a few kilobytes of tail are enough and cost the same for any answer.
 
+use std::sync::OnceLock;
+
 use bytes::{Buf, BytesMut};
+use memchr::memmem::Finder;
 use serde::Deserialize;
 
 /// How much of the end is kept.
@@ -31,7 +34,10 @@ impl Tail {
             return;
         }
         // Let the buffer run to twice the tail before dropping its front: a copy per KEEP bytes.
-        if self.bytes.len() + chunk.len() > 2 * KEEP {
+        // It starts at a quarter of the tail, so a stream's small chunks grow it only thrice.
+        if self.bytes.capacity() == 0 {
+            self.bytes.reserve(chunk.len().max(KEEP / 4));
+        } else if self.bytes.len() + chunk.len() > 2 * KEEP {
             let excess = self.bytes.len() + chunk.len() - KEEP;
             self.bytes.advance(excess.min(self.bytes.len()));
         }
@@ -40,30 +46,27 @@ impl Tail {
 
     /// The last `usage` object in the tail, if there is one.
     pub fn usage(&self) -> Option<Usage> {
-        value_after(&self.bytes, b"\"usage\"")
+        static KEY: OnceLock<Finder<'static>> = OnceLock::new();
+        value_after(&self.bytes, KEY.get_or_init(|| Finder::new(b"\"usage\"")))
     }
 
     /// The last non-null `finish_reason` in the tail.
     pub fn finish_reason(&self) -> Option<String> {
-        value_after(&self.bytes, b"\"finish_reason\"")
+        static KEY: OnceLock<Finder<'static>> = OnceLock::new();
+        value_after(&self.bytes, KEY.get_or_init(|| Finder::new(b"\"finish_reason\"")))
     }
 }
 
-/// The JSON value after the last `key` (with its colon) in `bytes` that reads as a `T`.
-fn value_after<T: for<'de> Deserialize<'de>>(bytes: &[u8], key: &[u8]) -> Option<T> {
-    let finder = memchr::memmem::FinderRev::new(key);
-    let mut end = bytes.len();
-    while let Some(at) = finder.rfind(&bytes[..end]) {
-        let rest = bytes[at + key.len()..].trim_ascii_start();
-        if let Some(value) = rest.strip_prefix(b":") {
-            let parsed = serde_json::Deserializer::from_slice(value).into_iter::<T>().next();
-            if let Some(Ok(value)) = parsed {
-                return Some(value);
-            }
-        }
-        end = at;
-    }
-    None
+/// The JSON value after the last `key` (with its colon) in `bytes` that reads as a `T`. The
+/// forward searcher is vectorised, the reverse one is not: finding every occurrence forwards and
+/// trying them from the last costs a fifth of searching backwards. The key's searcher is built
+/// once, since building one costs more than most searches.
+fn value_after<T: for<'de> Deserialize<'de>>(bytes: &[u8], key: &Finder<'static>) -> Option<T> {
+    let found: Vec<usize> = key.find_iter(bytes).collect();
+    found.iter().rev().find_map(|&at| {
+        let value = bytes[at + key.needle().len()..].trim_ascii_start().strip_prefix(b":")?;
+        serde_json::Deserializer::from_slice(value).into_iter::<T>().next()?.ok()
+    })
 }
 
 #[cfg(test)]
