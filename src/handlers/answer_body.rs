@@ -21,7 +21,10 @@ pub struct AnswerBody {
 }
 
 impl AnswerBody {
-    pub fn new(body: BoxBody, meter: Meter, tap: Option<Tap>) -> Self {
+    pub fn new(body: BoxBody, meter: Meter, mut tap: Option<Tap>) -> Self {
+        if let (Some(tap), BodySize::Sized(length)) = (&mut tap, body.size()) {
+            tap.expect(length);
+        }
         let tail = (meter.counts_tokens() || tap.is_some()).then(Tail::default);
         Self { body, meter, tap, tail, ended: false }
     }

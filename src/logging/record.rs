@@ -158,8 +158,7 @@ impl RequestLog {
         if !(200..300).contains(&self.status) {
             return None;
         }
-        let stream =
-            self.response_headers.get(&CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let stream = self.response_headers.get(&CONTENT_TYPE).is_some_and(|v| v.starts_with(b"text/event-stream"));
         if stream {
             Message::from_stream(body)
         } else {

@@ -3,9 +3,11 @@
 //! which explains a 429) are kept.
 
 use std::borrow::Cow;
+use std::ops::Range;
+
+use actix_web::http::header::{HeaderMap, HeaderName};
 
 use super::json_line::JsonObject;
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// Headers whose values are credentials.
 const SECRET_HEADERS: [&str; 6] =
@@ -52,40 +54,48 @@ pub fn query(query: &str) -> Cow<'_, str> {
     Cow::Owned(pairs.join("&"))
 }
 
-/// Headers as a record keeps them: each name and value, in order, shared with the request
-/// (no copy of their bytes, no map to build on the request path).
+/// Headers as a record keeps them: the names, and the values copied into one buffer. Copied,
+/// because a value shared with the request would keep the connection's whole read buffer alive
+/// while the record waits for the writer: about 26 KB a record, 116 MB at 45 k requests/s.
 #[derive(Debug, Default)]
-pub struct HeaderList(pub Vec<(HeaderName, HeaderValue)>);
+pub struct HeaderList {
+    names: Vec<(HeaderName, Range<usize>)>,
+    values: Vec<u8>,
+}
 
 impl HeaderList {
     pub fn of(headers: &HeaderMap) -> Self {
-        Self(headers.iter().map(|(name, value)| (name.clone(), value.clone())).collect())
+        let mut list = Self { names: Vec::with_capacity(headers.len()), values: Vec::new() };
+        for (name, value) in headers {
+            let start = list.values.len();
+            list.values.extend_from_slice(value.as_bytes());
+            list.names.push((name.clone(), start..list.values.len()));
+        }
+        list
     }
 
-    pub fn get(&self, name: &HeaderName) -> Option<&HeaderValue> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, value)| value)
+    /// The first value of `name`.
+    pub fn get(&self, name: &HeaderName) -> Option<&[u8]> {
+        self.names.iter().find(|(n, _)| n == name).map(|(_, range)| &self.values[range.clone()])
     }
 }
 
 /// Writes headers as a JSON object's fields; credentials as `[redacted]`, a repeated
 /// header's values joined with `, `.
 pub fn headers(object: &mut JsonObject, list: &HeaderList) {
-    let pairs = &list.0;
+    let pairs = &list.names;
     let mut at = 0;
     while let Some((name, _)) = pairs.get(at) {
         // A header's values come together in a map's iteration.
         let count = pairs[at..].iter().take_while(|(n, _)| n == name).count();
-        let values = &pairs[at..at + count];
+        let mut values =
+            pairs[at..at + count].iter().map(|(_, range)| String::from_utf8_lossy(&list.values[range.clone()]));
         if is_secret_header(name.as_str()) {
             object.str(name.as_str(), REDACTED);
-        } else if let [(_, value)] = values {
-            match value.to_str() {
-                Ok(text) => object.str(name.as_str(), text),
-                Err(_) => object.str(name.as_str(), &String::from_utf8_lossy(value.as_bytes())),
-            }
+        } else if count == 1 {
+            object.str(name.as_str(), &values.next().unwrap_or_default());
         } else {
-            let values: Vec<_> = values.iter().map(|(_, v)| String::from_utf8_lossy(v.as_bytes())).collect();
-            object.str(name.as_str(), &values.join(", "));
+            object.str(name.as_str(), &values.collect::<Vec<_>>().join(", "));
         }
         at += count;
     }

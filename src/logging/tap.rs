@@ -26,6 +26,13 @@ impl Tap {
         Self { copy: BytesMut::new(), length: 0, record, sink }
     }
 
+    /// Makes room for a body of known length at once: a plain answer's copy is then one
+    /// allocation of its own size.
+    pub fn expect(&mut self, length: u64) {
+        let limit = self.sink.body_limit();
+        self.copy.reserve(usize::try_from(length).unwrap_or(limit).min(limit));
+    }
+
     /// Counts a piece of the answer, and keeps what fits under the sink's body limit.
     pub fn push(&mut self, chunk: &[u8]) {
         self.length += chunk.len();
