@@ -142,6 +142,13 @@ impl Config {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
+    /// `HOST` and `PORT` alone, read as `from_env` reads them: what `glm-proxy health` asks.
+    pub fn listen_address_from_env() -> Result<(String, u16), ConfigError> {
+        let lookup = |name: &str| std::env::var(name).ok();
+        let env = Env(&lookup);
+        Ok((env.string("HOST", "0.0.0.0"), env.parsed("PORT", 18080)?))
+    }
+
     /// Reads configuration through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&lookup);

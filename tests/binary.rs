@@ -224,3 +224,35 @@ fn an_unwritable_log_dir_and_a_taken_port_stop_the_start_with_exit_2() {
     assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot listen on 127.0.0.1:"));
 }
+
+/// `glm-proxy health`, with `HOST` and `PORT` as the container's `HEALTHCHECK` has them.
+async fn health(dir: &std::path::Path, vars: &[(&str, &str)]) -> std::process::Output {
+    let mut health = command(dir, vars);
+    health.args(["health", "--timeout", "5"]);
+    actix_web::rt::task::spawn_blocking(move || health.output().unwrap()).await.unwrap()
+}
+
+#[actix_web::test]
+async fn the_health_command_checks_the_proxy_at_host_and_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = ProxyProcess::start(dir.path(), &[]);
+    let port = proxy.url.rsplit(':').next().unwrap().to_owned();
+    // A wildcard HOST, as in the container, is checked on loopback.
+    let up = health(dir.path(), &[("HOST", "0.0.0.0"), ("PORT", &port)]).await;
+    assert_eq!((up.status.code(), String::from_utf8_lossy(&up.stdout).trim()), (Some(0), "ok"));
+
+    let refusing = common::RefusingPort::new();
+    let down = health(dir.path(), &[("PORT", &refusing.port.to_string())]).await;
+    let stderr = String::from_utf8_lossy(&down.stderr);
+    assert_eq!(down.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!(":{}/health", refusing.port)), "{stderr}");
+
+    let unwell = MockUpstream::start(|_| Reply::status(503, serde_json::json!({"status": "unavailable"})));
+    let unwell_port = unwell.url.trim_end_matches("/v1").rsplit(':').next().unwrap().to_owned();
+    let answered = health(dir.path(), &[("HOST", "127.0.0.1"), ("PORT", &unwell_port)]).await;
+    assert_eq!(answered.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&answered.stderr).contains("answered 503"));
+
+    let misconfigured = health(dir.path(), &[("PORT", "eighty")]).await;
+    assert_eq!(misconfigured.status.code(), Some(2));
+}

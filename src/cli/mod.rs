@@ -1,5 +1,6 @@
-//! The command line: `glm-proxy [serve]` and `glm-proxy keys ...`.
+//! The command line: `glm-proxy [serve]`, `glm-proxy keys ...` and `glm-proxy health`.
 
+mod health;
 mod keys;
 
 use std::process::ExitCode;
@@ -23,6 +24,8 @@ enum Command {
     Serve,
     /// Manage client API keys (used when ENABLE_INCOMING_AUTH=true).
     Keys(keys::KeysArgs),
+    /// Check that the proxy at HOST:PORT answers /health (exit 0), for container health checks.
+    Health(health::HealthArgs),
 }
 
 /// Runs the program; the exit code is 0 on a clean stop, 2 on bad configuration (an address
@@ -46,6 +49,7 @@ pub fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(),
         Command::Keys(args) => keys::run(args),
+        Command::Health(args) => health::run(args),
     }
 }
 
