@@ -4,8 +4,10 @@
 //! variable; no error message ever contains a key value.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::catalogue::{Catalogue, CatalogueError};
 use crate::policy::circuit::CircuitPolicy;
 use crate::providers::{Alternative, ProviderKind};
 use crate::secret::Secret;
@@ -114,6 +116,8 @@ pub struct Config {
     /// Requests estimated above this many tokens go to the alternatives.
     pub token_threshold: f64,
     pub chars_per_token: f64,
+    /// Public model names and each provider's ids (`MODELS` or `MODELS_FILE`, `MODEL_ALIASES`).
+    pub catalogue: Option<Arc<Catalogue>>,
     /// Go to the alternatives instead of waiting when every Cerebras key rests.
     pub fallback_on_cooldown: bool,
     /// Require a client key (from the key database) on every proxied request.
@@ -184,6 +188,7 @@ impl Config {
             },
             ssl_cert_file: env.get("SSL_CERT_FILE").map(PathBuf::from),
             alternatives: alternatives(&env)?,
+            catalogue: catalogue(&env)?,
             token_threshold: env.parsed("TOKEN_THRESHOLD", 120_000.0)?,
             chars_per_token: env.parsed("CHARS_PER_TOKEN", 1.7)?,
             fallback_on_cooldown: env.flag("FALLBACK_ON_COOLDOWN", false)?,
@@ -309,6 +314,27 @@ fn alternatives(env: &Env) -> Result<Vec<Alternative>, ConfigError> {
         });
     }
     Ok(alternatives)
+}
+
+/// The model catalogue, from `MODELS` or the file `MODELS_FILE` names, with `MODEL_ALIASES`.
+fn catalogue(env: &Env) -> Result<Option<Arc<Catalogue>>, ConfigError> {
+    let (models, var) = match (env.get("MODELS"), env.get("MODELS_FILE")) {
+        (Some(_), Some(_)) => return Err(ConfigError::new("MODELS_FILE", "and MODELS are both set: give one")),
+        (Some(models), None) => (models, "MODELS"),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError::new("MODELS_FILE", format!("cannot be read ({path}): {e}")))?;
+            (text, "MODELS_FILE")
+        }
+        (None, None) if env.get("MODEL_ALIASES").is_some() => {
+            return Err(ConfigError::new("MODEL_ALIASES", "needs MODELS (or MODELS_FILE): aliases map onto its names"))
+        }
+        (None, None) => return Ok(None),
+    };
+    Catalogue::parse(&models, env.get("MODEL_ALIASES").as_deref()).map(|c| Some(Arc::new(c))).map_err(|error| {
+        let var = if matches!(error, CatalogueError::Aliases(_)) { "MODEL_ALIASES" } else { var };
+        ConfigError::new(var, error.to_string())
+    })
 }
 
 /// Typed reads of environment variables, each error naming its variable.
@@ -472,6 +498,30 @@ mod tests {
         assert_eq!(config.alternatives[1].model, "glm-4.6");
         assert!((config.token_threshold - 120_000.0).abs() < f64::EPSILON);
         assert!(!config.fallback_on_cooldown);
+    }
+
+    #[test]
+    fn the_catalogue_comes_from_models_or_a_file_and_its_mistakes_name_their_variable() {
+        assert!(config(&[KEYS]).unwrap().catalogue.is_none());
+        let models = r#"{"glm":{"cerebras":"zai-glm-4.7"}}"#;
+        let inline = config(&[KEYS, ("MODELS", models), ("MODEL_ALIASES", r#"{"claude-*":"glm"}"#)]).unwrap();
+        assert_eq!(inline.catalogue.unwrap().resolve("claude-opus").unwrap().name, "glm");
+        let file = std::env::temp_dir().join(format!("glm-proxy-models-{}.json", std::process::id()));
+        std::fs::write(&file, models).unwrap();
+        let from_file = config(&[KEYS, ("MODELS_FILE", file.to_str().unwrap())]).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        assert!(from_file.catalogue.unwrap().resolve("glm").is_some());
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[KEYS, ("MODELS", "{glm}")], "MODELS is not a JSON object"),
+            (&[KEYS, ("MODELS_FILE", "/nonexistent.json")], "MODELS_FILE cannot be read"),
+            (&[KEYS, ("MODELS", models), ("MODELS_FILE", "/x")], "MODELS_FILE and MODELS are both set"),
+            (&[KEYS, ("MODEL_ALIASES", r#"{"a":"glm"}"#)], "MODEL_ALIASES needs MODELS"),
+            (&[KEYS, ("MODELS", models), ("MODEL_ALIASES", r#"{"a":"b"}"#)], "MODEL_ALIASES is not a JSON object"),
+        ];
+        for (vars, expected) in cases {
+            let message = config(vars).unwrap_err().to_string();
+            assert!(message.starts_with(expected), "{message:?} should start with {expected:?}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
 use crate::auth::client_key::Refusal;
+use crate::catalogue::Catalogue;
 use crate::policy::fault::Reason;
 
 /// One failed attempt at an upstream (or a provider passed over), as the client is told about it.
@@ -39,6 +40,9 @@ pub enum ProxyError {
     AllKeysCooling { retry_after: Duration },
     #[error("{}", .0.message())]
     Unauthorized(Refusal),
+    /// The catalogue has no model by the requested name, or no configured provider serves it.
+    #[error("the model {model:?} is not served here; the models are: {known}")]
+    ModelNotFound { model: String, known: String },
     #[error("{0} is unavailable; try again shortly")]
     ActorUnavailable(&'static str),
     /// No upstream answered; `retry_after` is set when a provider was passed over for its open
@@ -49,6 +53,18 @@ pub enum ProxyError {
     /// upstream's own (never a key).
     #[error("Cerebras rejected every key in the pool: {message}")]
     KeysRejected { message: String },
+}
+
+impl ProxyError {
+    /// A 404 naming the catalogue's models; a long requested name is shown cut short.
+    pub fn model_not_found(requested: &str, catalogue: &Catalogue) -> Self {
+        const SHOWN: usize = 100;
+        let model = match requested.char_indices().nth(SHOWN) {
+            Some((end, _)) => format!("{}…", &requested[..end]),
+            None => requested.to_owned(),
+        };
+        Self::ModelNotFound { model, known: catalogue.public_names() }
+    }
 }
 
 fn describe(failures: &[AttemptFailure]) -> String {
@@ -76,6 +92,7 @@ impl ProxyError {
             Self::AuthUnavailable => ("server_error", "auth_unavailable"),
             Self::AllKeysCooling { .. } => ("rate_limit_error", "all_keys_cooling_down"),
             Self::Unauthorized(refusal) => ("invalid_request_error", refusal.code()),
+            Self::ModelNotFound { .. } => ("invalid_request_error", "model_not_found"),
             Self::ActorUnavailable(_) => ("server_error", "service_unavailable"),
             Self::UpstreamFailed { .. } => ("upstream_error", "upstream_unavailable"),
             Self::KeysRejected { .. } => ("upstream_error", "upstream_keys_rejected"),
@@ -90,6 +107,7 @@ impl ResponseError for ProxyError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::ModelNotFound { .. } => StatusCode::NOT_FOUND,
             Self::AllKeysCooling { .. } | Self::ActorUnavailable(_) | Self::Overloaded(_) | Self::AuthUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

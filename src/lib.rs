@@ -4,6 +4,7 @@
 pub mod actors;
 pub mod auth;
 pub mod body_budget;
+pub mod catalogue;
 pub mod cli;
 pub mod config;
 pub mod db;

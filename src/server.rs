@@ -14,10 +14,11 @@ use crate::actors::logger::{Flush, LogFiles, LoggerActor};
 use crate::actors::upstream_router::{Health, ProviderRequests, UpstreamRouter};
 use crate::auth::gate::AuthGate;
 use crate::body_budget::BodyBudget;
+use crate::catalogue::Catalogue;
 use crate::config::{Config, ConfigError};
 use crate::db::{self, DbError};
 use crate::dispatch::Dispatcher;
-use crate::handlers::{proxy, status};
+use crate::handlers::{models, proxy, status};
 use crate::logging::sink::{LogQueue, LogSink};
 use crate::metrics::Metrics;
 use crate::policy::circuit::CircuitView;
@@ -171,6 +172,16 @@ fn clear_rejections_on_sighup(rotator: Addr<KeyRotator>) {
     });
 }
 
+/// The catalogue at start, and a warning for each public model no configured provider serves.
+fn log_catalogue(catalogue: &Catalogue, configured: &[ProviderKind]) {
+    log::info!("event=config models=\"{}\"", catalogue.public_names());
+    for model in catalogue.unserved(configured) {
+        log::warn!(
+            "event=model_unserved model={model:?} problem=\"no configured provider has an id for it: its requests get 404\""
+        );
+    }
+}
+
 /// Starts the actors and binds the server. Must be called inside an actix system.
 pub fn start(config: Config) -> Result<Running, StartError> {
     preflight::check_folders(&config)?;
@@ -200,11 +211,15 @@ pub fn start(config: Config) -> Result<Running, StartError> {
 
     let configured: Vec<ProviderKind> =
         std::iter::once(ProviderKind::Cerebras).chain(config.alternatives.iter().map(|a| a.kind)).collect();
-    let models: Vec<(ProviderKind, &str)> = config
+    let mut models: Vec<(ProviderKind, &str)> = config
         .alternatives
         .iter()
         .flat_map(|a| [(a.kind, a.model.as_str()), (a.kind, a.vision_model.as_str())])
         .collect();
+    if let Some(catalogue) = &config.catalogue {
+        models.extend(catalogue.ids().filter(|(provider, _)| configured.contains(provider)));
+        log_catalogue(catalogue, &configured);
+    }
     metrics.preset(&configured, &key_names, &models);
     let names: Vec<&str> = configured.iter().map(|k| k.name()).collect();
     log::info!(
@@ -214,7 +229,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         config.fallback_on_cooldown
     );
     let routing = Arc::new(RoutingPolicy {
-        alternatives: config.alternatives.len(),
+        alternatives: config.alternatives.iter().map(|alternative| alternative.kind).collect(),
         token_threshold: config.token_threshold,
         chars_per_token: config.chars_per_token,
     });
@@ -234,6 +249,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             health,
             provider_requests,
             routing,
+            catalogue: config.catalogue.clone(),
             cerebras_base_url: config.cerebras_base_url.clone(),
             alternatives: config.alternatives.clone(),
             max_key_attempts,
@@ -260,6 +276,10 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             .route("/_status", web::get().to(status::status))
             .route("/health", web::get().to(status::health))
             .route("/metrics", web::get().to(status::metrics))
+            .route("/v1/models", web::get().to(models::list))
+            .route("/models", web::get().to(models::list))
+            .route("/v1/models/{id:.+}", web::get().to(models::list))
+            .route("/models/{id:.+}", web::get().to(models::list))
             .default_service(web::to(proxy::forward))
     })
     .workers(config.workers)

@@ -2,54 +2,9 @@
 
 mod common;
 
-use common::{chat_body, client, completion, config, sse_chunks, MockUpstream, Proxy, Reply};
+use common::{answer_as, chat_body, client, completion, config, sse_chunks, MockUpstream, Providers, Proxy, Reply};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-
-/// Three mock providers and a proxy in front of them, with `vars` added to the config.
-struct Providers {
-    cerebras: MockUpstream,
-    synthetic: MockUpstream,
-    zai: MockUpstream,
-    proxy: Proxy,
-}
-
-/// A mock's script, as `MockUpstream::start` takes it.
-trait Script: Fn(&common::Received) -> Reply + Send + Sync + 'static {}
-impl<F: Fn(&common::Received) -> Reply + Send + Sync + 'static> Script for F {}
-
-fn answer_as(provider: &'static str) -> impl Fn(&common::Received) -> Reply {
-    move |_| Reply::ok(completion(provider))
-}
-
-impl Providers {
-    fn start(cerebras: impl Script, synthetic: impl Script, zai: impl Script, vars: &[(&str, &str)]) -> Self {
-        let cerebras = MockUpstream::start(cerebras);
-        let synthetic = MockUpstream::start(synthetic);
-        let zai = MockUpstream::start(zai);
-        let mut all = vec![
-            ("SYNTHETIC_API_KEY", "sk-synthetic"),
-            ("SYNTHETIC_BASE_URL", synthetic.url.as_str()),
-            ("ZAI_API_KEY", "sk-zai"),
-            ("ZAI_BASE_URL", zai.url.as_str()),
-            ("TOKEN_THRESHOLD", "100"),
-        ];
-        all.extend_from_slice(vars);
-        let proxy = Proxy::start(config(&cerebras.url, &all));
-        Self { cerebras, synthetic, zai, proxy }
-    }
-
-    async fn chat(&self, body: &Value) -> (u16, awc::http::header::HeaderMap, Value) {
-        let mut response = client().post(self.proxy.at("/v1/chat/completions")).send_json(body).await.unwrap();
-        let body = response.json::<Value>().limit(1 << 20).await.unwrap();
-        (response.status().as_u16(), response.headers().clone(), body)
-    }
-
-    /// How many requests each provider got: (cerebras, synthetic, zai).
-    fn hits(&self) -> (usize, usize, usize) {
-        (self.cerebras.received().len(), self.synthetic.received().len(), self.zai.received().len())
-    }
-}
 
 fn long_chat() -> Value {
     // 400 characters at 1.7 per token is ~235 tokens, over the test threshold of 100.

@@ -30,6 +30,7 @@ use self::trail::Trail;
 use crate::actors::key_rotator::{Acquire, AcquireOther, Acquired, CurrentKey, KeyRotator, Report};
 use crate::actors::supervision::ask;
 use crate::actors::upstream_router::{Health, ProviderEvent, ProviderRequests, UpstreamRouter};
+use crate::catalogue::{Catalogue, PublicModel};
 use crate::error::ProxyError;
 use crate::logging::record::AttemptLog;
 use crate::metrics::Metrics;
@@ -37,7 +38,7 @@ use crate::policy::fault::{Fault, Reason};
 use crate::policy::key_pool::{KeyGrant, KeyVerdict};
 use crate::policy::routing::{plan, RouteReason, RoutingPolicy, Step};
 use crate::providers::{Alternative, ProviderKind};
-use crate::transform::model::with_model;
+use crate::transform::model::{with_model, ModelSlot};
 use crate::transform::token_estimate::ChatFacts;
 
 pub use self::response::{is_event_stream, Source, KEY_HEADER, PROVIDER_HEADER};
@@ -48,12 +49,22 @@ pub struct Outgoing {
     /// Path and query after the base URL, e.g. `/chat/completions?x=1`.
     pub path_and_query: String,
     pub headers: HeaderMap,
-    /// The body Cerebras gets: the client's bytes, or the repaired history.
+    /// The client's bytes, or the repaired history, with the client's `model`.
     pub body: Bytes,
-    /// What routing needs of a chat completion; `None` for other requests, which only Cerebras serves.
-    pub chat: Option<ChatFacts>,
-    /// The client's `model`, as Cerebras gets it.
+    /// A chat completion's routing facts and model; `None` for other requests, which only
+    /// Cerebras serves, as they are.
+    pub chat: Option<Chat>,
+    /// The client's `model`.
     pub model: Option<Arc<str>>,
+}
+
+/// What routing needs of a chat completion.
+pub struct Chat {
+    pub facts: ChatFacts,
+    /// Where the body's `model` goes, for a provider that gets another.
+    pub model_slot: ModelSlot,
+    /// The catalogue's model the client asked for; `None` without a catalogue.
+    pub public: Option<Arc<PublicModel>>,
 }
 
 /// What a dispatch needs from the application, shared by all workers.
@@ -68,6 +79,8 @@ pub struct Dispatcher {
     pub provider_requests: Arc<ProviderRequests>,
     /// The routing rules, applied here: planning is pure and needs no round trip.
     pub routing: Arc<RoutingPolicy>,
+    /// Public model names and each provider's ids; `None` passes models as clients send them.
+    pub catalogue: Option<Arc<Catalogue>>,
     pub cerebras_base_url: String,
     pub alternatives: Vec<Alternative>,
     pub max_key_attempts: usize,
@@ -103,6 +116,13 @@ enum NoKey {
 }
 
 impl Dispatcher {
+    /// Whether a configured provider serves the public model.
+    pub fn serves(&self, model: &PublicModel) -> bool {
+        std::iter::once(ProviderKind::Cerebras)
+            .chain(self.alternatives.iter().map(|alternative| alternative.kind))
+            .any(|provider| model.on(provider).is_some())
+    }
+
     pub async fn dispatch(&self, client: &awc::Client, outgoing: Outgoing) -> Dispatched {
         let mut trail = Trail::default();
         let result = self.run(client, &outgoing, &mut trail).await;
@@ -115,7 +135,10 @@ impl Dispatcher {
         outgoing: &Outgoing,
         trail: &mut Trail,
     ) -> Result<HttpResponse, ProxyError> {
-        let plan = plan(&self.routing, outgoing.chat);
+        let public = outgoing.chat.as_ref().and_then(|chat| chat.public.as_deref());
+        let plan = plan(&self.routing, outgoing.chat.as_ref().map(|chat| chat.facts), |provider| {
+            public.is_none_or(|model| model.on(provider).is_some())
+        });
         if plan.reason != RouteReason::Default {
             log::info!("event=routed reason={}", plan.reason.label());
             self.router.do_send(ProviderEvent::Routed(plan.reason));
@@ -161,6 +184,13 @@ impl Dispatcher {
             }
         };
         let url = format!("{}{}", self.cerebras_base_url, outgoing.path_and_query);
+        let (model, body) = match outgoing.chat.as_ref().and_then(|chat| Some((chat, chat.public.as_ref()?))) {
+            Some((chat, public)) => {
+                let id = public.on(ProviderKind::Cerebras).map_or("", |ids| ids.id.as_str());
+                (Some(Arc::from(id)), with_model(&outgoing.body, &chat.model_slot, id))
+            }
+            None => (outgoing.model.clone(), outgoing.body.clone()),
+        };
         let wait_deadline = Instant::now() + self.max_key_wait;
         let wait = !(self.fallback_on_cooldown && can_fail_over);
         let mut suspect: Option<Suspect> = None;
@@ -176,18 +206,10 @@ impl Dispatcher {
                     None => break,
                 },
             };
-            let source = Source {
-                provider: ProviderKind::Cerebras,
-                key_name: Some(key.name.clone()),
-                model: outgoing.model.clone(),
-            };
-            let target = Target {
-                url: &url,
-                body: outgoing.body.clone(),
-                key: &key.secret,
-                source: source.clone(),
-                can_fail_over,
-            };
+            let source =
+                Source { provider: ProviderKind::Cerebras, key_name: Some(key.name.clone()), model: model.clone() };
+            let target =
+                Target { url: &url, body: body.clone(), key: &key.secret, source: source.clone(), can_fail_over };
             let (fault, answer) = self.attempt(client, outgoing, target, &mut pass, trail).await;
             match fault {
                 Fault::None => {
@@ -230,7 +252,7 @@ impl Dispatcher {
         can_fail_over: bool,
         trail: &mut Trail,
     ) -> Option<HttpResponse> {
-        outgoing.chat?;
+        let chat = outgoing.chat.as_ref()?;
         let mut pass = match self.admit(alternative.kind).await {
             Ok(pass) => pass,
             Err(retry_after) => {
@@ -238,12 +260,12 @@ impl Dispatcher {
                 return None;
             }
         };
-        let model = if vision { &alternative.vision_model } else { &alternative.model };
-        let source = Source { provider: alternative.kind, key_name: None, model: Some(model.as_str().into()) };
+        let model = alternative.model_for(chat.public.as_deref(), vision);
+        let source = Source { provider: alternative.kind, key_name: None, model: Some(model.into()) };
         let url = format!("{}{}", alternative.base_url, outgoing.path_and_query);
         let target = Target {
             url: &url,
-            body: with_model(&outgoing.body, model),
+            body: with_model(&outgoing.body, &chat.model_slot, model),
             key: &alternative.key,
             source: source.clone(),
             can_fail_over,

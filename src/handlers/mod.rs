@@ -1,5 +1,9 @@
 //! HTTP handlers, one file per route family.
 
 pub mod answer_body;
+pub mod chat;
+pub mod exchange;
+pub mod models;
 pub mod proxy;
+pub mod receive;
 pub mod status;

@@ -22,6 +22,8 @@ struct StatusBody {
     log_records_dropped: u64,
     #[serde(flatten)]
     routing: RoutingStatus,
+    /// The model catalogue as configured; `null` without one.
+    catalogue: Option<serde_json::Value>,
 }
 
 pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ProxyError> {
@@ -34,6 +36,7 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ProxyErr
         uptime_seconds: state.started.elapsed().as_secs(),
         log_records_dropped: state.logs.as_ref().map_or(0, |logs| logs.dropped()),
         routing,
+        catalogue: state.dispatcher.catalogue.as_ref().map(|catalogue| catalogue.status()),
     }))
 }
 

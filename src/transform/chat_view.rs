@@ -18,16 +18,19 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde_json::value::RawValue;
 
 use crate::transform::json_strict;
+use crate::transform::model::ModelSlot;
 use crate::transform::token_estimate::ChatFacts;
 use crate::transform::tool_repair::HistoryMessage;
 
 /// A chat completion as routing and repair see it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ChatView<'a> {
     pub facts: ChatFacts,
     pub messages: Vec<MessageView<'a>>,
     /// The `model` the client asked for, when it is a string.
     pub model: Option<Cow<'a, str>>,
+    /// Where the `model` goes in the body, to be replaced without a parse.
+    pub model_slot: ModelSlot,
 }
 
 /// One message of the history, as far as tool-call repair cares. Only this is kept of a
@@ -98,10 +101,27 @@ impl<'a> ChatView<'a> {
         let chat =
             Lenient::<Option<Chat>>::new(reading).deserialize(&mut deserializer).map_err(ChatBodyError::NotJson)?;
         deserializer.end().map_err(ChatBodyError::NotJson)?;
-        let Chat { messages, tools, model } = chat.ok_or(ChatBodyError::NotAnObject)?;
+        let Chat { messages, tools, model, entries } = chat.ok_or(ChatBodyError::NotAnObject)?;
         let chars = if reading.count_text { tools.0 + messages.chars } else { body.len() };
         let facts = ChatFacts { chars, has_images: messages.has_images };
-        Ok(ChatView { facts, messages: messages.view, model })
+        let model_slot = match model {
+            // The raw value borrows from `body`: its place is where it lies in it.
+            Some(raw) => ModelSlot::Value({
+                let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+                start..start + raw.get().len()
+            }),
+            None => ModelSlot::Absent { brace: body.len() - body.trim_start().len(), alone: entries == 0 },
+        };
+        let model = match model {
+            Some(raw) => {
+                Lenient::<Text>::new(reading)
+                    .deserialize(&mut serde_json::Deserializer::from_str(raw.get()))
+                    .map_err(ChatBodyError::NotJson)?
+                    .0
+            }
+            None => None,
+        };
+        Ok(ChatView { facts, messages: messages.view, model, model_slot })
     }
 }
 
@@ -275,17 +295,25 @@ impl<'de> Shape<'de> for Option<Chat<'de>> {
 struct Chat<'de> {
     messages: Messages<'de>,
     tools: AllChars,
-    model: Option<Cow<'de, str>>,
+    /// The last `model` given, as serde_json (and providers) read a repeated field.
+    model: Option<&'de RawValue>,
+    /// How many fields the object has.
+    entries: usize,
 }
 
 impl<'de> Shape<'de> for Chat<'de> {
     fn from_map<A: MapAccess<'de>>(map: A, reading: Reading) -> Result<Self, A::Error> {
         let mut chat = Chat::default();
         each_entry(map, reading, |key, map| {
+            chat.entries += 1;
             match key {
                 "messages" => chat.messages = value(map, reading)?,
                 "tools" => chat.tools = text(map, reading)?,
-                "model" => chat.model = value::<Text, _>(map, reading)?.0,
+                "model" => {
+                    let raw = map.next_value::<&RawValue>()?;
+                    checked(raw)?;
+                    chat.model = Some(raw);
+                }
                 _ => skip(map)?,
             }
             Ok(())

@@ -1,30 +1,80 @@
-//! The one rewrite a body gets on its way to an alternative provider: its `model`.
+//! The one rewrite a body gets on its way to a provider: its `model`, replaced where it lies.
+//! A copy of the body with the new value spliced in: linear, and no parse.
 
-use bytes::Bytes;
-use serde_json::{Map, Value};
+use std::ops::Range;
 
-/// The chat body with another `model`; every other field stays as the client sent it, in order.
-/// Only a request that goes to an alternative pays for this parse.
-pub fn with_model(body: &Bytes, model: &str) -> Bytes {
-    let Ok(mut chat) = serde_json::from_slice::<Map<String, Value>>(body) else {
-        // Only text that the lighter read skipped, such as a lone surrogate escape, gets here:
-        // the body goes as it is, and the provider judges it.
-        return body.clone();
-    };
-    chat.insert("model".to_owned(), Value::String(model.to_owned()));
-    // A map of JSON values always serialises.
-    Bytes::from(serde_json::to_vec(&chat).unwrap_or_default())
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Where a body's top-level `model` lies (`chat_view` finds it while it reads the body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSlot {
+    /// The bytes of the `model` value, whatever its JSON type.
+    Value(Range<usize>),
+    /// No `model`: one goes just after the opening brace at `brace`, with a comma unless the
+    /// object is otherwise empty (`alone`).
+    Absent { brace: usize, alone: bool },
+}
+
+/// The body with `model` in its slot; every other byte stays as the client sent it.
+pub fn with_model(body: &Bytes, slot: &ModelSlot, model: &str) -> Bytes {
+    // A string always serialises.
+    let quoted = serde_json::to_string(model).unwrap_or_default();
+    let mut out = BytesMut::with_capacity(body.len() + quoted.len() + 10);
+    match slot {
+        ModelSlot::Value(range) => {
+            out.put_slice(&body[..range.start]);
+            out.put_slice(quoted.as_bytes());
+            out.put_slice(&body[range.end..]);
+        }
+        ModelSlot::Absent { brace, alone } => {
+            out.put_slice(&body[..=*brace]);
+            out.put_slice(b"\"model\":");
+            out.put_slice(quoted.as_bytes());
+            if !alone {
+                out.put_u8(b',');
+            }
+            out.put_slice(&body[brace + 1..]);
+        }
+    }
+    out.freeze()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transform::chat_view::{ChatView, Reading};
+
+    fn rewritten(body: &'static str, model: &str) -> String {
+        let body = Bytes::from_static(body.as_bytes());
+        let slot = ChatView::read(&body, Reading::EVERYTHING).unwrap().model_slot;
+        String::from_utf8(with_model(&body, &slot, model).to_vec()).unwrap()
+    }
 
     #[test]
     fn only_the_model_changes_and_the_field_order_stays() {
-        let body = Bytes::from_static(br#"{"stream":true,"model":"llama","messages":[]}"#);
-        assert_eq!(with_model(&body, "glm-4.6"), r#"{"stream":true,"model":"glm-4.6","messages":[]}"#);
-        let absent = Bytes::from_static(br#"{"messages":[]}"#);
-        assert_eq!(with_model(&absent, "glm-4.6"), r#"{"messages":[],"model":"glm-4.6"}"#);
+        assert_eq!(
+            rewritten(r#"{"stream":true,"model":"llama","messages":[]}"#, "glm-4.6"),
+            r#"{"stream":true,"model":"glm-4.6","messages":[]}"#
+        );
+        assert_eq!(rewritten(r#" { "model" : 7 , "n":1}"#, "m"), r#" { "model" : "m" , "n":1}"#);
+        assert_eq!(rewritten(r#"{"model":"a\"b","messages":[]}"#, "x"), r#"{"model":"x","messages":[]}"#);
+    }
+
+    #[test]
+    fn an_absent_model_goes_first() {
+        assert_eq!(rewritten(r#"{"messages":[]}"#, "glm-4.6"), r#"{"model":"glm-4.6","messages":[]}"#);
+        assert_eq!(rewritten(" {}", "m"), r#" {"model":"m"}"#);
+        assert_eq!(rewritten("{ }", "m"), r#"{"model":"m" }"#);
+    }
+
+    #[test]
+    fn the_last_of_repeated_models_is_the_one_replaced() {
+        assert_eq!(rewritten(r#"{"model":"a","model":"b"}"#, "c"), r#"{"model":"a","model":"c"}"#);
+    }
+
+    #[test]
+    fn the_new_name_is_escaped() {
+        let body = rewritten(r#"{"model":"a"}"#, "quote\"d");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["model"], "quote\"d");
     }
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
+use serde_json::Value;
 use tokio::sync::Notify;
 
 use glm_proxy::config::Config;
@@ -63,6 +64,11 @@ pub enum Reply {
     },
     /// Never answers; counted in `hangs_dropped` when the proxy gives up on it.
     Hang,
+    /// `reply`, after `delay` without a byte.
+    Late {
+        delay: Duration,
+        reply: Box<Reply>,
+    },
 }
 
 impl Reply {
@@ -100,8 +106,6 @@ pub fn completion(text: &str) -> serde_json::Value {
     })
 }
 
-type Script = dyn Fn(&Received) -> Reply + Send + Sync;
-
 /// A scripted upstream. `script` decides each answer from the request.
 pub struct MockUpstream {
     /// Base URL, ending in `/v1` like the real providers'.
@@ -133,7 +137,7 @@ impl MockUpstream {
         script: impl Fn(&Received) -> Reply + Send + Sync + 'static,
         tls: Option<rustls::ServerConfig>,
     ) -> Self {
-        let script: Arc<Script> = Arc::new(script);
+        let script: Arc<dyn Script> = Arc::new(script);
         let received = Arc::new(Mutex::new(Vec::new()));
         let streams_cut = Arc::new(AtomicUsize::new(0));
         let streams_finished = Arc::new(AtomicUsize::new(0));
@@ -179,7 +183,7 @@ impl MockUpstream {
 }
 
 struct MockState {
-    script: Arc<Script>,
+    script: Arc<dyn Script>,
     received: Arc<Mutex<Vec<Received>>>,
     streams_cut: Arc<AtomicUsize>,
     streams_finished: Arc<AtomicUsize>,
@@ -232,6 +236,13 @@ async fn answer(request: HttpRequest, body: Bytes, state: web::Data<MockState>) 
     // Like real servers, the mock compresses JSON for a client that accepts gzip.
     let accepts_gzip = received.headers.get("accept-encoding").is_some_and(|v| v.contains("gzip"));
     state.received.lock().unwrap().push(received);
+    let reply = match reply {
+        Reply::Late { delay, reply } => {
+            actix_rt::time::sleep(delay).await;
+            *reply
+        }
+        reply => reply,
+    };
     match reply {
         Reply::Json { status, headers, body } => {
             let mut response = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
@@ -282,6 +293,7 @@ async fn answer(request: HttpRequest, body: Bytes, state: web::Data<MockState>) 
             }));
             HttpResponse::Ok().content_type("text/event-stream").streaming(body)
         }
+        Reply::Late { .. } => unreachable!("a late reply is unwrapped above"),
         Reply::Hang => {
             let _guard = HangGuard(state.hangs_dropped.clone());
             std::future::pending::<()>().await;
@@ -479,5 +491,50 @@ impl ProxyProcess {
         })
         .await
         .unwrap()
+    }
+}
+
+/// Three mock providers and a proxy in front of them, with `vars` added to the config.
+pub struct Providers {
+    pub cerebras: MockUpstream,
+    pub synthetic: MockUpstream,
+    pub zai: MockUpstream,
+    pub proxy: Proxy,
+}
+
+/// A mock's script, as `MockUpstream::start` takes it.
+pub trait Script: Fn(&Received) -> Reply + Send + Sync + 'static {}
+impl<F: Fn(&Received) -> Reply + Send + Sync + 'static> Script for F {}
+
+pub fn answer_as(provider: &'static str) -> impl Fn(&Received) -> Reply {
+    move |_| Reply::ok(completion(provider))
+}
+
+impl Providers {
+    pub fn start(cerebras: impl Script, synthetic: impl Script, zai: impl Script, vars: &[(&str, &str)]) -> Self {
+        let cerebras = MockUpstream::start(cerebras);
+        let synthetic = MockUpstream::start(synthetic);
+        let zai = MockUpstream::start(zai);
+        let mut all = vec![
+            ("SYNTHETIC_API_KEY", "sk-synthetic"),
+            ("SYNTHETIC_BASE_URL", synthetic.url.as_str()),
+            ("ZAI_API_KEY", "sk-zai"),
+            ("ZAI_BASE_URL", zai.url.as_str()),
+            ("TOKEN_THRESHOLD", "100"),
+        ];
+        all.extend_from_slice(vars);
+        let proxy = Proxy::start(config(&cerebras.url, &all));
+        Self { cerebras, synthetic, zai, proxy }
+    }
+
+    pub async fn chat(&self, body: &Value) -> (u16, awc::http::header::HeaderMap, Value) {
+        let mut response = client().post(self.proxy.at("/v1/chat/completions")).send_json(body).await.unwrap();
+        let body = response.json::<Value>().limit(1 << 20).await.unwrap();
+        (response.status().as_u16(), response.headers().clone(), body)
+    }
+
+    /// How many requests each provider got: (cerebras, synthetic, zai).
+    pub fn hits(&self) -> (usize, usize, usize) {
+        (self.cerebras.received().len(), self.synthetic.received().len(), self.zai.received().len())
     }
 }

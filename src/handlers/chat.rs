@@ -1,0 +1,104 @@
+//! A chat completion on its way upstream, from either front door: read once for routing, its
+//! model looked up in the catalogue, its tool-call history repaired if it must be, then
+//! dispatched.
+
+use std::sync::Arc;
+
+use actix_web::http::header::HeaderMap;
+use actix_web::http::Method;
+use actix_web::{web, HttpResponse};
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use super::exchange::Journal;
+use crate::actors::upstream_router::ProviderEvent;
+use crate::dispatch::{Chat, Outgoing};
+use crate::error::ProxyError;
+use crate::state::AppState;
+use crate::transform::chat_view::ChatView;
+use crate::transform::model::ModelSlot;
+use crate::transform::token_estimate::ChatFacts;
+use crate::transform::tool_repair::{needs_repair, repair, Repairs};
+use crate::upstream::headers::upstream_request_headers;
+
+/// Chat bodies at least this long are read on the blocking pool, not the worker: reading a
+/// body of many megabytes takes long enough to hold up every other stream on the worker.
+const OFF_THE_WORKER: usize = 256 * 1024;
+
+/// Sends a chat completion body to `path_and_query` below the providers' base URLs.
+pub async fn send_chat(
+    headers: &HeaderMap,
+    body: Bytes,
+    path_and_query: String,
+    state: &web::Data<AppState>,
+    client: &awc::Client,
+    journal: &mut Journal,
+) -> Result<HttpResponse, ProxyError> {
+    let prepared = if body.len() < OFF_THE_WORKER {
+        prepare_chat(body, state)?
+    } else {
+        let state = state.clone();
+        web::block(move || prepare_chat(body, &state))
+            .await
+            .map_err(|_| ProxyError::ActorUnavailable("body reader"))??
+    };
+    journal.model = prepared.model.clone();
+    let public = match &state.dispatcher.catalogue {
+        None => None,
+        Some(catalogue) => {
+            let requested = prepared.model.as_deref().unwrap_or_default();
+            let served = catalogue.resolve(requested).filter(|model| state.dispatcher.serves(model));
+            Some(served.ok_or_else(|| ProxyError::model_not_found(requested, catalogue))?.clone())
+        }
+    };
+    let outgoing = Outgoing {
+        method: Method::POST,
+        path_and_query,
+        headers: upstream_request_headers(headers),
+        body: prepared.body,
+        chat: Some(Chat { facts: prepared.facts, model_slot: prepared.model_slot, public }),
+        model: prepared.model,
+    };
+    super::proxy::dispatch(outgoing, state, client, journal).await
+}
+
+/// A chat body as it goes upstream, and what was read of it.
+struct Prepared {
+    body: Bytes,
+    facts: ChatFacts,
+    model: Option<Arc<str>>,
+    model_slot: ModelSlot,
+}
+
+/// Reads a chat completion once for routing, and repairs its tool-call history if it must.
+/// A history that needs no repair keeps the client's bytes exactly.
+fn prepare_chat(body: Bytes, state: &AppState) -> Result<Prepared, ProxyError> {
+    let reading = state.dispatcher.routing.reading(body.len());
+    let view = ChatView::read(&body, reading).map_err(|e| ProxyError::InvalidBody(e.to_string()))?;
+    let (facts, model, model_slot) = (view.facts, view.model.as_deref().map(Arc::from), view.model_slot.clone());
+    if !needs_repair(&view.messages) {
+        return Ok(Prepared { body, facts, model, model_slot });
+    }
+    let repaired = repair_history(&body, state)?;
+    // The rebuilt body has its fields in other places: its model is found again.
+    let model_slot = ChatView::read(&repaired, reading).map_err(|e| ProxyError::InvalidBody(e.to_string()))?.model_slot;
+    Ok(Prepared { body: repaired, facts, model, model_slot })
+}
+
+/// The rare path: the history is rebuilt through a parsed tree and the body written anew.
+fn repair_history(body: &Bytes, state: &AppState) -> Result<Bytes, ProxyError> {
+    let mut chat: Map<String, Value> =
+        serde_json::from_slice(body).map_err(|e| ProxyError::InvalidBody(e.to_string()))?;
+    let (messages, repairs) = match chat.get("messages") {
+        Some(Value::Array(messages)) => repair(messages),
+        _ => return Ok(body.clone()),
+    };
+    if repairs == Repairs::default() {
+        // The tree needs nothing the lighter read saw (text it skipped may read differently).
+        return Ok(body.clone());
+    }
+    log::info!("event=tool_calls_repaired inserted={} removed={}", repairs.inserted, repairs.removed);
+    state.dispatcher.router.do_send(ProviderEvent::Repaired(repairs));
+    chat.insert("messages".to_owned(), Value::Array(messages));
+    serde_json::to_vec(&chat).map(Bytes::from).map_err(|e| ProxyError::InvalidBody(e.to_string()))
+}

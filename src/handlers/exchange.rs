@@ -1,0 +1,133 @@
+//! One client request from arrival to the end of its answer, whichever front door it came
+//! through: counted in flight, and, once the answer is known, metered and logged as its body
+//! goes out.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::http::{ConnectionType, Version};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError};
+
+use super::answer_body::AnswerBody;
+use crate::dispatch::{is_event_stream, Source};
+use crate::error::ProxyError;
+use crate::logging::record::{Answerer, AttemptLog, BodyCopy, RequestLog};
+use crate::logging::redact::HeaderList;
+use crate::logging::sink::LogSink;
+use crate::logging::tap::Tap;
+use crate::metrics::{Meter, Metrics};
+use crate::request_id::RequestId;
+use crate::state::AppState;
+
+/// What the log and the metrics need that only the request's processing learns.
+#[derive(Default)]
+pub struct Journal {
+    pub client: Option<Arc<str>>,
+    pub body: BodyCopy,
+    pub attempts: Vec<AttemptLog>,
+    /// The `model` the client asked for.
+    pub model: Option<Arc<str>>,
+    /// Who gave the answer the client got; `None` for the proxy's own.
+    pub answered_by: Option<Source>,
+}
+
+/// A request in progress: counted in flight from `begin` until its answer's body is done.
+pub struct Exchange {
+    pub journal: Journal,
+    started: (SystemTime, Instant),
+}
+
+impl Exchange {
+    pub fn begin(state: &AppState) -> Self {
+        state.metrics.in_flight_requests.inc();
+        Self { journal: Journal::default(), started: (SystemTime::now(), Instant::now()) }
+    }
+
+    /// The client's response: the answer, or the proxy's own error, with a body that meters
+    /// and logs itself as it goes out.
+    pub fn end(
+        self,
+        request: &HttpRequest,
+        outcome: Result<HttpResponse, ProxyError>,
+        state: &AppState,
+    ) -> HttpResponse {
+        let response = match outcome {
+            Ok(response) => response,
+            Err(error) => {
+                if let ProxyError::Unauthorized(refusal) = &error {
+                    state.metrics.auth_failures.with_label_values(&[refusal.code()]).inc();
+                }
+                error.error_response()
+            }
+        };
+        let ttfb = self.started.1.elapsed();
+        let response = fit_to_version(request, response);
+        let meter = meter(&response, self.journal.answered_by.as_ref(), &state.metrics, self.started.1);
+        let tap =
+            state.logs.as_ref().map(|sink| tap(request, &response, self.journal, self.started, ttfb, sink.clone()));
+        response.map_body(|_, body| BoxBody::new(AnswerBody::new(body, meter, tap)))
+    }
+}
+
+/// HTTP/1.0 has no chunked encoding (RFC 9112 §6.1): a body of unknown length, such as a
+/// stream, goes to such a client close-delimited, and the connection ends with it.
+fn fit_to_version(request: &HttpRequest, mut response: HttpResponse) -> HttpResponse {
+    if request.version() < Version::HTTP_11 && response.body().size() == BodySize::Stream {
+        response.head_mut().no_chunking(true);
+        response.head_mut().set_connection_type(ConnectionType::Close);
+    }
+    response
+}
+
+/// Counts the answer by provider (`proxy` for the proxy's own) and status, and keeps it in
+/// flight until its body is done.
+fn meter(response: &HttpResponse, answered_by: Option<&Source>, metrics: &Arc<Metrics>, started: Instant) -> Meter {
+    let provider = answered_by.map_or("proxy", |source| source.provider.name());
+    metrics.requests.with_label_values(&[provider, response.status().as_str()]).inc();
+    let stream = is_event_stream(response.headers());
+    // Tokens are counted from an upstream's successful answer, by the model it was asked for.
+    let tokens = answered_by
+        .filter(|_| response.status().is_success())
+        .map(|source| metrics.model_label(source.model.as_deref().unwrap_or_default()));
+    Meter::new(metrics.clone(), provider, started, stream, tokens)
+}
+
+/// The request's record, to go to the sink when the client has the whole answer.
+fn tap(
+    request: &HttpRequest,
+    response: &HttpResponse,
+    journal: Journal,
+    (started_at, started): (SystemTime, Instant),
+    ttfb: Duration,
+    sink: Arc<LogSink>,
+) -> Tap {
+    let id = request.extensions().get::<RequestId>().map_or_else(|| Arc::from(""), |id| id.0.clone());
+    let answerer = journal.answered_by.map_or_else(Answerer::default, |source| Answerer {
+        provider: Some(source.provider.name()),
+        key: source.key_name,
+        model: source.model,
+    });
+    let record = RequestLog {
+        id,
+        started_at,
+        started,
+        ttfb_ms: ttfb.as_secs_f64() * 1000.0,
+        client: journal.client,
+        method: request.method().clone(),
+        uri: request.uri().clone(),
+        model: journal.model,
+        answerer,
+        request_headers: if sink.bodies() { HeaderList::of(request.headers()) } else { HeaderList::default() },
+        request_body: journal.body,
+        attempts: journal.attempts,
+        status: response.status().as_u16(),
+        response_headers: if sink.bodies() { HeaderList::of(response.headers()) } else { HeaderList::default() },
+        response_body: BodyCopy::default(),
+        usage: None,
+        finish_reason: None,
+        finished: None,
+        incomplete: false,
+    };
+    Tap::new(record, sink)
+}

@@ -1,0 +1,74 @@
+//! `GET /v1/models` (and `/v1/models/{id}`) with a catalogue: its public names and plain
+//! aliases, answered by the proxy itself, in the OpenAI shape, or Anthropic's when the client
+//! sends `anthropic-version`. Without a catalogue the request goes to Cerebras as any other.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+
+use super::exchange::Exchange;
+use super::proxy::forward;
+use super::receive::admit;
+use crate::error::ProxyError;
+use crate::state::AppState;
+
+pub async fn list(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    client: web::Data<awc::Client>,
+) -> HttpResponse {
+    let Some(catalogue) = state.dispatcher.catalogue.clone() else {
+        return forward(request, payload, state, client).await;
+    };
+    let mut exchange = Exchange::begin(&state);
+    let outcome = admit(&request, &state, &mut exchange.journal).await.and_then(|()| {
+        let anthropic = request.headers().contains_key("anthropic-version");
+        let names = catalogue.listed_names();
+        match request.match_info().get("id") {
+            None => Ok(HttpResponse::Ok().json(listing(&names, anthropic))),
+            Some(id) if names.contains(&id) => Ok(HttpResponse::Ok().json(entry(id, anthropic))),
+            Some(id) => Err(ProxyError::model_not_found(id, &catalogue)),
+        }
+    });
+    exchange.end(&request, outcome, &state)
+}
+
+fn listing(names: &[&str], anthropic: bool) -> Value {
+    let data: Vec<Value> = names.iter().map(|name| entry(name, anthropic)).collect();
+    if anthropic {
+        json!({ "data": data, "has_more": false, "first_id": names.first(), "last_id": names.last() })
+    } else {
+        json!({ "object": "list", "data": data })
+    }
+}
+
+fn entry(name: &str, anthropic: bool) -> Value {
+    if anthropic {
+        json!({ "type": "model", "id": name, "display_name": name, "created_at": "1970-01-01T00:00:00Z" })
+    } else {
+        json!({ "id": name, "object": "model", "created": 0, "owned_by": "glm-proxy" })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::Catalogue;
+
+    fn listed(catalogue: &Catalogue, anthropic: bool) -> Value {
+        listing(&catalogue.listed_names(), anthropic)
+    }
+
+    #[test]
+    fn the_listing_takes_the_clients_shape() {
+        let catalogue =
+            Catalogue::parse(r#"{"glm":{"zai":"glm-4.7"}}"#, Some(r#"{"gpt-4o":"glm","claude-*":"glm"}"#)).unwrap();
+        let openai = listed(&catalogue, false);
+        assert_eq!(openai["object"], "list");
+        let ids: Vec<&str> = openai["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["glm", "gpt-4o"]);
+        let anthropic = listed(&catalogue, true);
+        assert_eq!((anthropic["first_id"].as_str(), anthropic["last_id"].as_str()), (Some("glm"), Some("gpt-4o")));
+        assert_eq!(anthropic["data"][0]["type"], "model");
+    }
+}

@@ -1,0 +1,74 @@
+//! The client's side of a request: its key checked, then its body read whole, within
+//! `MAX_BODY_BYTES`, the shared body budget and `CLIENT_BODY_TIMEOUT`.
+
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{web, HttpRequest};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+
+use super::exchange::Journal;
+use crate::body_budget::BodyPermit;
+use crate::error::ProxyError;
+use crate::logging::record::BodyCopy;
+use crate::state::AppState;
+
+/// What a body is first given to grow into: a declared length is believed only as bytes come.
+const FIRST_ALLOCATION: usize = 64 * 1024;
+
+/// Checks the client's key (when auth is on) and reads the body, copying what the log keeps.
+/// The permit holds the body's share of the budget until the request is done with the body.
+pub async fn receive(
+    request: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    journal: &mut Journal,
+) -> Result<(Bytes, BodyPermit), ProxyError> {
+    admit(request, state, journal).await?;
+    let (body, permit) = read_body(payload, request.headers(), state).await?;
+    if let Some(logs) = &state.logs {
+        journal.body = BodyCopy::of(&body, logs.body_limit());
+    }
+    Ok((body, permit))
+}
+
+/// Checks the client's key, when auth is on, and names the client in the journal.
+pub async fn admit(request: &HttpRequest, state: &AppState, journal: &mut Journal) -> Result<(), ProxyError> {
+    if let Some(auth) = &state.auth {
+        journal.client = Some(auth.admit(request.headers()).await?);
+    }
+    Ok(())
+}
+
+/// Reads the whole body (attempts may resend it).
+async fn read_body(
+    mut payload: web::Payload,
+    headers: &HeaderMap,
+    state: &AppState,
+) -> Result<(Bytes, BodyPermit), ProxyError> {
+    let limit = state.max_body_bytes;
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(ProxyError::PayloadTooLarge { limit });
+    }
+    let mut permit = state.body_budget.reserve(declared.unwrap_or(0))?;
+    let deadline = tokio::time::Instant::now() + state.body_timeout;
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(0).min(FIRST_ALLOCATION));
+    loop {
+        let chunk = match tokio::time::timeout_at(deadline, payload.next()).await {
+            Err(_) => return Err(ProxyError::BodyTimeout(state.body_timeout)),
+            Ok(None) => break,
+            Ok(Some(chunk)) => chunk.map_err(|e| ProxyError::PayloadRead(e.to_string()))?,
+        };
+        let length = body.len() + chunk.len();
+        if length > limit {
+            return Err(ProxyError::PayloadTooLarge { limit });
+        }
+        let held = permit.bytes();
+        if length > held {
+            state.body_budget.grow(&mut permit, length - held)?;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body.freeze(), permit))
+}
