@@ -136,6 +136,8 @@ pub struct Config {
     pub log_limits: LogLimits,
     /// Time in-flight requests get to finish on SIGTERM.
     pub shutdown_timeout: Duration,
+    /// How long a streamed Anthropic answer waits for the upstream before a ping, and between pings.
+    pub anthropic_ping_interval: Duration,
 }
 
 const MIB: usize = 1024 * 1024;
@@ -212,6 +214,7 @@ impl Config {
                 max_day_bytes: env.parsed("LOG_MAX_DAY_BYTES", 1 << 30)?,
             },
             shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT", 30.0)?,
+            anthropic_ping_interval: env.positive_seconds("ANTHROPIC_PING_INTERVAL", 5.0)?,
         };
         config.validate()?;
         Ok(config)

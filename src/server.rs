@@ -18,7 +18,7 @@ use crate::catalogue::Catalogue;
 use crate::config::{Config, ConfigError};
 use crate::db::{self, DbError};
 use crate::dispatch::Dispatcher;
-use crate::handlers::{models, proxy, status};
+use crate::handlers::{messages, models, proxy, status};
 use crate::logging::sink::{LogQueue, LogSink};
 use crate::metrics::Metrics;
 use crate::policy::circuit::CircuitView;
@@ -265,6 +265,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         body_budget: BodyBudget::new(config.max_buffered_body_bytes, metrics.body_bytes_buffered.clone()),
         body_timeout: config.client_timeouts.body,
         started: Instant::now(),
+        ping_interval: config.anthropic_ping_interval,
     });
 
     let worker_config = config.clone();
@@ -276,6 +277,10 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             .route("/_status", web::get().to(status::status))
             .route("/health", web::get().to(status::health))
             .route("/metrics", web::get().to(status::metrics))
+            .route("/v1/messages", web::post().to(messages::messages))
+            .route("/messages", web::post().to(messages::messages))
+            .route("/v1/messages/count_tokens", web::post().to(messages::count_tokens))
+            .route("/messages/count_tokens", web::post().to(messages::count_tokens))
             .route("/v1/models", web::get().to(models::list))
             .route("/models", web::get().to(models::list))
             .route("/v1/models/{id:.+}", web::get().to(models::list))

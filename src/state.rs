@@ -21,4 +21,7 @@ pub struct AppState {
     /// `CLIENT_BODY_TIMEOUT`: the longest a client may take to send a whole body.
     pub body_timeout: Duration,
     pub started: Instant,
+    /// `ANTHROPIC_PING_INTERVAL`: how long a streamed Anthropic answer may be silent before a
+    /// ping, while the upstream has not answered.
+    pub ping_interval: Duration,
 }

@@ -1,0 +1,97 @@
+//! The official Anthropic Python SDK (`tests/sdk/anthropic_client.py`) against the proxy and
+//! a mock OpenAI upstream. Its virtual environment is made by `tests/sdk/setup-venv`, which
+//! `.ci/run` calls first; a plain `cargo test` makes it on first use (python3 and PyPI).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{config, MockUpstream, Proxy, Received, Reply};
+use serde_json::{json, Value};
+
+fn sdk_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk")
+}
+
+/// The venv's python: `ANTHROPIC_SDK_VENV`, or one under the target folder.
+fn python() -> PathBuf {
+    let venv = std::env::var_os("ANTHROPIC_SDK_VENV")
+        .map_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("anthropic-sdk"), PathBuf::from);
+    let made = Command::new(sdk_dir().join("setup-venv")).arg(&venv).status().expect("run tests/sdk/setup-venv");
+    assert!(made.success(), "tests/sdk/setup-venv could not make the SDK's environment (python3 -m venv, PyPI)");
+    venv.join("bin/python")
+}
+
+fn data(chunk: Value) -> String {
+    format!("data: {chunk}\n\n")
+}
+
+fn delta(delta: Value) -> String {
+    data(
+        json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": null}]}),
+    )
+}
+
+/// What a GLM provider answers: a tool call, streamed with reasoning, to the first question; a
+/// plain answer once the tool's result is in; a greeting otherwise.
+fn glm(request: &Received) -> Reply {
+    let body = request.json();
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    if messages.iter().any(|m| m["role"] == "tool") {
+        let answered = messages.iter().any(|m| m["role"] == "tool" && m["tool_call_id"] == "call_w1");
+        let text = if answered { "It is sunny in Paris." } else { "the tool result lost its call id" };
+        return Reply::ok(completion(text));
+    }
+    if body["stream"] == true {
+        let chunks = vec![
+            delta(json!({"role": "assistant", "content": ""})),
+            delta(json!({"reasoning_content": "The user wants "})),
+            delta(json!({"reasoning_content": "the weather."})),
+            delta(json!({"content": "Let me "})),
+            delta(json!({"content": "look."})),
+            delta(
+                json!({"tool_calls": [{"index": 0, "id": "call_w1", "type": "function", "function": {"name": "weather", "arguments": ""}}]}),
+            ),
+            delta(json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"ci"}}]})),
+            delta(json!({"tool_calls": [{"index": 0, "function": {"arguments": "ty\": \"Paris\"}"}}]})),
+            data(json!({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})),
+            data(json!({"id": "c", "choices": [], "usage": {"prompt_tokens": 40, "completion_tokens": 12}})),
+            "data: [DONE]\n\n".to_owned(),
+        ];
+        return Reply::Sse { chunks, delay: Duration::from_millis(5), gate: None };
+    }
+    Reply::ok(completion("Hello from GLM."))
+}
+
+fn completion(text: &str) -> Value {
+    json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "model": "zai-glm-4.7",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": text, "reasoning_content": "Easy."}}],
+        "usage": {"prompt_tokens": 20, "completion_tokens": 5}
+    })
+}
+
+#[actix_web::test]
+async fn the_official_sdk_sends_a_message_streams_one_and_round_trips_a_tool() {
+    let python = python();
+    let cerebras = MockUpstream::start(glm);
+    let catalogue =
+        [("MODELS", r#"{"glm": {"cerebras": "zai-glm-4.7"}}"#), ("MODEL_ALIASES", r#"{"claude-*": "glm"}"#)];
+    let proxy = Proxy::start(config(&cerebras.url, &catalogue));
+    let script = sdk_dir().join("anthropic_client.py");
+    // The SDK blocks: it runs on a thread while this test's system serves the proxy.
+    let url = proxy.url.clone();
+    let run = std::thread::spawn(move || Command::new(python).arg(script).arg(url).output().expect("run the SDK"));
+    while !run.is_finished() {
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let output = run.join().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "the SDK's checks failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("anthropic sdk: ok"), "{stdout}");
+    assert_eq!(cerebras.received().len(), 3, "plain, streamed, tool result; the unknown model never went upstream");
+    assert!(cerebras.received().iter().all(|r| r.json()["model"] == "zai-glm-4.7"));
+}
