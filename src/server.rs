@@ -274,6 +274,8 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             .wrap(from_fn(request_id::middleware))
             .app_data(state.clone())
             .app_data(web::Data::new(client::build(&worker_config, tls.clone())))
+            // Chat completions first: every route before it costs each request a match.
+            .route("/v1/chat/completions", web::post().to(proxy::forward))
             .route("/_status", web::get().to(status::status))
             .route("/health", web::get().to(status::health))
             .route("/metrics", web::get().to(status::metrics))

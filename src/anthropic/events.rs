@@ -8,36 +8,43 @@
 //! call's arguments are still unfinished JSON, and it opens when that call is done (or at the
 //! end). A closed block is never reopened.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::message::{stop_reason, usage_json, Completion, ToolCall, Usage};
+use super::message::{stop_reason, AnthropicUsage, Completion, ToolCall, Usage};
 use super::request::Asked;
 
+/// One chunk of the upstream's stream; its text is borrowed from the event where it can be.
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct Chunk {
-    choices: Vec<ChunkChoice>,
+struct Chunk<'a> {
+    #[serde(borrow)]
+    choices: Vec<ChunkChoice<'a>>,
     usage: Option<Usage>,
     error: Option<Value>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct ChunkChoice {
-    delta: Delta,
+struct ChunkChoice<'a> {
+    #[serde(borrow)]
+    delta: Delta<'a>,
     finish_reason: Option<String>,
     stop_reason: Option<Value>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct Delta {
-    content: Option<String>,
-    reasoning_content: Option<String>,
-    reasoning: Option<String>,
+struct Delta<'a> {
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    reasoning: Option<Cow<'a, str>>,
     tool_calls: Option<Vec<ToolCall>>,
 }
 
@@ -47,6 +54,14 @@ enum Kind {
     Text,
     /// A tool call, by its OpenAI index.
     Call(usize),
+}
+
+/// What a block's delta carries.
+#[derive(Debug, Clone, Copy)]
+enum Piece {
+    Text,
+    Thinking,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,32 +125,37 @@ impl EventStream {
             return;
         }
         self.started = true;
-        let message = json!({
-            "id": self.id, "type": "message", "role": "assistant", "model": self.asked.model,
-            "content": [], "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": 0, "output_tokens": 0}
-        });
-        event(out, &json!({ "type": "message_start", "message": message }));
+        let message = StartMessage {
+            id: &self.id,
+            kind: "message",
+            role: "assistant",
+            model: &self.asked.model,
+            content: [],
+            stop_reason: None,
+            stop_sequence: None,
+            usage: AnthropicUsage::default(),
+        };
+        event(out, &Event::MessageStart { message });
     }
 
     pub fn ping(out: &mut Vec<u8>) {
-        event(out, &json!({ "type": "ping" }));
+        event(out, &Event::Ping);
     }
 
     /// The events for the next bytes of the upstream stream.
     pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(chunk.len() + 128);
         let mut rest = chunk;
         while let Some(newline) = memchr::memchr(b'\n', rest) {
-            let line = if self.line.is_empty() {
-                &rest[..newline]
+            if self.line.is_empty() {
+                self.read_line(without_cr(&rest[..newline]), &mut out);
             } else {
-                self.line.extend_from_slice(&rest[..newline]);
-                &self.line[..]
-            };
-            let line = line.strip_suffix(b"\r").unwrap_or(line).to_vec();
-            self.line.clear();
-            self.read_line(&line, &mut out);
+                let mut line = std::mem::take(&mut self.line);
+                line.extend_from_slice(&rest[..newline]);
+                self.read_line(without_cr(&line), &mut out);
+                line.clear();
+                self.line = line;
+            }
             rest = &rest[newline + 1..];
         }
         self.line.extend_from_slice(rest);
@@ -165,7 +185,7 @@ impl EventStream {
             return;
         }
         self.ended = true;
-        event(out, &error);
+        error_event(out, &error);
     }
 
     /// A whole completion (a provider that would not stream) as the events of a stream.
@@ -175,8 +195,8 @@ impl EventStream {
         let choice = completion.choices.into_iter().next().unwrap_or_default();
         let message = choice.message;
         let delta = Delta {
-            content: message.content.as_ref().and_then(Value::as_str).map(str::to_owned),
-            reasoning_content: message.reasoning_content.or(message.reasoning),
+            content: message.content.as_ref().and_then(Value::as_str).map(|text| Cow::Owned(text.to_owned())),
+            reasoning_content: message.reasoning_content.or(message.reasoning).map(Cow::Owned),
             reasoning: None,
             tool_calls: message.tool_calls.map(|calls| {
                 calls.into_iter().enumerate().map(|(index, call)| ToolCall { index: Some(index), ..call }).collect()
@@ -241,11 +261,11 @@ impl EventStream {
     fn delta(&mut self, delta: Delta, out: &mut Vec<u8>) {
         if let Some(thinking) = delta.reasoning_content.or(delta.reasoning).filter(|t| !t.is_empty()) {
             self.switch_to(Kind::Thinking, out);
-            self.block_delta(json!({ "type": "thinking_delta", "thinking": thinking }), out);
+            self.block_delta(Piece::Thinking, &thinking, out);
         }
         if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
             self.switch_to(Kind::Text, out);
-            self.block_delta(json!({ "type": "text_delta", "text": text }), out);
+            self.block_delta(Piece::Text, &text, out);
         }
         for piece in delta.tool_calls.unwrap_or_default() {
             self.call_piece(piece, out);
@@ -290,9 +310,7 @@ impl EventStream {
             call.held.push_str(&arguments);
         }
         match state {
-            CallState::Open if !arguments.is_empty() => {
-                self.block_delta(json!({ "type": "input_json_delta", "partial_json": arguments }), out);
-            }
+            CallState::Open if !arguments.is_empty() => self.block_delta(Piece::Json, &arguments, out),
             CallState::Open => {}
             CallState::Closed => log::debug!("event=anthropic_piece_dropped reason=call_closed index={index}"),
             CallState::Held if !known => self.waiting.push_back(index),
@@ -320,7 +338,7 @@ impl EventStream {
         let call = self.calls.get_mut(&index).expect("a held call is known");
         let held = std::mem::take(&mut call.held);
         if !held.is_empty() {
-            self.block_delta(json!({ "type": "input_json_delta", "partial_json": held }), out);
+            self.block_delta(Piece::Json, &held, out);
         }
     }
 
@@ -329,8 +347,8 @@ impl EventStream {
         self.next_index += 1;
         self.open = Some((index, kind));
         let block = match kind {
-            Kind::Thinking => json!({ "type": "thinking", "thinking": "", "signature": "" }),
-            Kind::Text => json!({ "type": "text", "text": "" }),
+            Kind::Thinking => Block::Thinking { thinking: "", signature: "" },
+            Kind::Text => Block::Text { text: "" },
             Kind::Call(call) => {
                 let position = index;
                 let call = self.calls.get_mut(&call).expect("an opened call is known");
@@ -338,16 +356,33 @@ impl EventStream {
                 if call.id.is_empty() {
                     call.id = format!("toolu_{}_{position}", self.id);
                 }
-                json!({ "type": "tool_use", "id": call.id, "name": call.name, "input": {} })
+                Block::ToolUse { id: &call.id, name: &call.name, input: Empty {} }
             }
         };
-        event(out, &json!({ "type": "content_block_start", "index": index, "content_block": block }));
+        event(out, &Event::ContentBlockStart { index, content_block: block });
     }
 
-    fn block_delta(&mut self, delta: Value, out: &mut Vec<u8>) {
-        if let Some((index, _)) = self.open {
-            event(out, &json!({ "type": "content_block_delta", "index": index, "delta": delta }));
-        }
+    /// A `content_block_delta` for the open block, written directly: the one event of every
+    /// chunk, so it is built without a JSON tree.
+    fn block_delta(&mut self, piece: Piece, text: &str, out: &mut Vec<u8>) {
+        let Some((index, _)) = self.open else {
+            return;
+        };
+        let (kind, field) = match piece {
+            Piece::Text => ("text_delta", "text"),
+            Piece::Thinking => ("thinking_delta", "thinking"),
+            Piece::Json => ("input_json_delta", "partial_json"),
+        };
+        out.extend_from_slice(b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":");
+        out.extend_from_slice(itoa::Buffer::new().format(index).as_bytes());
+        out.extend_from_slice(b",\"delta\":{\"type\":\"");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\",\"");
+        out.extend_from_slice(field.as_bytes());
+        out.extend_from_slice(b"\":");
+        // A string always serialises.
+        let _ = serde_json::to_writer(&mut *out, text);
+        out.extend_from_slice(b"}}\n\n");
     }
 
     fn close(&mut self, out: &mut Vec<u8>) {
@@ -359,7 +394,7 @@ impl EventStream {
                 call.state = CallState::Closed;
             }
         }
-        event(out, &json!({ "type": "content_block_stop", "index": index }));
+        event(out, &Event::ContentBlockStop { index });
     }
 
     /// The answer is whole: every block closed, then the stop reason, the usage, the end.
@@ -376,10 +411,14 @@ impl EventStream {
         self.ended = true;
         let (finish, matched) = self.finish.take().unwrap_or_default();
         let (reason, sequence) = stop_reason(finish.as_deref(), matched.as_ref(), &self.asked, !self.calls.is_empty());
-        let delta = json!({ "stop_reason": reason, "stop_sequence": sequence });
-        event(out, &json!({ "type": "message_delta", "delta": delta, "usage": usage_json(self.usage) }));
-        event(out, &json!({ "type": "message_stop" }));
+        let delta = StopDelta { stop_reason: reason, stop_sequence: sequence };
+        event(out, &Event::MessageDelta { delta, usage: AnthropicUsage::from(self.usage) });
+        event(out, &Event::MessageStop);
     }
+}
+
+fn without_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 /// An `error` event's body for a failure of the upstream's.
@@ -387,12 +426,77 @@ pub fn api_error(message: &str) -> Value {
     super::error::body("api_error", message)
 }
 
+/// The events with a fixed shape, serialised without a JSON tree.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Event<'a> {
+    MessageStart { message: StartMessage<'a> },
+    ContentBlockStart { index: usize, content_block: Block<'a> },
+    ContentBlockStop { index: usize },
+    MessageDelta { delta: StopDelta, usage: AnthropicUsage },
+    MessageStop,
+    Ping,
+}
+
+impl Event<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Event::MessageStart { .. } => "message_start",
+            Event::ContentBlockStart { .. } => "content_block_start",
+            Event::ContentBlockStop { .. } => "content_block_stop",
+            Event::MessageDelta { .. } => "message_delta",
+            Event::MessageStop => "message_stop",
+            Event::Ping => "ping",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct StartMessage<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    role: &'static str,
+    model: &'a str,
+    content: [(); 0],
+    stop_reason: Option<()>,
+    stop_sequence: Option<()>,
+    usage: AnthropicUsage,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Block<'a> {
+    Thinking { thinking: &'a str, signature: &'a str },
+    Text { text: &'a str },
+    ToolUse { id: &'a str, name: &'a str, input: Empty },
+}
+
+/// `{}`.
+#[derive(Serialize)]
+struct Empty {}
+
+#[derive(Serialize)]
+struct StopDelta {
+    stop_reason: &'static str,
+    stop_sequence: Value,
+}
+
 /// One server-sent event, named by its type.
-fn event(out: &mut Vec<u8>, data: &Value) {
+fn event(out: &mut Vec<u8>, data: &Event) {
+    frame(out, data.name(), data);
+}
+
+/// An `error` event.
+fn error_event(out: &mut Vec<u8>, error: &Value) {
+    frame(out, "error", error);
+}
+
+fn frame(out: &mut Vec<u8>, name: &str, data: &impl Serialize) {
     out.extend_from_slice(b"event: ");
-    out.extend_from_slice(data["type"].as_str().unwrap_or("message").as_bytes());
+    out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\ndata: ");
-    // A JSON value always serialises.
+    // Strings, numbers and maps always serialise.
     let _ = serde_json::to_writer(&mut *out, data);
     out.extend_from_slice(b"\n\n");
 }
@@ -438,6 +542,7 @@ impl JsonEnd {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn asked() -> Asked {
         Asked { model: "claude-sonnet-4-5".into(), stream: true, stop_sequences: Vec::new() }

@@ -1,7 +1,7 @@
 //! An OpenAI chat completion, as the Anthropic message the client asked for. Also what both
 //! answer shapes share: the stop reason, the usage and a tool call's input.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::request::Asked;
@@ -61,15 +61,25 @@ pub struct PromptDetails {
 }
 
 /// Anthropic's usage: input tokens exclude those read from the cache, counted apart.
-pub fn usage_json(usage: Option<Usage>) -> Value {
-    let usage = usage.unwrap_or_default();
-    let cached = usage.prompt_tokens_details.map_or(0, |details| details.cached_tokens);
-    json!({
-        "input_tokens": usage.prompt_tokens.saturating_sub(cached),
-        "output_tokens": usage.completion_tokens,
-        "cache_read_input_tokens": cached,
-        "cache_creation_input_tokens": 0
-    })
+#[derive(Serialize, Default, Debug, PartialEq, Eq)]
+pub struct AnthropicUsage {
+    input_tokens: u64,
+    output_tokens: u64,
+    cache_read_input_tokens: u64,
+    cache_creation_input_tokens: u64,
+}
+
+impl From<Option<Usage>> for AnthropicUsage {
+    fn from(usage: Option<Usage>) -> Self {
+        let usage = usage.unwrap_or_default();
+        let cached = usage.prompt_tokens_details.map_or(0, |details| details.cached_tokens);
+        Self {
+            input_tokens: usage.prompt_tokens.saturating_sub(cached),
+            output_tokens: usage.completion_tokens,
+            cache_read_input_tokens: cached,
+            cache_creation_input_tokens: 0,
+        }
+    }
 }
 
 /// Anthropic's `stop_reason` and `stop_sequence` for an OpenAI `finish_reason`. Tool calls
@@ -146,7 +156,7 @@ pub fn to_message(completion: Completion, id: &str, asked: &Asked) -> Value {
         "content": content,
         "stop_reason": stop_reason,
         "stop_sequence": stop_sequence,
-        "usage": usage_json(completion.usage),
+        "usage": AnthropicUsage::from(completion.usage),
     })
 }
 
