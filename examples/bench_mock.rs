@@ -3,7 +3,8 @@
 //! `POST .../chat/completions` answers a fixed small completion, or with `"stream":true` a
 //! fixed SSE stream of 16 chunks. Headers shape the stream: `x-bench-gap-ms` waits between
 //! chunks, `x-bench-slow-seconds: N` sends one chunk per second for N seconds (the soak).
-//! Each chunk carries `sent_us`, the wall-clock time it was sent, in microseconds.
+//! Each chunk carries `sent_us`, the wall-clock time it was sent, in microseconds, also in its
+//! text after the chunk's number (`"3 1764…"`), where a translated stream still has it.
 //!
 //! Usage: `bench_mock PORT [WORKERS]`
 
@@ -19,7 +20,7 @@ const COMPLETION: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","c
 fn chunk(i: usize) -> Bytes {
     let sent_us = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |t| t.as_micros());
     Bytes::from(format!(
-        "data: {{\"id\":\"chatcmpl-bench\",\"sent_us\":{sent_us},\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{i} \"}}}}]}}\n\n"
+        "data: {{\"id\":\"chatcmpl-bench\",\"sent_us\":{sent_us},\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{i} {sent_us} \"}}}}]}}\n\n"
     ))
 }
 

@@ -31,7 +31,12 @@ async fn one_stream(client: &awc::Client, url: &str, headers: &[(String, String)
         request = request.insert_header((name.as_str(), value.as_str()));
     }
     let started = Instant::now();
-    let body = r#"{"model":"bench","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    // An Anthropic front door gets an Anthropic request; the answer's text carries the stamps.
+    let body = if url.ends_with("/messages") {
+        r#"{"model":"bench","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#
+    } else {
+        r#"{"model":"bench","stream":true,"messages":[{"role":"user","content":"hi"}]}"#
+    };
     let mut response = request.send_body(body).await.ok()?;
     let (mut ttfb, mut last, mut gaps, mut delays, mut widenings) =
         (None, Instant::now(), Vec::new(), Vec::<Duration>::new(), Vec::new());
@@ -61,17 +66,23 @@ async fn one_stream(client: &awc::Client, url: &str, headers: &[(String, String)
     let text = String::from_utf8_lossy(&text);
     let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
     let numbers: Vec<usize> =
-        events.iter().filter_map(|e| e.split("\"content\":\"").nth(1)?.split(' ').next()?.parse().ok()).collect();
+        events.iter().filter_map(|e| text_of(e.as_bytes())?.split(' ').next()?.parse().ok()).collect();
     let in_order = numbers.iter().enumerate().all(|(i, n)| i == *n);
-    let complete = events.last().is_some_and(|e| e.contains("[DONE]"));
+    let complete = events.last().is_some_and(|e| e.contains("[DONE]") || e.contains("message_stop"));
     Some(StreamStats { ttfb: ttfb?, gaps, delays, widenings, chunks: events.len(), in_order, complete })
 }
 
-/// The `sent_us` stamp of one event.
+/// The `sent_us` stamp of one event: the second number of its text, `"3 1764…"`.
 fn sent_us(event: &[u8]) -> Option<u128> {
-    let at = memchr::memmem::find(event, b"\"sent_us\":")? + 10;
-    let digits = event[at..].iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(&event[at..at + digits]).ok()?.parse().ok()
+    text_of(event)?.split(' ').nth(1)?.parse().ok()
+}
+
+/// The text an event carries: OpenAI's `content`, or Anthropic's `text` delta.
+fn text_of(event: &[u8]) -> Option<&str> {
+    let event = std::str::from_utf8(event).ok()?;
+    let start = ["\"content\":\"", "\"text\":\""].iter().find_map(|key| Some(event.find(key)? + key.len()))?;
+    let rest = &event[start..];
+    Some(&rest[..rest.find('"')?])
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
