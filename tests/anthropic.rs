@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{client, command, config, MockUpstream, Providers, Proxy, Received, Reply};
+use common::{client, command, config, sse_data, sse_delta, MockUpstream, Providers, Proxy, Received, Reply};
 use serde_json::{json, Value};
 
 const CATALOGUE: [(&str, &str); 2] = [
@@ -32,30 +32,20 @@ fn unavailable(_: &Received) -> Reply {
     Reply::status(503, json!({"error": {"message": "service unavailable"}}))
 }
 
-fn data(chunk: Value) -> String {
-    format!("data: {chunk}\n\n")
-}
-
-fn delta(delta: Value) -> String {
-    data(
-        json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": null}]}),
-    )
-}
-
 /// A recorded-style stream: reasoning, text, a tool call whose arguments come in pieces, then
 /// the finish reason and the usage in a last chunk of its own.
 fn tool_stream() -> Vec<String> {
     vec![
-        delta(json!({"role": "assistant", "content": ""})),
-        delta(json!({"reasoning_content": "The user wants the weather."})),
-        delta(json!({"content": "Let me look."})),
-        delta(
+        sse_delta(json!({"role": "assistant", "content": ""})),
+        sse_delta(json!({"reasoning_content": "The user wants the weather."})),
+        sse_delta(json!({"content": "Let me look."})),
+        sse_delta(
             json!({"tool_calls": [{"index": 0, "id": "call_w1", "type": "function", "function": {"name": "weather", "arguments": ""}}]}),
         ),
-        delta(json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"city\":"}}]})),
-        delta(json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"Paris\"}"}}]})),
-        data(json!({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})),
-        data(json!({"id": "c", "choices": [], "usage": {"prompt_tokens": 40, "completion_tokens": 12}})),
+        sse_delta(json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"city\":"}}]})),
+        sse_delta(json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"Paris\"}"}}]})),
+        sse_data(json!({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})),
+        sse_data(json!({"id": "c", "choices": [], "usage": {"prompt_tokens": 40, "completion_tokens": 12}})),
         "data: [DONE]\n\n".to_owned(),
     ]
 }

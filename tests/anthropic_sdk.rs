@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{config, MockUpstream, Proxy, Received, Reply};
+use common::{config, sse_data, sse_delta, MockUpstream, Proxy, Received, Reply};
 use serde_json::{json, Value};
 
 fn sdk_dir() -> PathBuf {
@@ -24,16 +24,6 @@ fn python() -> PathBuf {
     venv.join("bin/python")
 }
 
-fn data(chunk: Value) -> String {
-    format!("data: {chunk}\n\n")
-}
-
-fn delta(delta: Value) -> String {
-    data(
-        json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": null}]}),
-    )
-}
-
 /// What a GLM provider answers: a tool call, streamed with reasoning, to the first question; a
 /// plain answer once the tool's result is in; a greeting otherwise.
 fn glm(request: &Received) -> Reply {
@@ -46,18 +36,18 @@ fn glm(request: &Received) -> Reply {
     }
     if body["stream"] == true {
         let chunks = vec![
-            delta(json!({"role": "assistant", "content": ""})),
-            delta(json!({"reasoning_content": "The user wants "})),
-            delta(json!({"reasoning_content": "the weather."})),
-            delta(json!({"content": "Let me "})),
-            delta(json!({"content": "look."})),
-            delta(
+            sse_delta(json!({"role": "assistant", "content": ""})),
+            sse_delta(json!({"reasoning_content": "The user wants "})),
+            sse_delta(json!({"reasoning_content": "the weather."})),
+            sse_delta(json!({"content": "Let me "})),
+            sse_delta(json!({"content": "look."})),
+            sse_delta(
                 json!({"tool_calls": [{"index": 0, "id": "call_w1", "type": "function", "function": {"name": "weather", "arguments": ""}}]}),
             ),
-            delta(json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"ci"}}]})),
-            delta(json!({"tool_calls": [{"index": 0, "function": {"arguments": "ty\": \"Paris\"}"}}]})),
-            data(json!({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})),
-            data(json!({"id": "c", "choices": [], "usage": {"prompt_tokens": 40, "completion_tokens": 12}})),
+            sse_delta(json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"ci"}}]})),
+            sse_delta(json!({"tool_calls": [{"index": 0, "function": {"arguments": "ty\": \"Paris\"}"}}]})),
+            sse_data(json!({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})),
+            sse_data(json!({"id": "c", "choices": [], "usage": {"prompt_tokens": 40, "completion_tokens": 12}})),
             "data: [DONE]\n\n".to_owned(),
         ];
         return Reply::Sse { chunks, delay: Duration::from_millis(5), gate: None };

@@ -613,6 +613,18 @@ mod tests {
             .collect()
     }
 
+    /// The shape of a whole stream whose blocks have these many deltas each.
+    fn expected(deltas: &[usize]) -> Vec<String> {
+        let mut shape = vec!["message_start".to_owned()];
+        for (index, &count) in deltas.iter().enumerate() {
+            shape.push(format!("content_block_start:{index}"));
+            shape.extend(std::iter::repeat_n(format!("content_block_delta:{index}"), count));
+            shape.push(format!("content_block_stop:{index}"));
+        }
+        shape.extend(["message_delta".to_owned(), "message_stop".to_owned()]);
+        shape
+    }
+
     #[test]
     fn a_text_stream_with_reasoning_and_usage_in_the_last_chunk() {
         let chunks = [
@@ -626,22 +638,7 @@ mod tests {
             "data: [DONE]\n\n".to_owned(),
         ];
         let events = events(&chunks.iter().map(String::as_str).collect::<Vec<_>>());
-        assert_eq!(
-            shape(&events),
-            [
-                "message_start",
-                "content_block_start:0",
-                "content_block_delta:0",
-                "content_block_delta:0",
-                "content_block_stop:0",
-                "content_block_start:1",
-                "content_block_delta:1",
-                "content_block_delta:1",
-                "content_block_stop:1",
-                "message_delta",
-                "message_stop"
-            ]
-        );
+        assert_eq!(shape(&events), expected(&[2, 2]));
         assert_eq!(events[0]["message"]["model"], "claude-sonnet-4-5");
         assert_eq!(events[1]["content_block"]["type"], "thinking");
         assert_eq!(events[2]["delta"], json!({"type": "thinking_delta", "thinking": "Greet"}));
@@ -663,21 +660,7 @@ mod tests {
             "data: [DONE]\n\n".to_owned(),
         ];
         let events = events(&chunks.iter().map(String::as_str).collect::<Vec<_>>());
-        assert_eq!(
-            shape(&events),
-            [
-                "message_start",
-                "content_block_start:0",
-                "content_block_delta:0",
-                "content_block_stop:0",
-                "content_block_start:1",
-                "content_block_delta:1",
-                "content_block_delta:1",
-                "content_block_stop:1",
-                "message_delta",
-                "message_stop"
-            ]
-        );
+        assert_eq!(shape(&events), expected(&[1, 2]));
         assert_eq!(
             events[4]["content_block"],
             json!({"type": "tool_use", "id": "call_a", "name": "weather", "input": {}})
@@ -697,21 +680,7 @@ mod tests {
             "data: [DONE]\n\n".to_owned(),
         ];
         let events = events(&chunks.iter().map(String::as_str).collect::<Vec<_>>());
-        assert_eq!(
-            shape(&events),
-            [
-                "message_start",
-                "content_block_start:0",
-                "content_block_delta:0",
-                "content_block_delta:0",
-                "content_block_stop:0",
-                "content_block_start:1",
-                "content_block_delta:1",
-                "content_block_stop:1",
-                "message_delta",
-                "message_stop"
-            ]
-        );
+        assert_eq!(shape(&events), expected(&[2, 1]));
         assert_eq!(events[5]["content_block"]["id"], "call_b");
     }
 
@@ -778,20 +747,7 @@ mod tests {
         }))
         .unwrap();
         let events = parse(&EventStream::new("msg_1".into(), asked()).whole(completion));
-        assert_eq!(
-            shape(&events),
-            [
-                "message_start",
-                "content_block_start:0",
-                "content_block_delta:0",
-                "content_block_stop:0",
-                "content_block_start:1",
-                "content_block_delta:1",
-                "content_block_stop:1",
-                "message_delta",
-                "message_stop"
-            ]
-        );
+        assert_eq!(shape(&events), expected(&[1, 1]));
     }
 
     #[test]

@@ -99,6 +99,18 @@ pub fn sse_chunks(n: usize) -> Vec<String> {
     chunks
 }
 
+/// One SSE event carrying `chunk`.
+pub fn sse_data(chunk: Value) -> String {
+    format!("data: {chunk}\n\n")
+}
+
+/// A chat-completion chunk with this `delta`, as an SSE event.
+pub fn sse_delta(delta: Value) -> String {
+    let chunk = serde_json::json!({"id": "c", "object": "chat.completion.chunk",
+                                   "choices": [{"index": 0, "delta": delta, "finish_reason": null}]});
+    sse_data(chunk)
+}
+
 pub fn completion(text: &str) -> serde_json::Value {
     serde_json::json!({
         "id": "chatcmpl-1", "object": "chat.completion", "model": "llama-3.3-70b",
