@@ -21,7 +21,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(var: &'static str, problem: impl Into<String>) -> Self {
+    pub fn new(var: &'static str, problem: impl Into<String>) -> Self {
         Self { var, problem: problem.into() }
     }
 }
@@ -122,7 +122,7 @@ pub struct Config {
     pub fallback_on_cooldown: bool,
     /// Require a client key (from the key database) on every proxied request.
     pub enable_incoming_auth: bool,
-    pub key_db: PathBuf,
+    pub key_db: crate::db::Location,
     /// Set when `DATABASE_URL` and `INCOMING_KEY_DB` disagree, for a warning at start.
     pub key_db_disagreement: Option<String>,
     pub auth_limits: AuthLimits,
@@ -136,6 +136,10 @@ pub struct Config {
     pub log_limits: LogLimits,
     /// Time in-flight requests get to finish on SIGTERM.
     pub shutdown_timeout: Duration,
+    /// Redis for the key state replicas share (`REDIS_URL`); `None` keeps it local.
+    pub redis_url: Option<String>,
+    /// The prefix of every Redis name the proxy uses: replicas sharing keys share it.
+    pub redis_prefix: String,
     /// How long a streamed Anthropic answer waits for the upstream before a ping, and between pings.
     pub anthropic_ping_interval: Duration,
 }
@@ -195,7 +199,7 @@ impl Config {
             chars_per_token: env.parsed("CHARS_PER_TOKEN", 1.7)?,
             fallback_on_cooldown: env.flag("FALLBACK_ON_COOLDOWN", false)?,
             enable_incoming_auth: env.flag("ENABLE_INCOMING_AUTH", false)?,
-            key_db: crate::db::path_from_env(&lookup),
+            key_db: crate::db::location_from_env(&lookup),
             key_db_disagreement: crate::db::disagreement(&lookup),
             auth_limits: AuthLimits {
                 lookup_queue: env.parsed("AUTH_LOOKUP_QUEUE", 64)?,
@@ -215,6 +219,8 @@ impl Config {
             },
             shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT", 30.0)?,
             anthropic_ping_interval: env.positive_seconds("ANTHROPIC_PING_INTERVAL", 5.0)?,
+            redis_url: env.get("REDIS_URL").map(|url| url.trim().to_owned()),
+            redis_prefix: env.string("REDIS_KEY_PREFIX", "glm-proxy"),
         };
         config.validate()?;
         Ok(config)
@@ -251,6 +257,11 @@ impl Config {
         }
         if !(self.token_threshold.is_finite() && self.token_threshold >= 0.0) {
             return Err(ConfigError::new("TOKEN_THRESHOLD", "must be a non-negative number"));
+        }
+        if let Some(url) = &self.redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://")) {
+                return Err(ConfigError::new("REDIS_URL", "must be a redis://, rediss:// or unix:// URL"));
+            }
         }
         if let Some(path) = &self.ssl_cert_file {
             if !path.is_file() {

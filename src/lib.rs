@@ -21,6 +21,7 @@ pub mod providers;
 pub mod request_id;
 pub mod secret;
 pub mod server;
+pub mod shared;
 pub mod state;
 pub mod transform;
 pub mod upstream;

@@ -33,9 +33,8 @@ pub fn check_folders(config: &Config) -> Result<(), ConfigError> {
     if config.log_requests {
         writable_dir("LOG_DIR", &config.log_dir)?;
     }
-    if config.enable_incoming_auth {
-        let folder = config.key_db.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        writable_dir("INCOMING_KEY_DB", folder)?;
+    if let Some(folder) = config.key_db.sqlite_folder().filter(|_| config.enable_incoming_auth) {
+        writable_dir("INCOMING_KEY_DB", &folder)?;
     }
     Ok(())
 }

@@ -4,12 +4,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Addr, Arbiter, Supervisor, SyncArbiter};
+use actix::{Actor, Addr, Arbiter, Supervisor, SyncArbiter};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::auth::AuthActor;
 use crate::actors::key_rotator::{ClearRejections, CurrentKey, KeyRotator};
+use crate::actors::key_sync::{Attach, KeySync};
 use crate::actors::logger::{Flush, LogFiles, LoggerActor};
 use crate::actors::upstream_router::{Health, ProviderRequests, UpstreamRouter};
 use crate::auth::gate::AuthGate;
@@ -101,6 +102,20 @@ fn start_logs(config: &Config, metrics: &Metrics) -> Option<Arc<LogSink>> {
     Some(Arc::new(LogSink::new(logger, queue, metrics.log_records_dropped.clone(), body_limit)))
 }
 
+/// With `REDIS_URL`, the actor that shares key state with the other replicas.
+fn start_key_sync(config: &Config, metrics: &Metrics) -> Result<Option<Addr<KeySync>>, StartError> {
+    let Some(url) = &config.redis_url else {
+        log::info!("event=config shared_key_state=off");
+        return Ok(None);
+    };
+    let secrets: Vec<&str> = config.cerebras_keys.iter().map(|key| key.secret.expose()).collect();
+    let sync =
+        KeySync::new(url, &config.redis_prefix, &secrets, metrics.redis_errors.clone(), metrics.redis_up.clone())
+            .map_err(|error| ConfigError::new("REDIS_URL", format!("is not usable: {error}")))?;
+    log::info!("event=config shared_key_state=redis prefix={}", config.redis_prefix);
+    Ok(Some(Actor::start(sync)))
+}
+
 /// How often usage is flushed and the key cache reloaded: revocations land within two.
 const AUTH_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -115,10 +130,11 @@ fn start_auth(config: &Config, metrics: &Metrics) -> Result<Option<Arc<AuthGate>
     }
     let keys = db::keys::all(&mut db::open(&config.key_db)?).map_err(DbError::from)?;
     let active_keys = keys.iter().filter(|k| !k.revoked).count();
-    log::info!("event=config incoming_auth=on key_db={} active_keys={active_keys}", config.key_db.display());
+    log::info!("event=config incoming_auth=on key_db={} active_keys={active_keys}", config.key_db);
     preflight::warn_if_no_client_keys(active_keys);
-    let database = |path: std::path::PathBuf| SyncArbiter::start(1, move || AuthActor::new(path.clone()));
-    let (lookups, syncs) = (database(config.key_db.clone()), database(config.key_db.clone()));
+    let pool = db::pool(&config.key_db);
+    let database = |pool: db::KeyPool| SyncArbiter::start(1, move || AuthActor::new(pool.clone()));
+    let (lookups, syncs) = (database(pool.clone()), database(pool));
     let gate = Arc::new(AuthGate::new(lookups, syncs, &config.auth_limits, metrics));
     let syncing = gate.clone();
     actix_web::rt::spawn(async move {
@@ -206,7 +222,14 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let current_key = CurrentKey::default();
     let published = current_key.clone();
     let max_waiting = config.max_waiting_requests;
-    let rotator = Supervisor::start(move |_| KeyRotator::new(keys, cooldowns, max_waiting, rotator_metrics, published));
+    let key_sync = start_key_sync(&config, &metrics)?;
+    let shared = key_sync.clone().map(Addr::recipient);
+    let rotator = Supervisor::start(move |_| {
+        KeyRotator::new(keys, cooldowns, max_waiting, rotator_metrics, published).sharing(shared)
+    });
+    if let Some(sync) = &key_sync {
+        sync.do_send(Attach(rotator.clone().recipient()));
+    }
     clear_rejections_on_sighup(rotator.clone());
 
     let configured: Vec<ProviderKind> =
@@ -266,6 +289,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         body_timeout: config.client_timeouts.body,
         started: Instant::now(),
         ping_interval: config.anthropic_ping_interval,
+        key_sync,
     });
 
     let worker_config = config.clone();

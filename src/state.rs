@@ -3,6 +3,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use actix::Addr;
+
+use crate::actors::key_sync::KeySync;
 use crate::auth::gate::AuthGate;
 use crate::body_budget::BodyBudget;
 use crate::dispatch::Dispatcher;
@@ -24,4 +27,6 @@ pub struct AppState {
     /// `ANTHROPIC_PING_INTERVAL`: how long a streamed Anthropic answer may be silent before a
     /// ping, while the upstream has not answered.
     pub ping_interval: Duration,
+    /// Present with `REDIS_URL`: the key state shared with the other replicas.
+    pub key_sync: Option<Addr<KeySync>>,
 }

@@ -1,14 +1,11 @@
-//! `AuthActor`: the client-key database, run on its own thread (a `SyncArbiter`) so that
-//! SQLite's blocking calls never stall the async workers.
-
-use std::path::PathBuf;
+//! `AuthActor`: the client-key database, run on its own thread (a `SyncArbiter`) so that the
+//! database's blocking calls never stall the async workers.
 
 use actix::prelude::*;
-use diesel::SqliteConnection;
 
 use super::supervision::{guarded, ActorFault, Named};
 use crate::db::keys::{self, ApiKey, Usage};
-use crate::db::{self, DbError};
+use crate::db::{DbError, KeyDb, KeyPool};
 
 /// Looks up one key by its hash: for a key the in-memory cache does not know yet.
 #[derive(Message)]
@@ -28,33 +25,24 @@ pub struct LoadAll;
 pub struct FlushUsage(pub Vec<Usage>);
 
 pub struct AuthActor {
-    path: PathBuf,
-    conn: Option<SqliteConnection>,
+    pool: KeyPool,
 }
 
 impl AuthActor {
-    pub fn new(path: PathBuf) -> Self {
-        Self { path, conn: None }
+    pub fn new(pool: KeyPool) -> Self {
+        Self { pool }
     }
 
-    /// Runs a query on the connection, opening it first if needed. After an error the
-    /// connection is dropped, so the next message starts from a fresh one.
-    fn run<T>(&mut self, query: impl FnOnce(&mut SqliteConnection) -> Result<T, DbError>) -> Result<T, ActorFault> {
-        let conn = match self.conn.take() {
-            Some(conn) => Ok(conn),
-            None => db::open(&self.path),
+    /// Runs a query on a pooled connection; the pool replaces connections that broke.
+    fn run<T>(&mut self, query: impl FnOnce(&mut KeyDb) -> Result<T, DbError>) -> Result<T, ActorFault> {
+        let result = match self.pool.get() {
+            Ok(mut conn) => query(&mut conn).map_err(|error| error.to_string()),
+            Err(error) => Err(format!("no connection: {error}")),
         };
-        let result = conn.and_then(|mut conn| query(&mut conn).map(|value| (value, conn)));
-        match result {
-            Ok((value, conn)) => {
-                self.conn = Some(conn);
-                Ok(value)
-            }
-            Err(error) => {
-                log::error!("event=key_database_error error={error}");
-                Err(ActorFault(Self::NAME))
-            }
-        }
+        result.map_err(|error| {
+            log::error!("event=key_database_error error={error:?}");
+            ActorFault(Self::NAME)
+        })
     }
 }
 

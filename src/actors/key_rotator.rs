@@ -6,18 +6,20 @@
 //! no key is usable do workers ask, and wait.
 
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use super::key_sync::{Apply, Share};
 use super::supervision::{guarded, ActorFault, Named};
 use crate::config::NamedKey;
 use prometheus::IntGauge;
 
 use crate::metrics::Metrics;
 use crate::policy::key_pool::{Availability, Cooldowns, KeyGrant, KeyPool, KeyState, KeyStatus, KeyVerdict};
+use crate::shared::events::{from_wall_ms, state, to_wall_ms};
 
 /// Asks for a key. With `wait`, an all-cooling answer carries a ticket that yields the
 /// first key to come free.
@@ -124,6 +126,8 @@ pub struct KeyRotator {
     cooldowns: Cooldowns,
     pool: KeyPool,
     waiters: Waiters,
+    /// The other replicas, through Redis (`REDIS_URL`): told of every change made here.
+    shared: Option<Recipient<Share>>,
 }
 
 impl KeyRotator {
@@ -137,9 +141,26 @@ impl KeyRotator {
         let pool = KeyPool::new(&keys, cooldowns);
         let gauge = metrics.requests_waiting_for_key.clone();
         let waiters = Waiters { senders: Vec::new(), max: max_waiting, gauge };
-        let mut rotator = Self { keys, current, metrics, cooldowns, pool, waiters };
+        let mut rotator = Self { keys, current, metrics, cooldowns, pool, waiters, shared: None };
         rotator.publish();
         rotator
+    }
+
+    /// Shares this rotator's changes with the other replicas.
+    pub fn sharing(mut self, shared: Option<Recipient<Share>>) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    fn share(&self, change: Share) {
+        if let Some(shared) = &self.shared {
+            shared.do_send(change);
+        }
+    }
+
+    /// A key rests until `until`: waiting requests hear of it when the rest is over.
+    fn wake_at(ctx: &mut Context<Self>, until: Instant) {
+        ctx.run_later(until.saturating_duration_since(Instant::now()), |this, _| this.wake_waiters());
     }
 
     /// Publishes the key requests should use now, if any, and every key's state as metrics.
@@ -187,13 +208,16 @@ impl Actor for KeyRotator {
 }
 
 impl Supervised for KeyRotator {
-    /// After a panic the pool may be half-updated: start again from the configured keys.
-    /// Waiting requests lose their ticket and answer 503 rather than hang.
+    /// After a panic the pool may be half-updated: start again from the configured keys (and,
+    /// with Redis, from what the replicas share). Waiting requests lose their ticket and answer
+    /// 503 rather than hang.
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         self.pool = KeyPool::new(&self.keys, self.cooldowns);
         self.waiters.senders.clear();
         self.waiters.forget_gone();
         self.publish();
+        // The other replicas still know which keys rest.
+        self.share(Share::Resync);
     }
 }
 
@@ -232,6 +256,7 @@ impl Handler<ClearRejections> for KeyRotator {
         let _ = guarded(self, ctx, |this, _| {
             let cleared = this.pool.clear_invalid(Instant::now());
             log::info!("event=key_rejections_cleared keys={cleared}");
+            this.share(Share::ClearRejections);
             this.wake_waiters();
         });
     }
@@ -245,19 +270,59 @@ impl Handler<Report> for KeyRotator {
     fn handle(&mut self, msg: Report, ctx: &mut Context<Self>) {
         let _ = guarded(self, ctx, |this, ctx| {
             let now = Instant::now();
+            let sticky = this.pool.current_index();
             let rested = this.pool.report(msg.index, &msg.verdict, now);
             this.wake_waiters();
-            let Some(until) = rested else {
-                return;
-            };
-            let name = this.pool.grant(msg.index).name;
-            this.metrics.key_cooldowns.with_label_values(&[&*name]).inc();
-            log::warn!(
-                "event=key_cooldown key={name} seconds={:.1} reason={:?}",
-                (until - now).as_secs_f64(),
-                msg.verdict.reason().to_string()
-            );
-            ctx.run_later(until - now, |this, _| this.wake_waiters());
+            if let Some(until) = rested {
+                let name = this.pool.grant(msg.index).name;
+                this.metrics.key_cooldowns.with_label_values(&[&*name]).inc();
+                log::warn!(
+                    "event=key_cooldown key={name} seconds={:.1} reason={:?}",
+                    (until - now).as_secs_f64(),
+                    msg.verdict.reason().to_string()
+                );
+                let invalid = matches!(msg.verdict, KeyVerdict::Rejected { .. });
+                let until_ms = to_wall_ms(until, now, SystemTime::now());
+                this.share(Share::Rest { index: msg.index, until_ms, invalid });
+                Self::wake_at(ctx, until);
+            }
+            let moved_to = this.pool.current_index();
+            if moved_to != sticky {
+                this.share(Share::Current { from: sticky, to: moved_to });
+            }
+        });
+    }
+}
+
+impl Handler<Apply> for KeyRotator {
+    type Result = ();
+
+    /// Another replica's change: applied to the local state, and never shared back.
+    fn handle(&mut self, msg: Apply, ctx: &mut Context<Self>) {
+        let _ = guarded(self, ctx, |this, ctx| {
+            let now = Instant::now();
+            match msg {
+                Apply::Rest { index, until_ms, invalid } => {
+                    let Some(until) = from_wall_ms(until_ms, now, SystemTime::now()) else {
+                        return;
+                    };
+                    if let Some(until) = this.pool.apply_rest(index, until, state(invalid), now) {
+                        log::info!(
+                            "event=key_cooldown_shared key={} seconds={:.1}",
+                            this.pool.grant(index).name,
+                            (until - now).as_secs_f64()
+                        );
+                        Self::wake_at(ctx, until);
+                    }
+                }
+                Apply::Current { index } => {
+                    this.pool.follow(index, now);
+                }
+                Apply::ClearRejections => {
+                    this.pool.clear_invalid(now);
+                }
+            }
+            this.wake_waiters();
         });
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod key_rotator;
+pub mod key_sync;
 pub mod logger;
 pub mod supervision;
 pub mod upstream_router;

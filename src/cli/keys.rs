@@ -4,22 +4,21 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chrono::{NaiveDateTime, Utc};
 use clap::{Args, Subcommand};
-use diesel::SqliteConnection;
 use serde_json::json;
 
 use crate::auth::client_key;
-use crate::db::{self, keys, keys::ApiKey, DbError};
+use crate::db::{self, keys, keys::ApiKey, DbError, KeyDb, Location};
 
 #[derive(Args)]
 pub struct KeysArgs {
-    /// The key database. Default: DATABASE_URL, else INCOMING_KEY_DB, else ./data/incoming_keys.db.
-    #[arg(long, global = true, value_name = "PATH")]
-    db: Option<PathBuf>,
+    /// The key database: a SQLite path or a postgres:// URL. Default: DATABASE_URL, else
+    /// INCOMING_KEY_DB, else ./data/incoming_keys.db.
+    #[arg(long, global = true, value_name = "PATH_OR_URL")]
+    db: Option<String>,
     #[command(subcommand)]
     command: KeysCommand,
 }
@@ -70,14 +69,14 @@ type Outcome = Result<(), String>;
 
 pub fn run(args: KeysArgs) -> ExitCode {
     let env = |name: &str| std::env::var(name).ok();
-    let path = args.db.unwrap_or_else(|| db::path_from_env(env));
-    eprintln!("glm-proxy keys: database {}", path.display());
+    let location = args.db.map_or_else(|| db::location_from_env(env), |db| Location::parse(&db));
+    eprintln!("glm-proxy keys: database {location}");
     if let Some(problem) = db::disagreement(env) {
         eprintln!("glm-proxy keys: warning: {problem}");
     }
     let opened = match args.command {
-        KeysCommand::Add { .. } => db::open(&path),
-        _ => db::open_existing(&path),
+        KeysCommand::Add { .. } => db::open(&location),
+        _ => db::open_existing(&location),
     };
     let mut conn = match opened {
         Ok(conn) => conn,
@@ -115,7 +114,7 @@ fn now() -> NaiveDateTime {
     Utc::now().naive_utc()
 }
 
-fn add(conn: &mut SqliteConnection, name: &str, quiet: bool, out: &mut String) -> Outcome {
+fn add(conn: &mut KeyDb, name: &str, quiet: bool, out: &mut String) -> Outcome {
     let name = name.trim();
     if name.is_empty() {
         return Err("a key needs a non-empty name".to_owned());
@@ -158,7 +157,7 @@ fn status(key: &ApiKey) -> &'static str {
     }
 }
 
-fn list(conn: &mut SqliteConnection, as_json: bool, out: &mut String) -> Outcome {
+fn list(conn: &mut KeyDb, as_json: bool, out: &mut String) -> Outcome {
     let all = keys::all(conn).map_err(|e| e.to_string())?;
     let totals = Totals::of(&all);
     if as_json {
@@ -212,7 +211,7 @@ impl Totals {
     }
 }
 
-fn set_revoked(conn: &mut SqliteConnection, selector: &str, all: bool, revoked: bool, out: &mut String) -> Outcome {
+fn set_revoked(conn: &mut KeyDb, selector: &str, all: bool, revoked: bool, out: &mut String) -> Outcome {
     let selected = keys::matching(conn, selector, &client_key::hash(selector)).map_err(|e| e.to_string())?;
     if selected.is_empty() {
         return Err(format!("no key matches {selector:?} (give an ID, a full key or a name)"));
@@ -238,7 +237,7 @@ fn set_revoked(conn: &mut SqliteConnection, selector: &str, all: bool, revoked: 
     Ok(())
 }
 
-fn stats(conn: &mut SqliteConnection, as_json: bool, out: &mut String) -> Outcome {
+fn stats(conn: &mut KeyDb, as_json: bool, out: &mut String) -> Outcome {
     let mut all = keys::all(conn).map_err(|e| e.to_string())?;
     let totals = Totals::of(&all);
     all.sort_by_key(|k| std::cmp::Reverse(k.request_count));

@@ -1,8 +1,8 @@
 //! Queries on the `api_keys` table. Every function takes the connection it runs on.
 
+use super::KeyDb;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::SqliteConnection;
 use serde::Serialize;
 
 use super::schema::api_keys::{self, dsl};
@@ -60,28 +60,29 @@ pub struct Usage {
 }
 
 pub fn insert(
-    conn: &mut SqliteConnection,
+    conn: &mut KeyDb,
     name: &str,
     key_hash: &str,
     key_prefix: &str,
     now: NaiveDateTime,
 ) -> QueryResult<ApiKey> {
+    // Read back by its (unique) hash: `RETURNING` is not in what both backends share here.
     diesel::insert_into(api_keys::table)
         .values(NewApiKey { key_hash, key_prefix, name, created_at: now })
-        .returning(ApiKey::as_returning())
-        .get_result(conn)
+        .execute(conn)?;
+    find_by_hash(conn, key_hash)?.ok_or(diesel::result::Error::NotFound)
 }
 
-pub fn all(conn: &mut SqliteConnection) -> QueryResult<Vec<ApiKey>> {
+pub fn all(conn: &mut KeyDb) -> QueryResult<Vec<ApiKey>> {
     dsl::api_keys.order(dsl::id).select(ApiKey::as_select()).load(conn)
 }
 
-pub fn find_by_hash(conn: &mut SqliteConnection, key_hash: &str) -> QueryResult<Option<ApiKey>> {
+pub fn find_by_hash(conn: &mut KeyDb, key_hash: &str) -> QueryResult<Option<ApiKey>> {
     dsl::api_keys.filter(dsl::key_hash.eq(key_hash)).select(ApiKey::as_select()).first(conn).optional()
 }
 
 /// Keys an operator's selector names: an id, a full key (by its hash), or a name.
-pub fn matching(conn: &mut SqliteConnection, selector: &str, key_hash: &str) -> QueryResult<Vec<ApiKey>> {
+pub fn matching(conn: &mut KeyDb, selector: &str, key_hash: &str) -> QueryResult<Vec<ApiKey>> {
     let id: i32 = selector.parse().unwrap_or(-1);
     dsl::api_keys
         .filter(dsl::id.eq(id).or(dsl::key_hash.eq(key_hash)).or(dsl::name.eq(selector)))
@@ -91,7 +92,7 @@ pub fn matching(conn: &mut SqliteConnection, selector: &str, key_hash: &str) -> 
 }
 
 /// Revokes (or re-enables) the keys with these ids; returns how many changed.
-pub fn set_revoked(conn: &mut SqliteConnection, ids: &[i32], revoked: bool, now: NaiveDateTime) -> QueryResult<usize> {
+pub fn set_revoked(conn: &mut KeyDb, ids: &[i32], revoked: bool, now: NaiveDateTime) -> QueryResult<usize> {
     let revoked_at = revoked.then_some(now);
     diesel::update(dsl::api_keys.filter(dsl::id.eq_any(ids)))
         .set((dsl::revoked.eq(revoked), dsl::revoked_at.eq(revoked_at)))
@@ -99,8 +100,8 @@ pub fn set_revoked(conn: &mut SqliteConnection, ids: &[i32], revoked: bool, now:
 }
 
 /// Adds counted requests in one transaction; `last_used_at` only ever moves forward.
-pub fn add_usage(conn: &mut SqliteConnection, usage: &[Usage]) -> QueryResult<()> {
-    conn.immediate_transaction(|conn| {
+pub fn add_usage(conn: &mut KeyDb, usage: &[Usage]) -> QueryResult<()> {
+    conn.transaction(|conn| {
         for u in usage {
             let key = dsl::api_keys.filter(dsl::id.eq(u.id));
             diesel::update(key).set(dsl::request_count.eq(dsl::request_count + u.requests)).execute(conn)?;
@@ -116,9 +117,9 @@ mod tests {
     use super::*;
     use chrono::{Duration, Utc};
 
-    fn db() -> (tempfile::TempDir, SqliteConnection) {
+    fn db() -> (tempfile::TempDir, KeyDb) {
         let dir = tempfile::tempdir().unwrap();
-        let conn = crate::db::open(&dir.path().join("nested/keys.db")).unwrap();
+        let conn = crate::db::open(&crate::db::Location::Sqlite(dir.path().join("nested/keys.db"))).unwrap();
         (dir, conn)
     }
 

@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::actors::key_rotator::GetStatus;
+use crate::actors::key_sync::{GetSyncStatus, SyncStatus};
 use crate::actors::supervision::ask;
 use crate::actors::upstream_router::{GetRoutingStatus, RoutingStatus};
 use crate::error::ProxyError;
@@ -24,11 +25,17 @@ struct StatusBody {
     routing: RoutingStatus,
     /// The model catalogue as configured; `null` without one.
     catalogue: Option<serde_json::Value>,
+    /// Redis, where replicas share key state; `null` without `REDIS_URL`.
+    redis: Option<SyncStatus>,
 }
 
 pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ProxyError> {
     let rotator = ask(&state.dispatcher.rotator, GetStatus).await?;
     let routing = ask(&state.dispatcher.router, GetRoutingStatus).await?;
+    let redis = match &state.key_sync {
+        Some(sync) => Some(sync.send(GetSyncStatus).await.map_err(|_| ProxyError::ActorUnavailable("key sync"))?),
+        None => None,
+    };
     Ok(HttpResponse::Ok().json(StatusBody {
         keys: rotator.keys,
         current_key: rotator.current_key,
@@ -37,6 +44,7 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ProxyErr
         log_records_dropped: state.logs.as_ref().map_or(0, |logs| logs.dropped()),
         routing,
         catalogue: state.dispatcher.catalogue.as_ref().map(|catalogue| catalogue.status()),
+        redis,
     }))
 }
 

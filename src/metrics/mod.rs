@@ -64,6 +64,10 @@ pub struct Metrics {
     pub log_queue_bytes: IntGauge,
     /// Records written without their bodies because the day reached `LOG_MAX_DAY_BYTES`.
     pub log_bodies_omitted: IntCounter,
+    /// 1 while Redis answers (with `REDIS_URL`), else 0.
+    pub redis_up: IntGauge,
+    /// Redis commands and subscriptions that failed.
+    pub redis_errors: IntCounter,
     /// Model names used as labels so far.
     models: RwLock<HashSet<Arc<str>>>,
 }
@@ -152,6 +156,8 @@ impl Metrics {
                 "log_bodies_omitted_total",
                 "Request log records written without bodies: the day's file reached LOG_MAX_DAY_BYTES",
             )?,
+            redis_up: gauge("redis_up", "1 while Redis, where replicas share key state, answers")?,
+            redis_errors: counter("redis_errors_total", "Redis commands and subscriptions that failed")?,
             models: RwLock::default(),
             registry,
         })

@@ -248,11 +248,65 @@ impl KeyPool {
     pub fn current_name(&self) -> Arc<str> {
         self.keys[self.current].name.clone()
     }
+
+    pub fn current_index(&self) -> usize {
+        self.current
+    }
+
+    /// A rest another replica gave a key: the later deadline wins, as for local rests, and no
+    /// rest runs longer than this pool allows. Returns the new deadline if it changed.
+    pub fn apply_rest(&mut self, index: usize, until: Instant, state: KeyState, now: Instant) -> Option<Instant> {
+        let longest = self.cooldowns.max.max(self.cooldowns.invalid);
+        let until = until.min(deadline(now, longest));
+        let key = self.keys.get_mut(index)?;
+        if key.rest(now).is_some_and(|(existing, _)| existing >= until) || until <= now {
+            return None;
+        }
+        key.resting_until = Some((until, state));
+        let what = if state == KeyState::Invalid { "rejected" } else { "rate limited" };
+        key.last_error = Some(format!("{what} (seen by another replica)"));
+        Some(until)
+    }
+
+    /// Makes `index` the sticky key, as another replica moved it, if it is usable here.
+    pub fn follow(&mut self, index: usize, now: Instant) -> bool {
+        let usable = self.keys.get(index).is_some_and(|key| key.rest(now).is_none());
+        if usable {
+            self.current = index;
+        }
+        usable
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_replicas_rest_keeps_the_later_deadline_and_the_pools_limit() {
+        let now = Instant::now();
+        let mut pool = pool(2);
+        let local = pool.report(0, &KeyVerdict::RateLimited { requested: None }, now).unwrap();
+        assert_eq!(pool.apply_rest(0, now + Duration::from_secs(10), KeyState::CoolingDown, now), None, "earlier");
+        let later = now + Duration::from_secs(120);
+        assert_eq!(pool.apply_rest(0, later, KeyState::CoolingDown, now), Some(later));
+        assert!(later > local);
+        let forever = now + Duration::from_secs(10 * 86_400);
+        let clamped = pool.apply_rest(1, forever, KeyState::CoolingDown, now).unwrap();
+        assert_eq!(clamped, now + Duration::from_secs(86_400), "no rest longer than MAX_COOLDOWN");
+        assert_eq!(pool.apply_rest(1, now, KeyState::CoolingDown, now), None, "already over");
+    }
+
+    #[test]
+    fn the_sticky_key_follows_another_replica_only_to_a_usable_key() {
+        let now = Instant::now();
+        let mut pool = pool(3);
+        assert!(pool.follow(2, now));
+        assert_eq!(pool.current_index(), 2);
+        pool.report(1, &KeyVerdict::RateLimited { requested: None }, now);
+        assert!(!pool.follow(1, now), "resting here");
+        assert_eq!(pool.current_index(), 2);
+    }
 
     const COOLDOWNS: Cooldowns = Cooldowns {
         rate_limited: Duration::from_secs(60),

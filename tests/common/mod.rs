@@ -550,3 +550,54 @@ impl Providers {
         (self.cerebras.received().len(), self.synthetic.received().len(), self.zai.received().len())
     }
 }
+
+/// A TCP relay to `target` that a test can cut (every connection closed, new ones closed at
+/// once) and restore: a service going away and coming back, without stopping the service.
+pub struct TcpRelay {
+    address: std::net::SocketAddr,
+    open: Arc<std::sync::atomic::AtomicBool>,
+    connections: Arc<Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl TcpRelay {
+    pub fn start(target: &str) -> Self {
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let connections: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (accepting, held, target) = (open.clone(), connections.clone(), target.to_owned());
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                if !accepting.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&target) else { continue };
+                let pairs = [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)];
+                for (mut from, mut to) in pairs {
+                    held.lock().unwrap().push(from.try_clone().unwrap());
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Self { address, open, connections }
+    }
+
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.address
+    }
+
+    pub fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        for connection in self.connections.lock().unwrap().drain(..) {
+            let _ = connection.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    pub fn restore(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}

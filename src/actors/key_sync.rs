@@ -1,0 +1,406 @@
+//! `KeySync`: shares the Cerebras keys' state with the other replicas through Redis, when
+//! `REDIS_URL` is set.
+//!
+//! The `KeyRotator` keeps deciding alone, on its local state; a request never waits on Redis.
+//! What it learns (a key rests, the sticky key moves, rejections are lifted) it tells this
+//! actor, which writes it with one atomic script (the later deadline wins; the sticky key moves
+//! by compare-and-swap) and announces it on a channel. What the other replicas announce comes
+//! back to the rotator as [`Apply`]. On every (re)connection the running rests and the sticky
+//! key are read back, so a restart keeps its cooldowns and a replica cut off catches up.
+//!
+//! If Redis is unreachable, the replica goes on with its local state: the failure is logged
+//! once, counted (`glm_proxy_redis_errors_total`, `glm_proxy_redis_up`) and shown in
+//! `/_status`; the rests it made meanwhile are written once Redis answers again.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use futures_util::StreamExt;
+use prometheus::{IntCounter, IntGauge};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+use serde::Serialize;
+
+use crate::shared::events::{fingerprint, Event, Message as SharedMessage};
+use crate::shared::redis_script;
+
+/// A change another replica made, for the rotator to apply to its keys (by index).
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[rtype(result = "()")]
+pub enum Apply {
+    Rest { index: usize, until_ms: u64, invalid: bool },
+    Current { index: usize },
+    ClearRejections,
+}
+
+/// A change this replica made, to share.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub enum Share {
+    Rest {
+        index: usize,
+        until_ms: u64,
+        invalid: bool,
+    },
+    /// The sticky key moved from `from` to `to`.
+    Current {
+        from: usize,
+        to: usize,
+    },
+    ClearRejections,
+    /// Read the shared state again (the rotator restarted with fresh state).
+    Resync,
+}
+
+/// Where the rotator is, once both actors exist.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Attach(pub Recipient<Apply>);
+
+#[derive(Message)]
+#[rtype(result = "SyncStatus")]
+pub struct GetSyncStatus;
+
+/// Redis as `/_status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncStatus {
+    /// `connected` or `unavailable` (serving from local state).
+    pub state: &'static str,
+    pub errors: u64,
+    pub last_error: Option<String>,
+}
+
+/// How long one Redis command may take, and the pause between attempts to reach Redis.
+const TIMEOUT: Duration = Duration::from_millis(500);
+const RETRY: Duration = Duration::from_secs(1);
+
+/// The replica's names on Redis.
+#[derive(Clone)]
+struct Names {
+    channel: String,
+    current: String,
+    /// Each key's hash, by index.
+    keys: Vec<String>,
+    /// Each key's fingerprint, by index.
+    prints: Vec<String>,
+}
+
+pub struct KeySync {
+    client: redis::Client,
+    connection: ConnectionManager,
+    names: Names,
+    /// This replica's id in announcements: its own come back, and are skipped.
+    origin: String,
+    rotator: Option<Recipient<Apply>>,
+    /// The rests this replica shared, to share again if Redis lost them (by index).
+    shared: HashMap<usize, (u64, bool)>,
+    up: bool,
+    /// A resync is due (Redis failed): one at a time.
+    retrying: bool,
+    errors: IntCounter,
+    up_gauge: IntGauge,
+    last_error: Option<String>,
+}
+
+impl KeySync {
+    /// `secrets` are the configured keys, in the rotator's order; only their fingerprints are kept.
+    pub fn new(
+        url: &str,
+        prefix: &str,
+        secrets: &[&str],
+        errors: IntCounter,
+        up_gauge: IntGauge,
+    ) -> redis::RedisResult<Self> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_connection_timeout(Some(TIMEOUT))
+            .set_response_timeout(Some(TIMEOUT));
+        let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        let prints: Vec<String> = secrets.iter().map(|secret| fingerprint(secret)).collect();
+        let names = Names {
+            channel: format!("{prefix}:events"),
+            current: format!("{prefix}:current"),
+            keys: prints.iter().map(|print| format!("{prefix}:key:{print}")).collect(),
+            prints,
+        };
+        let mut origin = [0u8; 4];
+        let _ = getrandom::fill(&mut origin);
+        let origin = origin.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Self {
+            client,
+            connection,
+            names,
+            origin,
+            rotator: None,
+            shared: HashMap::new(),
+            up: false,
+            retrying: false,
+            errors,
+            up_gauge,
+            last_error: None,
+        })
+    }
+
+    fn announce(&self, event: Event) -> String {
+        SharedMessage { origin: self.origin.clone(), event }.encode()
+    }
+
+    /// Runs `work` against Redis; its outcome says whether Redis is up.
+    fn run<F>(&mut self, ctx: &mut Context<Self>, work: impl FnOnce(ConnectionManager, Names) -> F + 'static)
+    where
+        F: Future<Output = redis::RedisResult<Vec<Apply>>> + 'static,
+    {
+        let future = work(self.connection.clone(), self.names.clone());
+        ctx.spawn(future.into_actor(self).map(|outcome, this, ctx| match outcome {
+            Ok(applies) => {
+                this.healthy();
+                if let Some(rotator) = &this.rotator {
+                    applies.into_iter().for_each(|apply| rotator.do_send(apply));
+                }
+            }
+            Err(error) => this.failed(&error.to_string(), ctx),
+        }));
+    }
+
+    fn healthy(&mut self) {
+        if !self.up {
+            log::info!("event=redis_connected");
+            self.up = true;
+            self.up_gauge.set(1);
+        }
+    }
+
+    /// Logged once per outage; every failure counts. A resync follows a second later, and
+    /// again each second until Redis answers.
+    fn failed(&mut self, error: &str, ctx: &mut Context<Self>) {
+        self.errors.inc();
+        self.last_error = Some(error.to_owned());
+        if self.up || self.errors.get() == 1 {
+            log::warn!("event=redis_unavailable action=local_state error={error:?}");
+        }
+        self.up = false;
+        self.up_gauge.set(0);
+        if !self.retrying {
+            self.retrying = true;
+            ctx.run_later(RETRY, |this, ctx| {
+                this.retrying = false;
+                this.resync(ctx);
+            });
+        }
+    }
+
+    /// Writes the rests this replica made that still run, then reads every key's rest and the
+    /// sticky key back: after a start, or after Redis came back.
+    fn resync(&mut self, ctx: &mut Context<Self>) {
+        let now_ms = wall_ms();
+        let running: Vec<(usize, u64, bool)> = self
+            .shared
+            .iter()
+            .filter(|(_, (until, _))| *until > now_ms)
+            .map(|(&index, &(until, invalid))| (index, until, invalid))
+            .collect();
+        let announcements: Vec<String> = running
+            .iter()
+            .map(|&(index, until_ms, invalid)| {
+                self.announce(Event::Rest { key: self.names.prints[index].clone(), until_ms, invalid })
+            })
+            .collect();
+        self.run(ctx, move |mut connection, names| async move {
+            let script = Script::new(redis_script::REST);
+            for ((index, until, invalid), announcement) in running.into_iter().zip(announcements) {
+                let state = if invalid { "invalid" } else { "cooling" };
+                script
+                    .key(&names.keys[index])
+                    .key(&names.channel)
+                    .arg(until)
+                    .arg(state)
+                    .arg(announcement)
+                    .invoke_async::<i64>(&mut connection)
+                    .await?;
+            }
+            let mut applies = Vec::new();
+            for (index, key) in names.keys.iter().enumerate() {
+                let rest: HashMap<String, String> = connection.hgetall(key).await?;
+                let until_ms = rest.get("until").and_then(|until| until.parse().ok());
+                if let Some(until_ms) = until_ms {
+                    let invalid = rest.get("state").is_some_and(|state| state == "invalid");
+                    applies.push(Apply::Rest { index, until_ms, invalid });
+                }
+            }
+            let current: Option<String> = connection.get(&names.current).await?;
+            if let Some(index) = current.and_then(|print| names.prints.iter().position(|p| *p == print)) {
+                applies.push(Apply::Current { index });
+            }
+            Ok(applies)
+        });
+    }
+
+    /// An announcement from the channel, as the rotator's change; this replica's own are skipped.
+    fn remote(&self, text: &str) -> Option<Apply> {
+        let message = SharedMessage::decode(text)?;
+        if message.origin == self.origin {
+            return None;
+        }
+        let index = |print: &str| self.names.prints.iter().position(|p| p == print);
+        Some(match message.event {
+            Event::Rest { key, until_ms, invalid } => Apply::Rest { index: index(&key)?, until_ms, invalid },
+            Event::Current { key } => Apply::Current { index: index(&key)? },
+            Event::ClearRejections => Apply::ClearRejections,
+        })
+    }
+}
+
+/// Now, as wall-clock milliseconds.
+fn wall_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(0))
+}
+
+/// Listens to the replicas' channel for as long as the actor lives, connecting again after
+/// every loss; each new subscription first asks for a resync.
+async fn listen(client: redis::Client, channel: String, sync: Addr<KeySync>) {
+    loop {
+        if let Ok(mut pubsub) = client.get_async_pubsub().await {
+            if pubsub.subscribe(&channel).await.is_ok() {
+                sync.do_send(Subscribed);
+                let mut messages = pubsub.into_on_message();
+                while let Some(message) = messages.next().await {
+                    if let Ok(text) = message.get_payload::<String>() {
+                        sync.do_send(Heard(text));
+                    }
+                }
+            }
+        }
+        if !sync.connected() {
+            return;
+        }
+        sync.do_send(Lost);
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Subscribed;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Heard(String);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Lost;
+
+impl Actor for KeySync {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let listening = listen(self.client.clone(), self.names.channel.clone(), ctx.address());
+        ctx.spawn(listening.into_actor(self));
+    }
+}
+
+impl Handler<Attach> for KeySync {
+    type Result = ();
+
+    fn handle(&mut self, msg: Attach, ctx: &mut Context<Self>) {
+        self.rotator = Some(msg.0);
+        self.resync(ctx);
+    }
+}
+
+impl Handler<Subscribed> for KeySync {
+    type Result = ();
+
+    fn handle(&mut self, _: Subscribed, ctx: &mut Context<Self>) {
+        self.resync(ctx);
+    }
+}
+
+impl Handler<Heard> for KeySync {
+    type Result = ();
+
+    fn handle(&mut self, msg: Heard, _: &mut Context<Self>) {
+        if let (Some(apply), Some(rotator)) = (self.remote(&msg.0), &self.rotator) {
+            rotator.do_send(apply);
+        }
+    }
+}
+
+impl Handler<Lost> for KeySync {
+    type Result = ();
+
+    fn handle(&mut self, _: Lost, ctx: &mut Context<Self>) {
+        self.failed("the subscription to the replicas' channel was lost", ctx);
+    }
+}
+
+impl Handler<Share> for KeySync {
+    type Result = ();
+
+    fn handle(&mut self, msg: Share, ctx: &mut Context<Self>) {
+        match msg {
+            Share::Rest { index, until_ms, invalid } => {
+                self.shared.insert(index, (until_ms, invalid));
+                let announcement =
+                    self.announce(Event::Rest { key: self.names.prints[index].clone(), until_ms, invalid });
+                self.run(ctx, move |mut connection, names| async move {
+                    let state = if invalid { "invalid" } else { "cooling" };
+                    Script::new(redis_script::REST)
+                        .key(&names.keys[index])
+                        .key(&names.channel)
+                        .arg(until_ms)
+                        .arg(state)
+                        .arg(announcement)
+                        .invoke_async::<i64>(&mut connection)
+                        .await?;
+                    Ok(Vec::new())
+                });
+            }
+            Share::Current { from, to } => {
+                let announcement = self.announce(Event::Current { key: self.names.prints[to].clone() });
+                self.run(ctx, move |mut connection, names| async move {
+                    let now: String = Script::new(redis_script::MOVE_CURRENT)
+                        .key(&names.current)
+                        .key(&names.channel)
+                        .arg(&names.prints[from])
+                        .arg(&names.prints[to])
+                        .arg(announcement)
+                        .invoke_async(&mut connection)
+                        .await?;
+                    // Another replica moved it first: follow it.
+                    let index = names.prints.iter().position(|print| *print == now);
+                    Ok(index.filter(|&index| index != to).map(|index| Apply::Current { index }).into_iter().collect())
+                });
+            }
+            Share::ClearRejections => {
+                self.shared.retain(|_, (_, invalid)| !*invalid);
+                let announcement = self.announce(Event::ClearRejections);
+                self.run(ctx, move |mut connection, names| async move {
+                    let script = Script::new(redis_script::CLEAR_REJECTIONS);
+                    let mut invocation = script.key(&names.channel);
+                    for key in &names.keys {
+                        invocation.key(key);
+                    }
+                    invocation.arg(announcement).invoke_async::<i64>(&mut connection).await?;
+                    Ok(Vec::new())
+                });
+            }
+            Share::Resync => self.resync(ctx),
+        }
+    }
+}
+
+impl Handler<GetSyncStatus> for KeySync {
+    type Result = MessageResult<GetSyncStatus>;
+
+    fn handle(&mut self, _: GetSyncStatus, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(SyncStatus {
+            state: if self.up { "connected" } else { "unavailable" },
+            errors: self.errors.get(),
+            last_error: self.last_error.clone(),
+        })
+    }
+}

@@ -1,0 +1,288 @@
+//! Several replicas, one proxy: two proxy processes sharing a real Redis (key state) and a real
+//! PostgreSQL (client keys), in front of one mock upstream.
+//!
+//! The services' addresses come from `TEST_REDIS_URL` and `TEST_DATABASE_URL`, which `.ci/run`
+//! sets (starting the services if they are not running). Without them these tests say so and
+//! pass without running: a plain `cargo test` needs no server.
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{chat_body, client, command, completion, MockUpstream, ProxyProcess, Reply};
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use serde_json::Value;
+
+const KEYS: &str = r#"{"key1":"sk-1","key2":"sk-2"}"#;
+
+/// The service's URL from `var`, or a line saying how to run the test.
+fn service(var: &str) -> Option<String> {
+    let url = std::env::var(var).ok().filter(|url| !url.trim().is_empty());
+    if url.is_none() {
+        eprintln!(
+            "SKIPPED: this test needs {var} (TEST_REDIS_URL=redis://127.0.0.1:6379, \
+             TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test). `.ci/run` sets both and starts \
+             the services; by hand: apt-get install redis-server postgresql, start them, export the two."
+        );
+    }
+    url
+}
+
+/// A name of this test's own, for its Redis prefix or its PostgreSQL schema; what the test
+/// left there goes when it ends.
+struct Namespace {
+    name: String,
+    redis: Option<String>,
+    database: Option<String>,
+}
+
+impl Namespace {
+    fn new() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!("glm_proxy_test_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        Self { name, redis: None, database: None }
+    }
+
+    /// The Redis key prefix, on `redis`.
+    fn on_redis(&mut self, redis: &str) -> String {
+        self.redis = Some(redis.to_owned());
+        self.name.clone()
+    }
+
+    /// A PostgreSQL URL whose tables live in a schema of this test's own.
+    fn on_database(&mut self, database: &str) -> String {
+        let mut conn = PgConnection::establish(database).expect("TEST_DATABASE_URL answers");
+        diesel::sql_query(format!("CREATE SCHEMA {}", self.name)).execute(&mut conn).unwrap();
+        self.database = Some(database.to_owned());
+        let separator = if database.contains('?') { '&' } else { '?' };
+        format!("{database}{separator}options=-csearch_path%3D{}", self.name)
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        if let Some(mut conn) = self.database.as_deref().and_then(|url| PgConnection::establish(url).ok()) {
+            let _ = diesel::sql_query(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name)).execute(&mut conn);
+        }
+        if let Some(mut conn) =
+            self.redis.as_deref().and_then(|url| redis::Client::open(url).ok()?.get_connection().ok())
+        {
+            let keys: Vec<String> =
+                redis::cmd("KEYS").arg(format!("{}:*", self.name)).query(&mut conn).unwrap_or_default();
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+            }
+        }
+    }
+}
+
+fn replica(dir: &Path, upstream: &MockUpstream, vars: &[(&str, &str)]) -> ProxyProcess {
+    let base = [
+        ("CEREBRAS_BASE_URL", upstream.url.as_str()),
+        ("CEREBRAS_API_KEYS", KEYS),
+        ("LOG_REQUESTS", "false"),
+        ("CEREBRAS_COOLDOWN", "30"),
+    ];
+    ProxyProcess::start(dir, &[&base[..], vars].concat())
+}
+
+async fn chat(replica: &ProxyProcess, bearer: Option<&str>) -> u16 {
+    let mut request = client().post(format!("{}/v1/chat/completions", replica.url));
+    if let Some(key) = bearer {
+        request = request.insert_header(("authorization", format!("Bearer {key}")));
+    }
+    request.send_json(&chat_body(false)).await.unwrap().status().as_u16()
+}
+
+async fn status(replica: &ProxyProcess) -> Value {
+    client().get(format!("{}/_status", replica.url)).send().await.unwrap().json().await.unwrap()
+}
+
+/// A key's state in a replica's `/_status`.
+async fn key_state(replica: &ProxyProcess, key: &str) -> String {
+    let status = status(replica).await;
+    let keys = status["keys"].as_array().unwrap();
+    keys.iter().find(|k| k["name"] == key).unwrap()["state"].as_str().unwrap().to_owned()
+}
+
+/// Polls `check` every 10 ms for up to 10 s; how long it took to hold.
+async fn until(mut check: impl AsyncFnMut() -> bool) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        if check().await {
+            return Some(started.elapsed());
+        }
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
+/// Key 1 is rate limited; key 2 answers.
+fn key1_limited(request: &common::Received) -> Reply {
+    match request.key() {
+        "sk-1" => Reply::rate_limited(Some(60)),
+        _ => Reply::ok(completion("ok")),
+    }
+}
+
+#[actix_web::test]
+async fn a_429_on_one_replica_rests_the_key_on_the_other() {
+    let Some(redis) = service("TEST_REDIS_URL") else { return };
+    let (dir, mut namespace) = (tempfile::tempdir().unwrap(), Namespace::new());
+    let prefix = namespace.on_redis(&redis);
+    let upstream = MockUpstream::start(key1_limited);
+    let shared = [("REDIS_URL", redis.as_str()), ("REDIS_KEY_PREFIX", prefix.as_str())];
+    let (a, b) = (replica(dir.path(), &upstream, &shared), replica(dir.path(), &upstream, &shared));
+    assert!(until(async || status(&b).await["redis"]["state"] == "connected").await.is_some());
+
+    assert_eq!(chat(&a, None).await, 200);
+    assert_eq!(upstream.keys_used(), ["sk-1", "sk-2"], "A met the 429 and rotated");
+    let honoured = until(async || key_state(&b, "key1").await == "cooling_down").await;
+    let honoured = honoured.expect("B never heard of the 429");
+    assert!(honoured < Duration::from_secs(1), "B took {honoured:?}");
+    assert_eq!(chat(&b, None).await, 200);
+    assert_eq!(upstream.keys_used()[2..], ["sk-2"], "B never tried the resting key");
+    assert_eq!(status(&b).await["current_key"], "key2");
+}
+
+#[actix_web::test]
+async fn a_restart_keeps_a_running_cooldown() {
+    let Some(redis) = service("TEST_REDIS_URL") else { return };
+    let (dir, mut namespace) = (tempfile::tempdir().unwrap(), Namespace::new());
+    let prefix = namespace.on_redis(&redis);
+    let upstream = MockUpstream::start(key1_limited);
+    let shared = [("REDIS_URL", redis.as_str()), ("REDIS_KEY_PREFIX", prefix.as_str())];
+    let a = replica(dir.path(), &upstream, &shared);
+    assert!(until(async || status(&a).await["redis"]["state"] == "connected").await.is_some());
+    assert_eq!(chat(&a, None).await, 200);
+    // The rest reaches Redis, then the replica goes.
+    assert!(until(async || key_state(&a, "key1").await == "cooling_down").await.is_some());
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    assert!(a.terminate().await.success());
+
+    let again = replica(dir.path(), &upstream, &shared);
+    assert!(until(async || key_state(&again, "key1").await == "cooling_down").await.is_some(), "forgotten");
+    let rest = status(&again).await["keys"][0]["rate_limited_for"].as_f64().unwrap();
+    assert!(rest > 50.0, "the 60 s rest runs on: {rest}");
+    assert_eq!(chat(&again, None).await, 200);
+    assert_eq!(upstream.keys_used(), ["sk-1", "sk-2", "sk-2"]);
+}
+
+#[actix_web::test]
+async fn without_redis_replicas_serve_alone_then_catch_up() {
+    let Some(redis) = service("TEST_REDIS_URL") else { return };
+    let relay = common::TcpRelay::start(redis.trim_start_matches("redis://").trim_end_matches('/'));
+    let (dir, mut namespace) = (tempfile::tempdir().unwrap(), Namespace::new());
+    let prefix = namespace.on_redis(&redis);
+    // Key 1 is rate limited once: B's request while Redis is away gets through with it.
+    let limited_once = std::sync::atomic::AtomicBool::new(false);
+    let upstream = MockUpstream::start(move |request| match request.key() {
+        "sk-1" if !limited_once.swap(true, Ordering::SeqCst) => Reply::rate_limited(Some(60)),
+        _ => Reply::ok(completion("ok")),
+    });
+    let url = format!("redis://{}", relay.address());
+    let shared = [("REDIS_URL", url.as_str()), ("REDIS_KEY_PREFIX", prefix.as_str())];
+    let (a, b) = (replica(dir.path(), &upstream, &shared), replica(dir.path(), &upstream, &shared));
+    for replica in [&a, &b] {
+        assert!(until(async || status(replica).await["redis"]["state"] == "connected").await.is_some());
+    }
+
+    relay.cut();
+    assert!(until(async || status(&a).await["redis"]["state"] == "unavailable").await.is_some());
+    // Both serve on their own; A's rest stays A's for now.
+    assert_eq!(chat(&a, None).await, 200);
+    assert_eq!(key_state(&a, "key1").await, "cooling_down");
+    assert_eq!(chat(&b, None).await, 200);
+    assert_eq!(upstream.keys_used(), ["sk-1", "sk-2", "sk-1"], "B did not hear of A's rest");
+    assert_eq!(key_state(&b, "key1").await, "available");
+    let logs = a.log_lines().join("\n");
+    assert_eq!(logs.matches("event=redis_unavailable").count(), 1, "said once: {logs}");
+
+    relay.restore();
+    let caught_up = until(async || key_state(&b, "key1").await == "cooling_down").await;
+    assert!(caught_up.is_some(), "B never learned of A's rest after Redis came back");
+    assert!(until(async || status(&a).await["redis"]["state"] == "connected").await.is_some());
+}
+
+/// The `keys` CLI against a database URL: stdout.
+fn keys(dir: &Path, database: &str, args: &[&str]) -> String {
+    let output = command(dir, &[]).args(["keys", "--db", database]).args(args).output().unwrap();
+    assert!(output.status.success(), "keys {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[actix_web::test]
+async fn a_key_revoked_on_postgres_is_refused_by_every_replica_within_2_s() {
+    let Some(database) = service("TEST_DATABASE_URL") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut namespace = Namespace::new();
+    let database = namespace.on_database(&database);
+    let key = keys(dir.path(), &database, &["add", "agent", "--quiet"]).trim().to_owned();
+    let upstream = MockUpstream::start(|_| Reply::ok(completion("ok")));
+    let auth = [("ENABLE_INCOMING_AUTH", "true"), ("DATABASE_URL", database.as_str())];
+    let (a, b) = (replica(dir.path(), &upstream, &auth), replica(dir.path(), &upstream, &auth));
+    assert_eq!((chat(&a, Some(&key)).await, chat(&b, Some(&key)).await), (200, 200));
+
+    keys(dir.path(), &database, &["revoke", "agent"]);
+    let revoked = Instant::now();
+    for replica in [&a, &b] {
+        assert!(until(async || chat(replica, Some(&key)).await == 401).await.is_some());
+    }
+    assert!(revoked.elapsed() < Duration::from_secs(3), "took {:?}", revoked.elapsed());
+}
+
+#[actix_web::test]
+async fn usage_counts_from_every_replica_add_up() {
+    let Some(database) = service("TEST_DATABASE_URL") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut namespace = Namespace::new();
+    let database = namespace.on_database(&database);
+    let key = keys(dir.path(), &database, &["add", "agent", "--quiet"]).trim().to_owned();
+    let upstream = MockUpstream::start(|_| Reply::ok(completion("ok")));
+    let auth = [("ENABLE_INCOMING_AUTH", "true"), ("DATABASE_URL", database.as_str())];
+    let (a, b) = (replica(dir.path(), &upstream, &auth), replica(dir.path(), &upstream, &auth));
+    for (replica, requests) in [(&a, 7), (&b, 5)] {
+        for _ in 0..requests {
+            assert_eq!(chat(replica, Some(&key)).await, 200);
+        }
+    }
+    // A graceful stop flushes what each replica counted.
+    assert!(a.terminate().await.success() && b.terminate().await.success());
+    let list: Value = serde_json::from_str(&keys(dir.path(), &database, &["list", "--json"])).unwrap();
+    assert_eq!(list["keys"][0]["request_count"], 12);
+}
+
+#[actix_web::test]
+async fn a_database_that_goes_away_is_used_again_when_it_comes_back() {
+    let Some(database) = service("TEST_DATABASE_URL") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut namespace = Namespace::new();
+    let direct = namespace.on_database(&database);
+    // The replica reaches PostgreSQL through a relay the test can cut.
+    let (authority, _) = direct.split_once("://").unwrap().1.split_once('/').unwrap();
+    let relay = common::TcpRelay::start(authority.rsplit_once('@').map_or(authority, |(_, host)| host));
+    let relayed = direct.replacen(authority, &format!("postgres@{}", relay.address()), 1);
+    let key = keys(dir.path(), &direct, &["add", "agent", "--quiet"]).trim().to_owned();
+    let upstream = MockUpstream::start(|_| Reply::ok(completion("ok")));
+    let auth = [("ENABLE_INCOMING_AUTH", "true"), ("DATABASE_URL", relayed.as_str()), ("AUTH_CACHE_MAX_AGE", "30")];
+    let a = replica(dir.path(), &upstream, &auth);
+    assert_eq!(chat(&a, Some(&key)).await, 200);
+
+    relay.cut();
+    // The cached keys answer while the database is away (within AUTH_CACHE_MAX_AGE).
+    let failing = async || metric(&a, "glm_proxy_auth_reload_failures_total").await >= 1.0;
+    assert!(until(failing).await.is_some(), "the reloads never failed");
+    assert_eq!(chat(&a, Some(&key)).await, 200);
+
+    relay.restore();
+    keys(dir.path(), &direct, &["revoke", "agent"]);
+    assert!(until(async || chat(&a, Some(&key)).await == 401).await.is_some(), "the database was not used again");
+}
+
+async fn metric(replica: &ProxyProcess, name: &str) -> f64 {
+    let text = client().get(format!("{}/metrics", replica.url)).send().await.unwrap().body().await.unwrap();
+    let text = String::from_utf8(text.to_vec()).unwrap();
+    text.lines().find_map(|line| line.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0.0)
+}
