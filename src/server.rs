@@ -108,10 +108,10 @@ fn start_key_sync(config: &Config, metrics: &Metrics) -> Result<Option<Addr<KeyS
         log::info!("event=config shared_key_state=off");
         return Ok(None);
     };
-    let secrets: Vec<&str> = config.cerebras_keys.iter().map(|key| key.secret.expose()).collect();
-    let sync =
-        KeySync::new(url, &config.redis_prefix, &secrets, metrics.redis_errors.clone(), metrics.redis_up.clone())
-            .map_err(|error| ConfigError::new("REDIS_URL", format!("is not usable: {error}")))?;
+    let keys: Vec<(&str, &str)> =
+        config.cerebras_keys.iter().map(|key| (key.name.as_str(), key.secret.expose())).collect();
+    let sync = KeySync::new(url, &config.redis_prefix, &keys, metrics.redis_errors.clone(), metrics.redis_up.clone())
+        .map_err(|error| ConfigError::new("REDIS_URL", format!("is not usable: {error}")))?;
     log::info!("event=config shared_key_state=redis prefix={}", config.redis_prefix);
     Ok(Some(Actor::start(sync)))
 }

@@ -145,6 +145,9 @@ async fn a_429_on_one_replica_rests_the_key_on_the_other() {
     assert_eq!(chat(&b, None).await, 200);
     assert_eq!(upstream.keys_used()[2..], ["sk-2"], "B never tried the resting key");
     assert_eq!(status(&b).await["current_key"], "key2");
+    // Each replica adds what its keys served to the totals every second.
+    let totals = async || status(&a).await["redis"]["requests_all_replicas"]["key2"] == 2;
+    assert!(until(totals).await.is_some(), "{}", status(&a).await["redis"]);
 }
 
 #[actix_web::test]

@@ -128,6 +128,8 @@ pub struct KeyRotator {
     waiters: Waiters,
     /// The other replicas, through Redis (`REDIS_URL`): told of every change made here.
     shared: Option<Recipient<Share>>,
+    /// Each key's served count as last added to the replicas' totals.
+    served_shared: Vec<u64>,
 }
 
 impl KeyRotator {
@@ -141,7 +143,8 @@ impl KeyRotator {
         let pool = KeyPool::new(&keys, cooldowns);
         let gauge = metrics.requests_waiting_for_key.clone();
         let waiters = Waiters { senders: Vec::new(), max: max_waiting, gauge };
-        let mut rotator = Self { keys, current, metrics, cooldowns, pool, waiters, shared: None };
+        let mut rotator =
+            Self { keys, current, metrics, cooldowns, pool, waiters, shared: None, served_shared: Vec::new() };
         rotator.publish();
         rotator
     }
@@ -156,6 +159,23 @@ impl KeyRotator {
         if let Some(shared) = &self.shared {
             shared.do_send(change);
         }
+    }
+
+    /// The requests each key served since the last time, for the replicas' totals (and, in
+    /// return, the totals).
+    fn share_served(&mut self) {
+        let served: Vec<u64> = self.pool.status(Instant::now()).iter().map(|key| key.requests).collect();
+        let deltas: Vec<(usize, u64)> = served
+            .iter()
+            .zip(self.served_shared.iter().chain(std::iter::repeat(&0)))
+            .enumerate()
+            .filter_map(|(index, (now, before))| {
+                now.checked_sub(*before).filter(|delta| *delta > 0).map(|d| (index, d))
+            })
+            .collect();
+        self.served_shared = served;
+        // Sent even when empty: the answer brings the other replicas' counts.
+        self.share(Share::Served(deltas));
     }
 
     /// A key rests until `until`: waiting requests hear of it when the rest is over.
@@ -205,7 +225,17 @@ impl Named for KeyRotator {
 
 impl Actor for KeyRotator {
     type Context = Context<Self>;
+
+    /// With replicas, the requests each key served are added up on Redis every second.
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.shared.is_some() {
+            ctx.run_interval(SERVED_INTERVAL, |this, _| this.share_served());
+        }
+    }
 }
+
+/// How often the requests each key served are added to the replicas' totals.
+const SERVED_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Supervised for KeyRotator {
     /// After a panic the pool may be half-updated: start again from the configured keys (and,
@@ -213,6 +243,7 @@ impl Supervised for KeyRotator {
     /// 503 rather than hang.
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         self.pool = KeyPool::new(&self.keys, self.cooldowns);
+        self.served_shared.clear();
         self.waiters.senders.clear();
         self.waiters.forget_gone();
         self.publish();

@@ -12,7 +12,7 @@
 //! once, counted (`glm_proxy_redis_errors_total`, `glm_proxy_redis_up`) and shown in
 //! `/_status`; the rests it made meanwhile are written once Redis answers again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -52,6 +52,8 @@ pub enum Share {
     ClearRejections,
     /// Read the shared state again (the rotator restarted with fresh state).
     Resync,
+    /// Requests each key (by index) served since the last time.
+    Served(Vec<(usize, u64)>),
 }
 
 /// Where the rotator is, once both actors exist.
@@ -70,6 +72,8 @@ pub struct SyncStatus {
     pub state: &'static str,
     pub errors: u64,
     pub last_error: Option<String>,
+    /// Requests each key served, all replicas together, by key name (as of the last second).
+    pub requests_all_replicas: BTreeMap<String, u64>,
 }
 
 /// How long one Redis command may take, and the pause between attempts to reach Redis.
@@ -85,6 +89,8 @@ struct Names {
     keys: Vec<String>,
     /// Each key's fingerprint, by index.
     prints: Vec<String>,
+    /// Requests served, all replicas together: a hash of fingerprint → count.
+    served: String,
 }
 
 pub struct KeySync {
@@ -96,6 +102,10 @@ pub struct KeySync {
     rotator: Option<Recipient<Apply>>,
     /// The rests this replica shared, to share again if Redis lost them (by index).
     shared: HashMap<usize, (u64, bool)>,
+    /// The operator's names for the keys, by index: only `/_status` shows them.
+    key_names: Vec<String>,
+    /// Requests each key served, all replicas together, by index.
+    served_totals: Vec<u64>,
     up: bool,
     /// A resync is due (Redis failed): one at a time.
     retrying: bool,
@@ -105,11 +115,12 @@ pub struct KeySync {
 }
 
 impl KeySync {
-    /// `secrets` are the configured keys, in the rotator's order; only their fingerprints are kept.
+    /// `keys` are the configured keys' names and values, in the rotator's order; of the values,
+    /// only their fingerprints are kept.
     pub fn new(
         url: &str,
         prefix: &str,
-        secrets: &[&str],
+        keys: &[(&str, &str)],
         errors: IntCounter,
         up_gauge: IntGauge,
     ) -> redis::RedisResult<Self> {
@@ -119,9 +130,10 @@ impl KeySync {
             .set_connection_timeout(Some(TIMEOUT))
             .set_response_timeout(Some(TIMEOUT));
         let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
-        let prints: Vec<String> = secrets.iter().map(|secret| fingerprint(secret)).collect();
+        let prints: Vec<String> = keys.iter().map(|(_, secret)| fingerprint(secret)).collect();
         let names = Names {
             channel: format!("{prefix}:events"),
+            served: format!("{prefix}:served"),
             current: format!("{prefix}:current"),
             keys: prints.iter().map(|print| format!("{prefix}:key:{print}")).collect(),
             prints,
@@ -136,6 +148,8 @@ impl KeySync {
             origin,
             rotator: None,
             shared: HashMap::new(),
+            key_names: keys.iter().map(|(name, _)| (*name).to_owned()).collect(),
+            served_totals: vec![0; keys.len()],
             up: false,
             retrying: false,
             errors,
@@ -236,6 +250,29 @@ impl KeySync {
             }
             Ok(applies)
         });
+    }
+
+    /// Adds this replica's requests to the totals, and reads the totals back.
+    fn add_served(&mut self, deltas: Vec<(usize, u64)>, ctx: &mut Context<Self>) {
+        let (mut connection, names) = (self.connection.clone(), self.names.clone());
+        let adding = async move {
+            let mut pipe = redis::pipe();
+            for (index, delta) in deltas {
+                pipe.hincr(&names.served, &names.prints[index], delta).ignore();
+            }
+            pipe.hgetall(&names.served);
+            let (totals,): (HashMap<String, u64>,) = pipe.query_async(&mut connection).await?;
+            Ok::<_, redis::RedisError>(
+                names.prints.iter().map(|print| totals.get(print).copied().unwrap_or(0)).collect(),
+            )
+        };
+        ctx.spawn(adding.into_actor(self).map(|outcome, this, ctx| match outcome {
+            Ok(totals) => {
+                this.healthy();
+                this.served_totals = totals;
+            }
+            Err(error) => this.failed(&error.to_string(), ctx),
+        }));
     }
 
     /// An announcement from the channel, as the rotator's change; this replica's own are skipped.
@@ -389,6 +426,7 @@ impl Handler<Share> for KeySync {
                 });
             }
             Share::Resync => self.resync(ctx),
+            Share::Served(deltas) => self.add_served(deltas, ctx),
         }
     }
 }
@@ -401,6 +439,7 @@ impl Handler<GetSyncStatus> for KeySync {
             state: if self.up { "connected" } else { "unavailable" },
             errors: self.errors.get(),
             last_error: self.last_error.clone(),
+            requests_all_replicas: self.key_names.iter().cloned().zip(self.served_totals.iter().copied()).collect(),
         })
     }
 }
