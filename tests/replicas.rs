@@ -17,15 +17,21 @@ use serde_json::Value;
 
 const KEYS: &str = r#"{"key1":"sk-1","key2":"sk-2"}"#;
 
-/// The service's URL from `var`, or a line saying how to run the test.
+/// The service's URL from `var`; without it, says (once, past the test harness's capture, so
+/// that a plain `cargo test` shows it) what these tests need.
 fn service(var: &str) -> Option<String> {
+    static SAID: std::sync::Once = std::sync::Once::new();
     let url = std::env::var(var).ok().filter(|url| !url.trim().is_empty());
     if url.is_none() {
-        eprintln!(
-            "SKIPPED: this test needs {var} (TEST_REDIS_URL=redis://127.0.0.1:6379, \
-             TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test). `.ci/run` sets both and starts \
-             the services; by hand: apt-get install redis-server postgresql, start them, export the two."
-        );
+        SAID.call_once(|| {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "\nreplicas: SKIPPED, these tests need Redis and PostgreSQL at TEST_REDIS_URL and TEST_DATABASE_URL \
+                 (e.g. redis://127.0.0.1:6379 and postgres://postgres@127.0.0.1:5432/test). \
+                 Run `eval \"$(.ci/services)\"` first: it starts them (installing them if needed) and sets both, as CI does.\n"
+            );
+        });
     }
     url
 }
@@ -216,16 +222,38 @@ fn keys(dir: &Path, database: &str, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// Two replicas checking client keys in a PostgreSQL schema of the test's own, which holds one
+/// key, `agent`.
+struct KeysOnPostgres {
+    dir: tempfile::TempDir,
+    database: String,
+    key: String,
+    a: ProxyProcess,
+    b: ProxyProcess,
+    _upstream: MockUpstream,
+    _namespace: Namespace,
+}
+
+impl KeysOnPostgres {
+    fn start() -> Option<Self> {
+        let database = service("TEST_DATABASE_URL")?;
+        let dir = tempfile::tempdir().unwrap();
+        let mut namespace = Namespace::new();
+        let database = namespace.on_database(&database);
+        let key = keys(dir.path(), &database, &["add", "agent", "--quiet"]).trim().to_owned();
+        let upstream = MockUpstream::start(|_| Reply::ok(completion("ok")));
+        let auth = [("ENABLE_INCOMING_AUTH", "true"), ("DATABASE_URL", database.as_str())];
+        let (a, b) = (replica(dir.path(), &upstream, &auth), replica(dir.path(), &upstream, &auth));
+        Some(Self { dir, database, key, a, b, _upstream: upstream, _namespace: namespace })
+    }
+}
+
 #[actix_web::test]
 async fn a_key_revoked_on_postgres_is_refused_by_every_replica_within_2_s() {
-    let Some(database) = service("TEST_DATABASE_URL") else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let mut namespace = Namespace::new();
-    let database = namespace.on_database(&database);
-    let key = keys(dir.path(), &database, &["add", "agent", "--quiet"]).trim().to_owned();
-    let upstream = MockUpstream::start(|_| Reply::ok(completion("ok")));
-    let auth = [("ENABLE_INCOMING_AUTH", "true"), ("DATABASE_URL", database.as_str())];
-    let (a, b) = (replica(dir.path(), &upstream, &auth), replica(dir.path(), &upstream, &auth));
+    // Every field bound: the mock and the schema live to the end of the test.
+    let Some(KeysOnPostgres { dir, database, key, a, b, _upstream, _namespace }) = KeysOnPostgres::start() else {
+        return;
+    };
     assert_eq!((chat(&a, Some(&key)).await, chat(&b, Some(&key)).await), (200, 200));
 
     keys(dir.path(), &database, &["revoke", "agent"]);
@@ -238,14 +266,10 @@ async fn a_key_revoked_on_postgres_is_refused_by_every_replica_within_2_s() {
 
 #[actix_web::test]
 async fn usage_counts_from_every_replica_add_up() {
-    let Some(database) = service("TEST_DATABASE_URL") else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let mut namespace = Namespace::new();
-    let database = namespace.on_database(&database);
-    let key = keys(dir.path(), &database, &["add", "agent", "--quiet"]).trim().to_owned();
-    let upstream = MockUpstream::start(|_| Reply::ok(completion("ok")));
-    let auth = [("ENABLE_INCOMING_AUTH", "true"), ("DATABASE_URL", database.as_str())];
-    let (a, b) = (replica(dir.path(), &upstream, &auth), replica(dir.path(), &upstream, &auth));
+    // Every field bound: the mock and the schema live to the end of the test.
+    let Some(KeysOnPostgres { dir, database, key, a, b, _upstream, _namespace }) = KeysOnPostgres::start() else {
+        return;
+    };
     for (replica, requests) in [(&a, 7), (&b, 5)] {
         for _ in 0..requests {
             assert_eq!(chat(replica, Some(&key)).await, 200);

@@ -223,17 +223,8 @@ impl KeySync {
             })
             .collect();
         self.run(ctx, move |mut connection, names| async move {
-            let script = Script::new(redis_script::REST);
             for ((index, until, invalid), announcement) in running.into_iter().zip(announcements) {
-                let state = if invalid { "invalid" } else { "cooling" };
-                script
-                    .key(&names.keys[index])
-                    .key(&names.channel)
-                    .arg(until)
-                    .arg(state)
-                    .arg(announcement)
-                    .invoke_async::<i64>(&mut connection)
-                    .await?;
+                write_rest(&mut connection, &names, index, until, invalid, announcement).await?;
             }
             let mut applies = Vec::new();
             for (index, key) in names.keys.iter().enumerate() {
@@ -288,6 +279,27 @@ impl KeySync {
             Event::ClearRejections => Apply::ClearRejections,
         })
     }
+}
+
+/// Rests key `index` until `until_ms` on Redis, unless it rests longer there, and announces it.
+async fn write_rest(
+    connection: &mut ConnectionManager,
+    names: &Names,
+    index: usize,
+    until_ms: u64,
+    invalid: bool,
+    announcement: String,
+) -> redis::RedisResult<()> {
+    let state = if invalid { "invalid" } else { "cooling" };
+    Script::new(redis_script::REST)
+        .key(&names.keys[index])
+        .key(&names.channel)
+        .arg(until_ms)
+        .arg(state)
+        .arg(announcement)
+        .invoke_async::<i64>(connection)
+        .await
+        .map(drop)
 }
 
 /// Now, as wall-clock milliseconds.
@@ -384,15 +396,7 @@ impl Handler<Share> for KeySync {
                 let announcement =
                     self.announce(Event::Rest { key: self.names.prints[index].clone(), until_ms, invalid });
                 self.run(ctx, move |mut connection, names| async move {
-                    let state = if invalid { "invalid" } else { "cooling" };
-                    Script::new(redis_script::REST)
-                        .key(&names.keys[index])
-                        .key(&names.channel)
-                        .arg(until_ms)
-                        .arg(state)
-                        .arg(announcement)
-                        .invoke_async::<i64>(&mut connection)
-                        .await?;
+                    write_rest(&mut connection, &names, index, until_ms, invalid, announcement).await?;
                     Ok(Vec::new())
                 });
             }
