@@ -372,7 +372,14 @@ impl Handler<Heard> for KeySync {
     type Result = ();
 
     fn handle(&mut self, msg: Heard, _: &mut Context<Self>) {
-        if let (Some(apply), Some(rotator)) = (self.remote(&msg.0), &self.rotator) {
+        let Some(apply) = self.remote(&msg.0) else {
+            return;
+        };
+        if apply == Apply::ClearRejections {
+            // Lifted everywhere: not to be written again at the next resync.
+            self.shared.retain(|_, (_, invalid)| !*invalid);
+        }
+        if let Some(rotator) = &self.rotator {
             rotator.do_send(apply);
         }
     }
