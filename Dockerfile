@@ -12,6 +12,7 @@ RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && rm -rf src
 COPY src ./src
 COPY migrations ./migrations
+COPY migrations_postgres ./migrations_postgres
 # COPY keeps the files' times, which can be older than the stub build: touch them so cargo
 # sees that the sources changed.
 RUN touch src/main.rs src/lib.rs \
