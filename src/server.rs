@@ -198,6 +198,14 @@ fn log_catalogue(catalogue: &Catalogue, configured: &[ProviderKind]) {
     }
 }
 
+/// The Anthropic front door under `base`: the Messages API and its token count, POST only.
+fn messages_routes(base: &str) -> actix_web::Scope {
+    web::scope(base)
+        .route("", web::post().to(messages::messages))
+        .route("/count_tokens", web::post().to(messages::count_tokens))
+        .default_service(web::to(messages::not_allowed))
+}
+
 /// Starts the actors and binds the server. Must be called inside an actix system.
 pub fn start(config: Config) -> Result<Running, StartError> {
     preflight::check_folders(&config)?;
@@ -303,10 +311,8 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             .route("/_status", web::get().to(status::status))
             .route("/health", web::get().to(status::health))
             .route("/metrics", web::get().to(status::metrics))
-            .route("/v1/messages", web::post().to(messages::messages))
-            .route("/messages", web::post().to(messages::messages))
-            .route("/v1/messages/count_tokens", web::post().to(messages::count_tokens))
-            .route("/messages/count_tokens", web::post().to(messages::count_tokens))
+            .service(messages_routes("/v1/messages"))
+            .service(messages_routes("/messages"))
             .route("/v1/models", web::get().to(models::list))
             .route("/models", web::get().to(models::list))
             .route("/v1/models/{id:.+}", web::get().to(models::list))

@@ -284,6 +284,18 @@ async fn errors_take_anthropics_shape_and_status() {
     assert_eq!((status, body["error"]["type"].as_str()), (404, Some("not_found_error")));
     let (status, body) = post_json(&proxy, &json!({"model": "glm", "messages": "hi"})).await;
     assert_eq!((status, body["error"]["type"].as_str()), (400, Some("invalid_request_error")));
+    let mut wrong_method = client().get(proxy.at("/v1/messages")).send().await.unwrap();
+    assert_eq!(
+        (wrong_method.status().as_u16(), wrong_method.headers().get("allow").unwrap().to_str().unwrap()),
+        (405, "POST")
+    );
+    assert_eq!(wrong_method.json::<Value>().await.unwrap()["type"], "error");
+    let (status, _, body) = post(&proxy, "/v1/messages/batches", &message(false), &[]).await;
+    assert_eq!(
+        (status, serde_json::from_slice::<Value>(&body).unwrap()["error"]["type"].as_str()),
+        (404, Some("not_found_error"))
+    );
+    assert_eq!(cerebras.received().len(), 2, "only the two chat requests went upstream");
 }
 
 #[actix_web::test]
@@ -340,4 +352,20 @@ async fn a_stream_broken_midway_ends_with_an_error_event() {
     let events = events(&body);
     assert_eq!(events.last().unwrap().0, "error");
     assert!(!names(&events).contains(&"message_stop"));
+}
+
+#[actix_web::test]
+async fn an_http_1_0_client_gets_the_event_stream_close_delimited() {
+    let cerebras = MockUpstream::start(|_| Reply::Sse { chunks: tool_stream(), delay: Duration::ZERO, gate: None });
+    let proxy = Proxy::start(config(&cerebras.url, &[]));
+    let body = message(true).to_string();
+    let request = format!(
+        "POST /v1/messages HTTP/1.0\r\nHost: proxy\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = common::raw_exchange(&proxy.url, request.into_bytes()).await;
+    let (head, events_text) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(!head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{head}");
+    assert_eq!(events(events_text.as_bytes()).last().unwrap().0, "message_stop");
 }

@@ -72,7 +72,7 @@ impl Exchange {
 
 /// HTTP/1.0 has no chunked encoding (RFC 9112 §6.1): a body of unknown length, such as a
 /// stream, goes to such a client close-delimited, and the connection ends with it.
-fn fit_to_version(request: &HttpRequest, mut response: HttpResponse) -> HttpResponse {
+pub fn fit_to_version(request: &HttpRequest, mut response: HttpResponse) -> HttpResponse {
     if request.version() < Version::HTTP_11 && response.body().size() == BodySize::Stream {
         response.head_mut().no_chunking(true);
         response.head_mut().set_connection_type(ConnectionType::Close);

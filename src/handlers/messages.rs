@@ -19,7 +19,7 @@ use futures_util::stream;
 use serde_json::json;
 
 use super::chat::send_chat;
-use super::exchange::Exchange;
+use super::exchange::{fit_to_version, Exchange};
 use super::receive::receive;
 use crate::anthropic::error as anthropic_error;
 use crate::anthropic::events::{api_error, EventStream};
@@ -41,7 +41,22 @@ pub async fn messages(
     client: web::Data<awc::Client>,
 ) -> HttpResponse {
     let id = request_id(&request);
-    with_request_id(serve(request, payload, state, client, &id).await, &id)
+    let response = serve(request.clone(), payload, state, client, &id).await;
+    // The translated stream is a new body: it too goes close-delimited to an HTTP/1.0 client.
+    with_request_id(fit_to_version(&request, response), &id)
+}
+
+/// Anything else under the Messages routes, in Anthropic's shape: another method (405), or a
+/// path the proxy does not serve (404).
+pub async fn not_allowed(request: HttpRequest) -> HttpResponse {
+    if request.method() == actix_web::http::Method::POST {
+        let message = format!("{} is not served here", request.path());
+        return HttpResponse::NotFound().json(anthropic_error::body("not_found_error", &message));
+    }
+    let message = format!("{} is not allowed here: the Messages API takes POST", request.method());
+    HttpResponse::MethodNotAllowed()
+        .insert_header((header::ALLOW, "POST"))
+        .json(anthropic_error::body("invalid_request_error", &message))
 }
 
 /// `POST /v1/messages/count_tokens`: the proxy's own estimate, as routing makes it
