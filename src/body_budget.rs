@@ -6,6 +6,7 @@
 //! refused at once (503 `overloaded`); the requests already in flight keep what they hold.
 //! The reservation travels with the body and is given back when the request is done with it.
 
+use bytes::{Bytes, BytesMut};
 use prometheus::IntGauge;
 
 use crate::error::ProxyError;
@@ -61,6 +62,54 @@ impl BodyPermit {
     }
 }
 
+/// Why a chunk could not be added to a body being buffered.
+#[derive(Debug)]
+pub enum Refused {
+    /// The body would pass its own limit.
+    TooLarge,
+    /// The budget is spent (503 `overloaded`).
+    Overloaded(ProxyError),
+}
+
+/// A body being read whole, within its own limit and the shared budget: what the client sends,
+/// and an upstream answer the proxy must translate. Its memory grows as bytes arrive, never
+/// from a declared length.
+pub struct Buffered<'a> {
+    budget: &'a BodyBudget,
+    permit: BodyPermit,
+    bytes: BytesMut,
+    limit: usize,
+}
+
+/// What a body is first given to grow into: a declared length is believed only as bytes come.
+const FIRST_ALLOCATION: usize = 64 * 1024;
+
+impl<'a> Buffered<'a> {
+    /// Reserves `declared` bytes (a `Content-Length`, or 0) up front.
+    pub fn new(budget: &'a BodyBudget, limit: usize, declared: usize) -> Result<Self, ProxyError> {
+        let permit = budget.reserve(declared)?;
+        Ok(Self { budget, permit, bytes: BytesMut::with_capacity(declared.min(FIRST_ALLOCATION)), limit })
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), Refused> {
+        let length = self.bytes.len() + chunk.len();
+        if length > self.limit {
+            return Err(Refused::TooLarge);
+        }
+        let held = self.permit.bytes();
+        if length > held {
+            self.budget.grow(&mut self.permit, length - held).map_err(Refused::Overloaded)?;
+        }
+        self.bytes.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    /// The whole body, and the budget it holds until the caller is done with it.
+    pub fn finish(self) -> (Bytes, BodyPermit) {
+        (self.bytes.freeze(), self.permit)
+    }
+}
+
 impl Drop for BodyPermit {
     fn drop(&mut self) {
         if self.bytes > 0 {
@@ -90,6 +139,20 @@ mod tests {
         drop(second);
         assert_eq!(budget.buffered.get(), 0);
         assert_eq!(budget.reserve(100).unwrap().bytes(), 100);
+    }
+
+    #[test]
+    fn a_buffered_body_holds_what_it_reads_within_its_limit() {
+        let budget = budget(10);
+        let mut body = Buffered::new(&budget, 8, 2).unwrap();
+        body.push(b"abc").unwrap();
+        assert_eq!(budget.buffered.get(), 3, "past the declared length, the budget grows with the bytes");
+        assert!(matches!(body.push(b"123456"), Err(Refused::TooLarge)));
+        let mut other = Buffered::new(&budget, 8, 0).unwrap();
+        other.push(b"1234567").unwrap();
+        assert!(matches!(body.push(b"x"), Err(Refused::Overloaded(_))), "the budget is spent");
+        let (bytes, permit) = body.finish();
+        assert_eq!((&bytes[..], permit.bytes()), (&b"abc"[..], 3));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, HttpResponseBuilder};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::stream;
 use serde_json::json;
 
@@ -25,6 +25,7 @@ use crate::anthropic::error as anthropic_error;
 use crate::anthropic::events::{api_error, EventStream};
 use crate::anthropic::message::{to_message, Completion};
 use crate::anthropic::request::{to_chat, Asked};
+use crate::body_budget::{Buffered, Refused};
 use crate::dispatch::is_event_stream;
 use crate::error::ProxyError;
 use crate::request_id::RequestId;
@@ -318,17 +319,17 @@ fn like<B>(response: &HttpResponse<B>, status: StatusCode) -> HttpResponseBuilde
 async fn collect(response: HttpResponse, state: &AppState) -> (HttpResponse<()>, Result<Bytes, String>) {
     let (head, mut body) = response.into_parts();
     let read = async {
-        let mut permit = state.body_budget.reserve(0).map_err(|e| e.to_string())?;
-        let mut out = BytesMut::new();
+        let mut answer = Buffered::new(&state.body_budget, state.max_body_bytes, 0).map_err(|e| e.to_string())?;
         while let Some(chunk) = poll_fn(|cx| Pin::new(&mut body).poll_next(cx)).await {
             let chunk = chunk.map_err(|e| format!("the upstream's answer broke off: {e}"))?;
-            if out.len() + chunk.len() > state.max_body_bytes {
-                return Err(format!("the upstream's answer is larger than MAX_BODY_BYTES ({})", state.max_body_bytes));
-            }
-            state.body_budget.grow(&mut permit, chunk.len()).map_err(|e| e.to_string())?;
-            out.extend_from_slice(&chunk);
+            answer.push(&chunk).map_err(|refused| match refused {
+                Refused::TooLarge => {
+                    format!("the upstream's answer is larger than MAX_BODY_BYTES ({})", state.max_body_bytes)
+                }
+                Refused::Overloaded(error) => error.to_string(),
+            })?;
         }
-        Ok(out.freeze())
+        Ok(answer.finish().0)
     };
     let read = read.await;
     (head, read)

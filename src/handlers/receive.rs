@@ -3,17 +3,14 @@
 
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{web, HttpRequest};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::exchange::Journal;
-use crate::body_budget::BodyPermit;
+use crate::body_budget::{BodyPermit, Buffered, Refused};
 use crate::error::ProxyError;
 use crate::logging::record::BodyCopy;
 use crate::state::AppState;
-
-/// What a body is first given to grow into: a declared length is believed only as bytes come.
-const FIRST_ALLOCATION: usize = 64 * 1024;
 
 /// Checks the client's key (when auth is on) and reads the body, copying what the log keeps.
 /// The permit holds the body's share of the budget until the request is done with the body.
@@ -51,24 +48,18 @@ async fn read_body(
     if declared.is_some_and(|length| length > limit) {
         return Err(ProxyError::PayloadTooLarge { limit });
     }
-    let mut permit = state.body_budget.reserve(declared.unwrap_or(0))?;
+    let mut body = Buffered::new(&state.body_budget, limit, declared.unwrap_or(0))?;
     let deadline = tokio::time::Instant::now() + state.body_timeout;
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(0).min(FIRST_ALLOCATION));
     loop {
         let chunk = match tokio::time::timeout_at(deadline, payload.next()).await {
             Err(_) => return Err(ProxyError::BodyTimeout(state.body_timeout)),
             Ok(None) => break,
             Ok(Some(chunk)) => chunk.map_err(|e| ProxyError::PayloadRead(e.to_string()))?,
         };
-        let length = body.len() + chunk.len();
-        if length > limit {
-            return Err(ProxyError::PayloadTooLarge { limit });
-        }
-        let held = permit.bytes();
-        if length > held {
-            state.body_budget.grow(&mut permit, length - held)?;
-        }
-        body.extend_from_slice(&chunk);
+        body.push(&chunk).map_err(|refused| match refused {
+            Refused::TooLarge => ProxyError::PayloadTooLarge { limit },
+            Refused::Overloaded(error) => error,
+        })?;
     }
-    Ok((body.freeze(), permit))
+    Ok(body.finish())
 }
