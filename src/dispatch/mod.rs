@@ -58,6 +58,17 @@ pub struct Outgoing {
     pub model: Option<Arc<str>>,
 }
 
+impl Outgoing {
+    /// The body with `model`: the client's bytes when they name it already, else a copy with it
+    /// spliced in.
+    fn body_with(&self, chat: &Chat, model: &str) -> Bytes {
+        if self.model.as_deref() == Some(model) {
+            return self.body.clone();
+        }
+        with_model(&self.body, &chat.model_slot, model)
+    }
+}
+
 /// What routing needs of a chat completion.
 pub struct Chat {
     pub facts: ChatFacts,
@@ -187,7 +198,7 @@ impl Dispatcher {
         let (model, body) = match outgoing.chat.as_ref().and_then(|chat| Some((chat, chat.public.as_ref()?))) {
             Some((chat, public)) => {
                 let id = public.on(ProviderKind::Cerebras).map_or("", |ids| ids.id.as_str());
-                (Some(Arc::from(id)), with_model(&outgoing.body, &chat.model_slot, id))
+                (Some(Arc::from(id)), outgoing.body_with(chat, id))
             }
             None => (outgoing.model.clone(), outgoing.body.clone()),
         };
@@ -265,7 +276,7 @@ impl Dispatcher {
         let url = format!("{}{}", alternative.base_url, outgoing.path_and_query);
         let target = Target {
             url: &url,
-            body: with_model(&outgoing.body, &chat.model_slot, model),
+            body: outgoing.body_with(chat, model),
             key: &alternative.key,
             source: source.clone(),
             can_fail_over,
