@@ -133,7 +133,7 @@ fn start_auth(config: &Config, metrics: &Metrics) -> Result<Option<Arc<AuthGate>
     log::info!("event=config incoming_auth=on key_db={} active_keys={active_keys}", config.key_db);
     preflight::warn_if_no_client_keys(active_keys);
     let pool = db::pool(&config.key_db);
-    let database = |pool: db::KeyPool| SyncArbiter::start(1, move || AuthActor::new(pool.clone()));
+    let database = |pool: db::ConnectionPool| SyncArbiter::start(1, move || AuthActor::new(pool.clone()));
     let (lookups, syncs) = (database(pool.clone()), database(pool));
     let gate = Arc::new(AuthGate::new(lookups, syncs, &config.auth_limits, metrics));
     let syncing = gate.clone();

@@ -5,7 +5,7 @@ use actix::prelude::*;
 
 use super::supervision::{guarded, ActorFault, Named};
 use crate::db::keys::{self, ApiKey, Usage};
-use crate::db::{DbError, KeyDb, KeyPool};
+use crate::db::{ConnectionPool, DbError, KeyDb};
 
 /// Looks up one key by its hash: for a key the in-memory cache does not know yet.
 #[derive(Message)]
@@ -25,11 +25,11 @@ pub struct LoadAll;
 pub struct FlushUsage(pub Vec<Usage>);
 
 pub struct AuthActor {
-    pool: KeyPool,
+    pool: ConnectionPool,
 }
 
 impl AuthActor {
-    pub fn new(pool: KeyPool) -> Self {
+    pub fn new(pool: ConnectionPool) -> Self {
         Self { pool }
     }
 

@@ -29,7 +29,7 @@ pub enum KeyDb {
 
 /// Connections shared by the proxy's database threads: broken ones are replaced, so a
 /// database that went away and came back is used again without a restart.
-pub type KeyPool = Pool<ConnectionManager<KeyDb>>;
+pub type ConnectionPool = Pool<ConnectionManager<KeyDb>>;
 
 /// Where the key database is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,7 +146,7 @@ pub fn open(location: &Location) -> Result<KeyDb, DbError> {
 }
 
 /// The pool the proxy's database threads share, for a database `open` has prepared.
-pub fn pool(location: &Location) -> KeyPool {
+pub fn pool(location: &Location) -> ConnectionPool {
     let url = match location {
         Location::Sqlite(path) => path.to_string_lossy().into_owned(),
         Location::Postgres(url) => url.clone(),
