@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{client, command, config, sse_data, sse_delta, MockUpstream, Providers, Proxy, Received, Reply};
+use common::{
+    client, command, config, reasoned_completion, tool_call_stream, MockUpstream, Providers, Proxy, Received, Reply,
+};
 use serde_json::{json, Value};
 
 const CATALOGUE: [(&str, &str); 2] = [
@@ -14,40 +16,12 @@ const CATALOGUE: [(&str, &str); 2] = [
     ("MODEL_ALIASES", r#"{"claude-*": "glm"}"#),
 ];
 
-/// An OpenAI completion with reasoning, text, and usage.
-fn completion(text: &str) -> Value {
-    json!({
-        "id": "chatcmpl-1", "object": "chat.completion", "model": "zai-glm-4.7",
-        "choices": [{"index": 0, "finish_reason": "stop",
-                     "message": {"role": "assistant", "content": text, "reasoning_content": "Thinking it over."}}],
-        "usage": {"prompt_tokens": 21, "completion_tokens": 5}
-    })
-}
-
 fn answer(text: &'static str) -> impl Fn(&Received) -> Reply {
-    move |_| Reply::ok(completion(text))
+    move |_| Reply::ok(reasoned_completion(text))
 }
 
 fn unavailable(_: &Received) -> Reply {
     Reply::status(503, json!({"error": {"message": "service unavailable"}}))
-}
-
-/// A recorded-style stream: reasoning, text, a tool call whose arguments come in pieces, then
-/// the finish reason and the usage in a last chunk of its own.
-fn tool_stream() -> Vec<String> {
-    vec![
-        sse_delta(json!({"role": "assistant", "content": ""})),
-        sse_delta(json!({"reasoning_content": "The user wants the weather."})),
-        sse_delta(json!({"content": "Let me look."})),
-        sse_delta(
-            json!({"tool_calls": [{"index": 0, "id": "call_w1", "type": "function", "function": {"name": "weather", "arguments": ""}}]}),
-        ),
-        sse_delta(json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"city\":"}}]})),
-        sse_delta(json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"Paris\"}"}}]})),
-        sse_data(json!({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})),
-        sse_data(json!({"id": "c", "choices": [], "usage": {"prompt_tokens": 40, "completion_tokens": 12}})),
-        "data: [DONE]\n\n".to_owned(),
-    ]
 }
 
 fn message(stream: bool) -> Value {
@@ -127,7 +101,8 @@ async fn a_plain_message_is_translated_both_ways() {
 
 #[actix_web::test]
 async fn a_streamed_message_with_a_tool_call_is_the_anthropic_event_sequence() {
-    let cerebras = MockUpstream::start(|_| Reply::Sse { chunks: tool_stream(), delay: Duration::ZERO, gate: None });
+    let cerebras =
+        MockUpstream::start(|_| Reply::Sse { chunks: tool_call_stream(), delay: Duration::ZERO, gate: None });
     let proxy = Proxy::start(config(&cerebras.url, &CATALOGUE));
     let (status, headers, body) = post(&proxy, "/v1/messages", &message(true), &[]).await;
     assert_eq!(status, 200);
@@ -213,7 +188,7 @@ async fn failover_sends_the_alternative_its_catalogue_model() {
 async fn a_rate_limited_key_rotates_to_the_next() {
     let cerebras = MockUpstream::start(|request| match request.key() {
         "sk-1" => Reply::rate_limited(Some(30)),
-        _ => Reply::Sse { chunks: tool_stream(), delay: Duration::ZERO, gate: None },
+        _ => Reply::Sse { chunks: tool_call_stream(), delay: Duration::ZERO, gate: None },
     });
     let proxy = Proxy::start(config(&cerebras.url, &CATALOGUE));
     let (status, headers, body) = post(&proxy, "/v1/messages", &message(true), &[]).await;
@@ -312,7 +287,7 @@ async fn every_key_resting_is_overloaded_529_with_retry_after() {
 async fn a_slow_first_byte_is_met_with_pings_then_the_answer() {
     let cerebras = MockUpstream::start(|_| Reply::Late {
         delay: Duration::from_millis(400),
-        reply: Box::new(Reply::Sse { chunks: tool_stream(), delay: Duration::ZERO, gate: None }),
+        reply: Box::new(Reply::Sse { chunks: tool_call_stream(), delay: Duration::ZERO, gate: None }),
     });
     let proxy = Proxy::start(config(&cerebras.url, &[("ANTHROPIC_PING_INTERVAL", "0.1")]));
     let (status, _, body) = post(&proxy, "/v1/messages", &message(true), &[]).await;
@@ -345,7 +320,7 @@ async fn an_upstream_that_fails_after_the_pings_began_ends_with_an_error_event()
 
 #[actix_web::test]
 async fn a_stream_broken_midway_ends_with_an_error_event() {
-    let cerebras = MockUpstream::start(|_| Reply::SseThenBreak { chunks: tool_stream()[..3].to_vec() });
+    let cerebras = MockUpstream::start(|_| Reply::SseThenBreak { chunks: tool_call_stream()[..3].to_vec() });
     let proxy = Proxy::start(config(&cerebras.url, &[]));
     let (status, _, body) = post(&proxy, "/v1/messages", &message(true), &[]).await;
     assert_eq!(status, 200);
@@ -356,7 +331,8 @@ async fn a_stream_broken_midway_ends_with_an_error_event() {
 
 #[actix_web::test]
 async fn an_http_1_0_client_gets_the_event_stream_close_delimited() {
-    let cerebras = MockUpstream::start(|_| Reply::Sse { chunks: tool_stream(), delay: Duration::ZERO, gate: None });
+    let cerebras =
+        MockUpstream::start(|_| Reply::Sse { chunks: tool_call_stream(), delay: Duration::ZERO, gate: None });
     let proxy = Proxy::start(config(&cerebras.url, &[]));
     let body = message(true).to_string();
     let request = format!(

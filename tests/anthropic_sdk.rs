@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{config, sse_data, sse_delta, MockUpstream, Proxy, Received, Reply};
-use serde_json::{json, Value};
+use common::{config, reasoned_completion, tool_call_stream, MockUpstream, Proxy, Received, Reply};
 
 fn sdk_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk")
@@ -32,36 +31,12 @@ fn glm(request: &Received) -> Reply {
     if messages.iter().any(|m| m["role"] == "tool") {
         let answered = messages.iter().any(|m| m["role"] == "tool" && m["tool_call_id"] == "call_w1");
         let text = if answered { "It is sunny in Paris." } else { "the tool result lost its call id" };
-        return Reply::ok(completion(text));
+        return Reply::ok(reasoned_completion(text));
     }
     if body["stream"] == true {
-        let chunks = vec![
-            sse_delta(json!({"role": "assistant", "content": ""})),
-            sse_delta(json!({"reasoning_content": "The user wants "})),
-            sse_delta(json!({"reasoning_content": "the weather."})),
-            sse_delta(json!({"content": "Let me "})),
-            sse_delta(json!({"content": "look."})),
-            sse_delta(
-                json!({"tool_calls": [{"index": 0, "id": "call_w1", "type": "function", "function": {"name": "weather", "arguments": ""}}]}),
-            ),
-            sse_delta(json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"ci"}}]})),
-            sse_delta(json!({"tool_calls": [{"index": 0, "function": {"arguments": "ty\": \"Paris\"}"}}]})),
-            sse_data(json!({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})),
-            sse_data(json!({"id": "c", "choices": [], "usage": {"prompt_tokens": 40, "completion_tokens": 12}})),
-            "data: [DONE]\n\n".to_owned(),
-        ];
-        return Reply::Sse { chunks, delay: Duration::from_millis(5), gate: None };
+        return Reply::Sse { chunks: tool_call_stream(), delay: Duration::from_millis(5), gate: None };
     }
-    Reply::ok(completion("Hello from GLM."))
-}
-
-fn completion(text: &str) -> Value {
-    json!({
-        "id": "chatcmpl-1", "object": "chat.completion", "model": "zai-glm-4.7",
-        "choices": [{"index": 0, "finish_reason": "stop",
-                     "message": {"role": "assistant", "content": text, "reasoning_content": "Easy."}}],
-        "usage": {"prompt_tokens": 20, "completion_tokens": 5}
-    })
+    Reply::ok(reasoned_completion("Hello from GLM."))
 }
 
 #[actix_web::test]

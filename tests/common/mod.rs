@@ -13,7 +13,7 @@ use std::time::Duration;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use glm_proxy::config::Config;
@@ -600,4 +600,32 @@ impl TcpRelay {
     pub fn restore(&self) {
         self.open.store(true, Ordering::SeqCst);
     }
+}
+
+/// An OpenAI completion with reasoning, text, and usage.
+pub fn reasoned_completion(text: &str) -> Value {
+    json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "model": "zai-glm-4.7",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": text, "reasoning_content": "Thinking it over."}}],
+        "usage": {"prompt_tokens": 21, "completion_tokens": 5}
+    })
+}
+
+/// A recorded-style stream: reasoning, text, a tool call whose arguments come in pieces, then
+/// the finish reason and the usage in a last chunk of its own.
+pub fn tool_call_stream() -> Vec<String> {
+    vec![
+        sse_delta(json!({"role": "assistant", "content": ""})),
+        sse_delta(json!({"reasoning_content": "The user wants the weather."})),
+        sse_delta(json!({"content": "Let me look."})),
+        sse_delta(
+            json!({"tool_calls": [{"index": 0, "id": "call_w1", "type": "function", "function": {"name": "weather", "arguments": ""}}]}),
+        ),
+        sse_delta(json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"city\":"}}]})),
+        sse_delta(json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"Paris\"}"}}]})),
+        sse_data(json!({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})),
+        sse_data(json!({"id": "c", "choices": [], "usage": {"prompt_tokens": 40, "completion_tokens": 12}})),
+        "data: [DONE]\n\n".to_owned(),
+    ]
 }
