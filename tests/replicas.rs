@@ -125,6 +125,11 @@ async fn until(mut check: impl AsyncFnMut() -> bool) -> Option<Duration> {
     None
 }
 
+/// Whether a replica's Redis `state` in `/_status` becomes `state` within the polling time.
+async fn redis_becomes(replica: &ProxyProcess, state: &str) -> bool {
+    until(async || status(replica).await["redis"]["state"] == state).await.is_some()
+}
+
 /// Key 1 is rate limited; key 2 answers.
 fn key1_limited(request: &common::Received) -> Reply {
     match request.key() {
@@ -141,7 +146,7 @@ async fn a_429_on_one_replica_rests_the_key_on_the_other() {
     let upstream = MockUpstream::start(key1_limited);
     let shared = [("REDIS_URL", redis.as_str()), ("REDIS_KEY_PREFIX", prefix.as_str())];
     let (a, b) = (replica(dir.path(), &upstream, &shared), replica(dir.path(), &upstream, &shared));
-    assert!(until(async || status(&b).await["redis"]["state"] == "connected").await.is_some());
+    assert!(redis_becomes(&b, "connected").await);
 
     assert_eq!(chat(&a, None).await, 200);
     assert_eq!(upstream.keys_used(), ["sk-1", "sk-2"], "A met the 429 and rotated");
@@ -164,7 +169,7 @@ async fn a_restart_keeps_a_running_cooldown() {
     let upstream = MockUpstream::start(key1_limited);
     let shared = [("REDIS_URL", redis.as_str()), ("REDIS_KEY_PREFIX", prefix.as_str())];
     let a = replica(dir.path(), &upstream, &shared);
-    assert!(until(async || status(&a).await["redis"]["state"] == "connected").await.is_some());
+    assert!(redis_becomes(&a, "connected").await);
     assert_eq!(chat(&a, None).await, 200);
     // The rest reaches Redis, then the replica goes.
     assert!(until(async || key_state(&a, "key1").await == "cooling_down").await.is_some());
@@ -195,11 +200,11 @@ async fn without_redis_replicas_serve_alone_then_catch_up() {
     let shared = [("REDIS_URL", url.as_str()), ("REDIS_KEY_PREFIX", prefix.as_str())];
     let (a, b) = (replica(dir.path(), &upstream, &shared), replica(dir.path(), &upstream, &shared));
     for replica in [&a, &b] {
-        assert!(until(async || status(replica).await["redis"]["state"] == "connected").await.is_some());
+        assert!(redis_becomes(replica, "connected").await);
     }
 
     relay.cut();
-    assert!(until(async || status(&a).await["redis"]["state"] == "unavailable").await.is_some());
+    assert!(redis_becomes(&a, "unavailable").await);
     // Both serve on their own; A's rest stays A's for now.
     assert_eq!(chat(&a, None).await, 200);
     assert_eq!(key_state(&a, "key1").await, "cooling_down");
@@ -212,7 +217,7 @@ async fn without_redis_replicas_serve_alone_then_catch_up() {
     relay.restore();
     let caught_up = until(async || key_state(&b, "key1").await == "cooling_down").await;
     assert!(caught_up.is_some(), "B never learned of A's rest after Redis came back");
-    assert!(until(async || status(&a).await["redis"]["state"] == "connected").await.is_some());
+    assert!(redis_becomes(&a, "connected").await);
 }
 
 /// The `keys` CLI against a database URL: stdout.
