@@ -70,9 +70,10 @@ impl RoutingPolicy {
 /// does, to Cerebras all the same, which judges them itself.
 pub fn plan(policy: &RoutingPolicy, facts: Option<ChatFacts>, serves: impl Fn(ProviderKind) -> bool) -> Plan {
     let cerebras = serves(ProviderKind::Cerebras).then_some(Step::Cerebras);
-    let serving = || policy.alternatives.iter().enumerate().filter(|(_, &kind)| serves(kind)).map(|(index, _)| index);
-    let alternatives = |vision| serving().map(move |index| Step::Alternative { index, vision });
-    let Some(facts) = facts.filter(|_| serving().next().is_some()) else {
+    let serving: Vec<usize> =
+        (0..policy.alternatives.len()).filter(|&index| serves(policy.alternatives[index])).collect();
+    let alternatives = |vision| serving.iter().map(move |&index| Step::Alternative { index, vision });
+    let Some(facts) = facts.filter(|_| !serving.is_empty()) else {
         return Plan { steps: cerebras.into_iter().collect(), reason: RouteReason::Default };
     };
     if facts.has_images {
