@@ -345,6 +345,47 @@ async fn an_upstream_that_compresses_anyway_is_relayed_untouched() {
     assert_eq!(plain, events);
 }
 
+#[actix_web::test]
+async fn errors_an_upstream_compresses_anyway_are_read_decoded_and_relayed_as_they_came() {
+    let gzipped = |status: u16, body: &str| Reply::Raw {
+        status,
+        headers: vec![("content-type", "application/json".into()), ("content-encoding", "gzip".into())],
+        body: common::gzip(body.as_bytes()),
+    };
+    let too_long = r#"{"error":{"message":"too long","code":"context_length_exceeded"}}"#;
+    let cerebras =
+        MockUpstream::start(
+            move |received| {
+                if poisoned(received) {
+                    gzipped(400, too_long)
+                } else {
+                    gzipped(401, WRONG_KEY)
+                }
+            },
+        );
+    let synthetic = MockUpstream::start(|_| Reply::ok(completion("synthetic")));
+    let with_alternative = Proxy::start(config(
+        &cerebras.url,
+        &[("SYNTHETIC_API_KEY", "sk-synthetic"), ("SYNTHETIC_BASE_URL", &synthetic.url)],
+    ));
+    let (status, headers, body) = chat(&with_alternative, &chat_saying(POISON)).await;
+    assert_eq!((status, body), (200, completion("synthetic")), "the compressed context-length 400 failed over");
+    assert_eq!(headers.get("x-glm-proxy-provider").unwrap(), "synthetic");
+
+    let alone = Proxy::start(config(&cerebras.url, &[]));
+    let (status, _, body) = chat(&alone, &chat_saying("hello")).await;
+    assert_eq!(status, 502);
+    assert_eq!(body["error"]["code"], "upstream_keys_rejected");
+    assert!(body["error"]["message"].as_str().unwrap().contains("Wrong API Key"), "{body}");
+
+    // A proxy whose keys are not yet rejected relays the 400 itself, compressed.
+    let fresh = Proxy::start(config(&cerebras.url, &[]));
+    let mut response = client().post(fresh.at("/v1/chat/completions")).send_json(&chat_saying(POISON)).await.unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(response.headers().get("content-encoding").unwrap(), "gzip", "relayed as it came");
+    assert_eq!(response.body().await.unwrap(), common::gzip(too_long.as_bytes()));
+}
+
 /// Sends a chat completion on a raw connection and hangs up once `leave` is set.
 fn client_that_leaves(address: &str, leave: Arc<AtomicBool>) -> actix_web::rt::task::JoinHandle<()> {
     let address = address.trim_start_matches("http://").to_owned();

@@ -17,7 +17,8 @@ use crate::actors::supervision::ask;
 use crate::actors::upstream_router::{circuit_of, ClaimProbe, ProbeGuard, ProviderEvent};
 use crate::logging::record::AttemptLog;
 use crate::policy::circuit::Admission;
-use crate::policy::fault::{classify, is_encoded, Fault, Outcome, Reason};
+use crate::policy::encoding::{is_encoded, plain};
+use crate::policy::fault::{classify, Fault, Outcome, Reason};
 use crate::policy::key_pool::KeyVerdict;
 use crate::providers::ProviderKind;
 use crate::secret::Secret;
@@ -152,7 +153,14 @@ async fn read(mut response: ClientResponse, source: &Source, can_fail_over: bool
     let now = SystemTime::now();
     if !status.is_success() {
         let held = hold(&mut response, source, idle).await;
-        let outcome = Outcome::Answer { status: status.as_u16(), headers: &held.headers, body: &held.body };
+        // An upstream may compress an error although asked not to: it is read decoded, and
+        // relayed as it came. A coding that cannot be read is classified by its status alone.
+        let body = plain(&held.headers, &held.body);
+        let outcome = Outcome::Answer {
+            status: status.as_u16(),
+            headers: &held.headers,
+            body: body.as_deref().unwrap_or_default(),
+        };
         return (classify(&outcome, now), Answer::Held(held));
     }
     let first = if can_fail_over && !is_encoded(response.headers()) {

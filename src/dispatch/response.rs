@@ -11,7 +11,7 @@ use awc::ClientResponse;
 use bytes::Bytes;
 use futures_util::{stream, StreamExt};
 
-use crate::policy::fault::is_encoded;
+use crate::policy::encoding::is_encoded;
 use crate::providers::ProviderKind;
 use crate::upstream::headers::relays_response_header;
 use crate::upstream::relay::Relay;

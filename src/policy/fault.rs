@@ -13,7 +13,7 @@
 use std::fmt;
 use std::time::SystemTime;
 
-use actix_web::http::header::{HeaderMap, CONTENT_ENCODING};
+use actix_web::http::header::HeaderMap;
 
 use super::circuit::HealthFault;
 use super::key_pool::KeyVerdict;
@@ -22,8 +22,9 @@ use super::rate_limit::requested_wait;
 /// What one attempt came to.
 #[derive(Debug)]
 pub enum Outcome<'a> {
-    /// An answer. `body` is what was read of it: the whole of an error answer, the first chunk
-    /// of a success that may still fail over, else nothing.
+    /// An answer. `body` is what was read of it, as plain bytes (see [`super::encoding`]): the
+    /// whole of an error answer, the first chunk of a success that may still fail over, else
+    /// nothing.
     Answer { status: u16, headers: &'a HeaderMap, body: &'a [u8] },
     /// No answer; the reason says how the exchange failed (one of the transport reasons).
     NoAnswer(Reason),
@@ -156,8 +157,6 @@ pub fn classify(outcome: &Outcome, now: SystemTime) -> Fault {
         Outcome::NoAnswer(reason) => return Fault::Provider(HealthFault::Lost, reason.clone()),
         Outcome::Answer { status, headers, body } => (*status, *headers, *body),
     };
-    // A body the upstream compressed anyway is relayed untouched, never read.
-    let body = if !body.is_empty() && is_encoded(headers) { &[][..] } else { body };
     match status {
         200..=299 if says_quota_exhausted(body) => Fault::Unservable(Reason::QuotaExhausted),
         429 => Fault::Key(KeyVerdict::RateLimited { requested: requested_wait(headers, now) }),
@@ -172,15 +171,6 @@ pub fn classify(outcome: &Outcome, now: SystemTime) -> Fault {
         // Every other answer, an ordinary 400/404/422 included, is the client's to see at once.
         _ => Fault::None,
     }
-}
-
-/// Whether an answer's body is compressed (the proxy asks for `identity`, but an upstream may
-/// compress anyway): such a body is relayed untouched and never inspected.
-pub fn is_encoded(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case("identity"))
 }
 
 /// A 200 that is really a spent quota, as some providers answer.
@@ -327,16 +317,6 @@ mod tests {
     fn a_request_that_cannot_be_sent_is_unservable_here() {
         let reason = Reason::Unsendable("bad header".into());
         assert_eq!(no_answer(reason.clone()), Fault::Unservable(reason));
-    }
-
-    #[test]
-    fn a_compressed_body_is_never_read() {
-        let gzip = headers(&[("content-encoding", "gzip")]);
-        let quota = r#"{"content":"token quota is not enough"}"#;
-        assert_eq!(answer_with(200, &gzip, quota), Fault::None);
-        assert_eq!(answer_with(400, &gzip, r#"{"code":"context_length_exceeded"}"#), Fault::None);
-        let identity = headers(&[("content-encoding", "identity")]);
-        assert_eq!(answer_with(200, &identity, quota), Fault::Unservable(Reason::QuotaExhausted));
     }
 
     #[test]

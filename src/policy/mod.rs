@@ -7,10 +7,12 @@
 //! - [`rate_limit`]: how long an upstream asks a key to stay away.
 //! - [`key_pool`]: the Cerebras keys' state and cooldown arithmetic.
 //! - [`circuit`]: a provider's health: closed, open until a deadline, probing.
+//! - [`encoding`]: what a compressed answer says, for the fault rules.
 
 use std::time::{Duration, Instant};
 
 pub mod circuit;
+pub mod encoding;
 pub mod fault;
 pub mod key_pool;
 pub mod rate_limit;
