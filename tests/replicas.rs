@@ -185,6 +185,35 @@ async fn a_restart_keeps_a_running_cooldown() {
 }
 
 #[actix_web::test]
+async fn a_replica_started_with_a_changed_key_list_lifts_every_rejection() {
+    let Some(redis) = service("TEST_REDIS_URL") else { return };
+    let (dir, mut namespace) = (tempfile::tempdir().unwrap(), Namespace::new());
+    let prefix = namespace.on_redis(&redis);
+    let upstream = MockUpstream::start(|request| match request.key() {
+        "sk-1" => Reply::status(401, serde_json::json!({"message": "Wrong API Key"})),
+        _ => Reply::ok(completion("ok")),
+    });
+    let shared = [("REDIS_URL", redis.as_str()), ("REDIS_KEY_PREFIX", prefix.as_str())];
+    let (a, b) = (replica(dir.path(), &upstream, &shared), replica(dir.path(), &upstream, &shared));
+    assert!(redis_becomes(&b, "connected").await);
+    assert_eq!(chat(&a, None).await, 200);
+    assert!(until(async || key_state(&b, "key1").await == "invalid").await.is_some(), "B heard of the 401");
+
+    // The same list again: the rejection stands.
+    assert!(b.terminate().await.success());
+    let b = replica(dir.path(), &upstream, &shared);
+    assert!(until(async || key_state(&b, "key1").await == "invalid").await.is_some(), "read back");
+    assert!(b.terminate().await.success());
+
+    // A key added: every key starts afresh, on the replica still running too.
+    let three_keys = [("CEREBRAS_API_KEYS", r#"{"key1":"sk-1","key2":"sk-2","key3":"sk-3"}"#)];
+    let b = replica(dir.path(), &upstream, &[&shared[..], &three_keys].concat());
+    assert!(redis_becomes(&b, "connected").await);
+    assert!(until(async || key_state(&a, "key1").await == "available").await.is_some(), "A still rejects key1");
+    assert_eq!(key_state(&b, "key1").await, "available");
+}
+
+#[actix_web::test]
 async fn without_redis_replicas_serve_alone_then_catch_up() {
     let Some(redis) = service("TEST_REDIS_URL") else { return };
     let relay = common::TcpRelay::start(redis.trim_start_matches("redis://").trim_end_matches('/'));

@@ -6,7 +6,9 @@
 //! actor, which writes it with one atomic script (the later deadline wins; the sticky key moves
 //! by compare-and-swap) and announces it on a channel. What the other replicas announce comes
 //! back to the rotator as [`Apply`]. On every (re)connection the running rests and the sticky
-//! key are read back, so a restart keeps its cooldowns and a replica cut off catches up.
+//! key are read back, so a restart keeps its cooldowns and a replica cut off catches up. A
+//! replica that starts with a key list other than the last one started on Redis lifts every
+//! rejection, as a restart with a changed list does for one replica alone.
 //!
 //! If Redis is unreachable, the replica goes on with its local state: the failure is logged
 //! once, counted (`glm_proxy_redis_errors_total`, `glm_proxy_redis_up`) and shown in
@@ -91,6 +93,10 @@ struct Names {
     prints: Vec<String>,
     /// Requests served, all replicas together: a hash of fingerprint → count.
     served: String,
+    /// The key list the last replica to start was given, as its sorted fingerprints.
+    key_list: String,
+    /// This replica's key list, the same way.
+    own_key_list: String,
 }
 
 pub struct KeySync {
@@ -109,6 +115,11 @@ pub struct KeySync {
     up: bool,
     /// A resync is due (Redis failed): one at a time.
     retrying: bool,
+    /// A resync is running, and another was asked for meanwhile.
+    resyncing: bool,
+    resync_again: bool,
+    /// This replica's key list is not yet compared with the one on Redis.
+    key_list_unchecked: bool,
     errors: IntCounter,
     up_gauge: IntGauge,
     last_error: Option<String>,
@@ -131,7 +142,11 @@ impl KeySync {
             .set_response_timeout(Some(TIMEOUT));
         let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
         let prints: Vec<String> = keys.iter().map(|(_, secret)| fingerprint(secret)).collect();
+        let mut sorted = prints.clone();
+        sorted.sort_unstable();
         let names = Names {
+            key_list: format!("{prefix}:key_list"),
+            own_key_list: sorted.join(","),
             channel: format!("{prefix}:events"),
             served: format!("{prefix}:served"),
             current: format!("{prefix}:current"),
@@ -152,6 +167,9 @@ impl KeySync {
             served_totals: vec![0; keys.len()],
             up: false,
             retrying: false,
+            resyncing: false,
+            resync_again: false,
+            key_list_unchecked: true,
             errors,
             up_gauge,
             last_error: None,
@@ -167,15 +185,31 @@ impl KeySync {
     where
         F: Future<Output = redis::RedisResult<Vec<Apply>>> + 'static,
     {
+        self.run_then(ctx, work, |_, _, _| {});
+    }
+
+    /// [`Self::run`], then `then`, told whether `work` succeeded.
+    fn run_then<F>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        work: impl FnOnce(ConnectionManager, Names) -> F + 'static,
+        then: impl FnOnce(&mut Self, &mut Context<Self>, bool) + 'static,
+    ) where
+        F: Future<Output = redis::RedisResult<Vec<Apply>>> + 'static,
+    {
         let future = work(self.connection.clone(), self.names.clone());
-        ctx.spawn(future.into_actor(self).map(|outcome, this, ctx| match outcome {
-            Ok(applies) => {
-                this.healthy();
-                if let Some(rotator) = &this.rotator {
-                    applies.into_iter().for_each(|apply| rotator.do_send(apply));
+        ctx.spawn(future.into_actor(self).map(|outcome, this, ctx| {
+            let succeeded = outcome.is_ok();
+            match outcome {
+                Ok(applies) => {
+                    this.healthy();
+                    if let Some(rotator) = &this.rotator {
+                        applies.into_iter().for_each(|apply| rotator.do_send(apply));
+                    }
                 }
+                Err(error) => this.failed(&error.to_string(), ctx),
             }
-            Err(error) => this.failed(&error.to_string(), ctx),
+            then(this, ctx, succeeded);
         }));
     }
 
@@ -207,8 +241,17 @@ impl KeySync {
     }
 
     /// Writes the rests this replica made that still run, then reads every key's rest and the
-    /// sticky key back: after a start, or after Redis came back.
+    /// sticky key back: after a start, or after Redis came back. The first to succeed after a
+    /// start lifts every rejection if the key list changed. One runs at a time, so that what
+    /// one reads back cannot arrive after what a later one changed.
     fn resync(&mut self, ctx: &mut Context<Self>) {
+        if self.resyncing {
+            self.resync_again = true;
+            return;
+        }
+        self.resyncing = true;
+        let check_key_list = self.key_list_unchecked;
+        let lift = self.announce(Event::ClearRejections);
         let now_ms = wall_ms();
         let running: Vec<(usize, u64, bool)> = self
             .shared
@@ -222,7 +265,13 @@ impl KeySync {
                 self.announce(Event::Rest { key: self.names.prints[index].clone(), until_ms, invalid })
             })
             .collect();
-        self.run(ctx, move |mut connection, names| async move {
+        let work = move |mut connection: ConnectionManager, names: Names| async move {
+            if check_key_list {
+                let last: Option<String> = connection.getset(&names.key_list, &names.own_key_list).await?;
+                if last.is_some_and(|last| last != names.own_key_list) {
+                    clear_rejections(&mut connection, &names, lift).await?;
+                }
+            }
             for ((index, until, invalid), announcement) in running.into_iter().zip(announcements) {
                 write_rest(&mut connection, &names, index, until, invalid, announcement).await?;
             }
@@ -240,6 +289,14 @@ impl KeySync {
                 applies.push(Apply::Current { index });
             }
             Ok(applies)
+        };
+        self.run_then(ctx, work, move |this, ctx, succeeded| {
+            this.resyncing = false;
+            this.key_list_unchecked &= !(succeeded && check_key_list);
+            // After a failure, the retry a second later is the resync asked for meanwhile.
+            if std::mem::take(&mut this.resync_again) && succeeded {
+                this.resync(ctx);
+            }
         });
     }
 
@@ -300,6 +357,20 @@ async fn write_rest(
         .invoke_async::<i64>(connection)
         .await
         .map(drop)
+}
+
+/// Lifts every rejection of this replica's keys on Redis, and announces it.
+async fn clear_rejections(
+    connection: &mut ConnectionManager,
+    names: &Names,
+    announcement: String,
+) -> redis::RedisResult<()> {
+    let script = Script::new(redis_script::CLEAR_REJECTIONS);
+    let mut invocation = script.key(&names.channel);
+    for key in &names.keys {
+        invocation.key(key);
+    }
+    invocation.arg(announcement).invoke_async::<i64>(connection).await.map(drop)
 }
 
 /// Now, as wall-clock milliseconds.
@@ -427,12 +498,7 @@ impl Handler<Share> for KeySync {
                 self.shared.retain(|_, (_, invalid)| !*invalid);
                 let announcement = self.announce(Event::ClearRejections);
                 self.run(ctx, move |mut connection, names| async move {
-                    let script = Script::new(redis_script::CLEAR_REJECTIONS);
-                    let mut invocation = script.key(&names.channel);
-                    for key in &names.keys {
-                        invocation.key(key);
-                    }
-                    invocation.arg(announcement).invoke_async::<i64>(&mut connection).await?;
+                    clear_rejections(&mut connection, &names, announcement).await?;
                     Ok(Vec::new())
                 });
             }
