@@ -292,7 +292,9 @@ impl KeySync {
         };
         self.run_then(ctx, work, move |this, ctx, succeeded| {
             this.resyncing = false;
-            this.key_list_unchecked &= !(succeeded && check_key_list);
+            if succeeded && check_key_list {
+                this.key_list_unchecked = false;
+            }
             // After a failure, the retry a second later is the resync asked for meanwhile.
             if std::mem::take(&mut this.resync_again) && succeeded {
                 this.resync(ctx);
