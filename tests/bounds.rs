@@ -72,19 +72,14 @@ async fn an_adversarial_tool_history_is_answered_in_linear_time_and_the_worker_s
     assert_eq!(proxy.status().await["tool_call_repairs"]["removed_answers"], 20_000);
 }
 
-#[test]
-fn a_64_mib_array_of_zeros_keeps_the_proxy_well_under_a_gigabyte() {
+/// Sends `body` (64 MiB) to a proxy process of its own and returns the process's peak RSS in
+/// kB, with what the upstream received.
+fn peak_rss_kb_after(body: String) -> (u64, Vec<common::Received>) {
     let system = actix_rt::System::new();
     system.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let upstream = MockUpstream::start(|_| Reply::ok(completion("zeros")));
+        let upstream = MockUpstream::start(|_| Reply::ok(completion("64 MiB")));
         let running = ProxyProcess::start(dir.path(), &[("CEREBRAS_BASE_URL", &upstream.url)]);
-        let mut body = String::with_capacity(64 << 20);
-        body.push_str("{\"messages\":[0");
-        while body.len() < (64 << 20) - 8 {
-            body.push_str(",0");
-        }
-        body.push_str("]}");
         let response = client()
             .post(format!("{}/v1/chat/completions", running.url))
             .insert_header(("content-type", "application/json"))
@@ -93,16 +88,38 @@ fn a_64_mib_array_of_zeros_keeps_the_proxy_well_under_a_gigabyte() {
             .unwrap();
         assert_eq!(response.status(), 200);
         let status = std::fs::read_to_string(format!("/proc/{}/status", running.child.id())).unwrap();
-        let peak_kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .unwrap()
-            .trim()
-            .trim_end_matches(" kB")
-            .parse()
-            .unwrap();
-        assert!(peak_kb < 1 << 20, "peak RSS {} MB", peak_kb / 1024);
-    });
+        let peak_kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches(" kB");
+        (peak_kb.parse().unwrap(), upstream.received())
+    })
+}
+
+/// `{"messages":[<first>,<filler>,<filler>,…]}`, 64 MiB long.
+fn history_of_64_mib(first: &str, filler: &str) -> String {
+    let mut body = String::with_capacity(64 << 20);
+    body.push_str("{\"messages\":[");
+    body.push_str(first);
+    while body.len() < (64 << 20) - filler.len() - 3 {
+        body.push(',');
+        body.push_str(filler);
+    }
+    body.push_str("]}");
+    body
+}
+
+#[test]
+fn a_64_mib_array_of_zeros_keeps_the_proxy_well_under_a_gigabyte() {
+    let (peak_kb, _) = peak_rss_kb_after(history_of_64_mib("0", "0"));
+    assert!(peak_kb < 1 << 20, "peak RSS {} MB", peak_kb / 1024);
+}
+
+#[test]
+fn a_64_mib_history_that_needs_repair_is_repaired_well_under_a_gigabyte() {
+    let call = r#"{"role":"assistant","tool_calls":[{"id":"a"}]}"#;
+    let (peak_kb, received) = peak_rss_kb_after(history_of_64_mib(call, "{}"));
+    assert!(peak_kb < 1 << 20, "peak RSS {} MB", peak_kb / 1024);
+    let failed = r#"{"role":"tool","tool_call_id":"a","content":"failed"}"#;
+    let expected = format!(r#"{{"messages":[{call},{failed},{{}},{{}}"#);
+    assert!(received[0].body.starts_with(expected.as_bytes()), "the call answered right after it");
 }
 
 #[actix_web::test]

@@ -8,7 +8,6 @@ use actix_web::http::header::HeaderMap;
 use actix_web::http::Method;
 use actix_web::{web, HttpResponse};
 use bytes::Bytes;
-use serde_json::{Map, Value};
 
 use super::exchange::Journal;
 use crate::actors::upstream_router::ProviderEvent;
@@ -16,9 +15,10 @@ use crate::dispatch::{Chat, Outgoing};
 use crate::error::ProxyError;
 use crate::state::AppState;
 use crate::transform::chat_view::ChatView;
+use crate::transform::history_splice::repaired_body;
 use crate::transform::model::ModelSlot;
 use crate::transform::token_estimate::ChatFacts;
-use crate::transform::tool_repair::{needs_repair, repair, Repairs};
+use crate::transform::tool_repair::needs_repair;
 use crate::upstream::headers::upstream_request_headers;
 
 /// Chat bodies at least this long are read on the blocking pool, not the worker: reading a
@@ -79,26 +79,19 @@ fn prepare_chat(body: Bytes, state: &AppState) -> Result<Prepared, ProxyError> {
     if !needs_repair(&view.messages) {
         return Ok(Prepared { body, facts, model, model_slot });
     }
-    let repaired = repair_history(&body, state)?;
-    // The rebuilt body has its fields in other places: its model is found again.
+    let repaired = match repaired_body(&body, &view.messages) {
+        Ok((repaired, repairs)) => {
+            log::info!("event=tool_calls_repaired inserted={} removed={}", repairs.inserted, repairs.removed);
+            state.dispatcher.router.do_send(ProviderEvent::Repaired(repairs));
+            repaired
+        }
+        // Not expected: the body read the same way twice. The provider judges it as it came.
+        Err(error) => {
+            log::warn!("event=tool_call_repair_skipped error={error}");
+            return Ok(Prepared { body, facts, model, model_slot });
+        }
+    };
+    // The rewritten history may have moved the model: it is found again.
     let model_slot = ChatView::read(&repaired, reading).map_err(|e| ProxyError::InvalidBody(e.to_string()))?.model_slot;
     Ok(Prepared { body: repaired, facts, model, model_slot })
-}
-
-/// The rare path: the history is rebuilt through a parsed tree and the body written anew.
-fn repair_history(body: &Bytes, state: &AppState) -> Result<Bytes, ProxyError> {
-    let mut chat: Map<String, Value> =
-        serde_json::from_slice(body).map_err(|e| ProxyError::InvalidBody(e.to_string()))?;
-    let (messages, repairs) = match chat.get("messages") {
-        Some(Value::Array(messages)) => repair(messages),
-        _ => return Ok(body.clone()),
-    };
-    if repairs == Repairs::default() {
-        // The tree needs nothing the lighter read saw (text it skipped may read differently).
-        return Ok(body.clone());
-    }
-    log::info!("event=tool_calls_repaired inserted={} removed={}", repairs.inserted, repairs.removed);
-    state.dispatcher.router.do_send(ProviderEvent::Repaired(repairs));
-    chat.insert("messages".to_owned(), Value::Array(messages));
-    serde_json::to_vec(&chat).map(Bytes::from).map_err(|e| ProxyError::InvalidBody(e.to_string()))
 }

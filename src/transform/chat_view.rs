@@ -125,6 +125,13 @@ impl<'a> ChatView<'a> {
     }
 }
 
+/// One element of a history, from its own bytes, as [`ChatView::read`] saw it in the body.
+pub fn message_view(raw: &RawValue) -> Result<MessageView<'_>, serde_json::Error> {
+    let reading = Reading { count_text: false, find_images: false };
+    let message = Lenient::<Message>::new(reading).deserialize(&mut serde_json::Deserializer::from_str(raw.get()))?;
+    Ok(message.view())
+}
+
 /// A value whose JSON type may be anything: each type it does not expect reads as the default.
 trait Shape<'de>: Default {
     fn from_str(_text: &str) -> Self {

@@ -3,6 +3,7 @@
 
 pub mod answer_tail;
 pub mod chat_view;
+pub mod history_splice;
 pub mod json_strict;
 pub mod model;
 pub mod token_estimate;

@@ -6,12 +6,11 @@
 //! in are removed.
 //!
 //! Linear in the history: the open calls of a block are counted by id in a hash map, so each
-//! call and each answer costs one lookup, however many calls a block holds.
+//! call and each answer costs one lookup, however many calls a block holds. The repaired body
+//! is written by [`history_splice`](super::history_splice), from the edits [`walk`] gives.
 
 use std::collections::HashMap;
 use std::hash::Hash;
-
-use serde_json::{json, Value};
 
 /// What a repair changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -20,7 +19,7 @@ pub struct Repairs {
     pub removed: usize,
 }
 
-/// What repair reads of a message, from the parsed tree or from the body's lighter view.
+/// What repair reads of a message.
 pub trait HistoryMessage {
     /// A tool-call id as this message holds it.
     type Id<'a>: Copy + Eq + Hash
@@ -34,23 +33,6 @@ pub trait HistoryMessage {
     fn call_ids(&self) -> impl Iterator<Item = Self::Id<'_>>;
 }
 
-impl HistoryMessage for Value {
-    type Id<'a> = &'a str;
-
-    fn answers(&self) -> Option<Option<&str>> {
-        (self.get("role").and_then(Value::as_str) == Some("tool"))
-            .then(|| self.get("tool_call_id").and_then(Value::as_str))
-    }
-
-    fn call_ids(&self) -> impl Iterator<Item = &str> {
-        let calls = match (self.get("role").and_then(Value::as_str), self.get("tool_calls")) {
-            (Some("assistant"), Some(Value::Array(calls))) => calls.as_slice(),
-            _ => &[],
-        };
-        calls.iter().filter_map(|call| call.get("id").and_then(Value::as_str))
-    }
-}
-
 /// Whether the history needs a repair. Runs on every request, so it only reads.
 pub fn needs_repair<M: HistoryMessage>(messages: &[M]) -> bool {
     let mut changed = false;
@@ -58,24 +40,8 @@ pub fn needs_repair<M: HistoryMessage>(messages: &[M]) -> bool {
     changed
 }
 
-/// The repaired history. Called once a lighter read said a repair is needed; `Repairs` says
-/// what changed, and nothing did if the tree disagrees.
-pub fn repair(messages: &[Value]) -> (Vec<Value>, Repairs) {
-    let mut repairs = Repairs::default();
-    let mut repaired = Vec::with_capacity(messages.len() + 1);
-    walk(messages, |edit| match edit {
-        Edit::Keep(message) => repaired.push(message.clone()),
-        Edit::AnswerFailed(id) => {
-            repaired.push(json!({"role": "tool", "tool_call_id": id, "content": "failed"}));
-            repairs.inserted += 1;
-        }
-        Edit::Remove => repairs.removed += 1,
-    });
-    (repaired, repairs)
-}
-
 /// One step of the repaired history.
-enum Edit<'a, M: HistoryMessage + 'a> {
+pub enum Edit<'a, M: HistoryMessage + 'a> {
     Keep(&'a M),
     AnswerFailed(M::Id<'a>),
     Remove,
@@ -139,7 +105,7 @@ impl<Id: Copy + Eq + Hash> Block<Id> {
 }
 
 /// Walks the history and says, message by message, what the repaired one holds.
-fn walk<'a, M: HistoryMessage>(messages: &'a [M], mut emit: impl FnMut(Edit<'a, M>)) {
+pub fn walk<'a, M: HistoryMessage>(messages: &'a [M], mut emit: impl FnMut(Edit<'a, M>)) {
     let mut block = Block { calls: Vec::new(), counts: HashMap::new() };
     for message in messages {
         if let Some(answer) = message.answers() {
@@ -157,8 +123,29 @@ fn walk<'a, M: HistoryMessage>(messages: &'a [M], mut emit: impl FnMut(Edit<'a, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transform::chat_view::{ChatView, Reading};
+    use crate::transform::history_splice::repaired_body;
     use proptest::prelude::*;
+    use serde_json::{json, Value};
     use std::cell::Cell;
+
+    /// A history as JSON, read the way the provider's rule is stated.
+    impl HistoryMessage for Value {
+        type Id<'a> = &'a str;
+
+        fn answers(&self) -> Option<Option<&str>> {
+            (self.get("role").and_then(Value::as_str) == Some("tool"))
+                .then(|| self.get("tool_call_id").and_then(Value::as_str))
+        }
+
+        fn call_ids(&self) -> impl Iterator<Item = &str> {
+            let calls = match (self.get("role").and_then(Value::as_str), self.get("tool_calls")) {
+                (Some("assistant"), Some(Value::Array(calls))) => calls.as_slice(),
+                _ => &[],
+            };
+            calls.iter().filter_map(|call| call.get("id").and_then(Value::as_str))
+        }
+    }
 
     fn call(ids: &[&str]) -> Value {
         let calls: Vec<Value> = ids
@@ -180,16 +167,24 @@ mod tests {
         json!({"role": "user", "content": text})
     }
 
-    /// The repair when one is needed, as the handler runs it.
+    /// The repaired history when one is needed, as the handler makes it: the body's view says
+    /// whether, and the repaired body is written from it.
     fn repaired(history: &[Value]) -> Option<(Vec<Value>, Repairs)> {
-        needs_repair(history).then(|| repair(history))
+        let body = serde_json::to_vec(&json!({"model": "m", "messages": history, "stream": true})).unwrap();
+        let view = ChatView::read(&body, Reading::EVERYTHING).unwrap();
+        needs_repair(&view.messages).then(|| {
+            let (body, repairs) = repaired_body(&body, &view.messages).unwrap();
+            let mut body: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!((&body["model"], &body["stream"]), (&json!("m"), &json!(true)), "the rest is kept");
+            (serde_json::from_value(body["messages"].take()).unwrap(), repairs)
+        })
     }
 
     #[test]
     fn a_complete_history_needs_no_repair() {
         let history = [user("hi"), call(&["a", "b"]), answer("b"), answer("a"), user("next")];
         assert!(!needs_repair(&history));
-        assert_eq!(repair(&history), (history.to_vec(), Repairs::default()));
+        assert_eq!(repaired(&history), None);
     }
 
     #[test]
@@ -231,6 +226,7 @@ mod tests {
             json!({"no_role": 1}),
         ];
         assert!(!needs_repair(&odd));
+        assert_eq!(repaired(&odd), None);
         let toolless_answer = [json!({"role": "tool", "content": "x"})];
         assert_eq!(repaired(&toolless_answer).unwrap().1, Repairs { inserted: 0, removed: 1 });
     }
@@ -248,6 +244,8 @@ mod tests {
         Calls(Vec<u8>),
         Answer(Option<u8>),
         Other,
+        /// Not a message at all: it closes a block like any other.
+        Odd,
     }
 
     fn turns() -> impl Strategy<Value = Vec<Turn>> {
@@ -255,6 +253,7 @@ mod tests {
             prop::collection::vec(0u8..12, 0..6).prop_map(Turn::Calls),
             prop::option::weighted(0.9, 0u8..12).prop_map(Turn::Answer),
             Just(Turn::Other),
+            Just(Turn::Odd),
         ];
         prop::collection::vec(turn, 0..40)
     }
@@ -270,6 +269,7 @@ mod tests {
                 Turn::Answer(Some(n)) => answer(&id(n)),
                 Turn::Answer(None) => json!({"role": "tool", "content": "no id"}),
                 Turn::Other => user("more"),
+                Turn::Odd => json!(0),
             })
             .collect()
     }
@@ -298,14 +298,17 @@ mod tests {
         #[test]
         fn a_repaired_history_is_sound_and_a_sound_one_is_left_alone(turns in turns()) {
             let history = history(&turns);
-            let (repaired, repairs) = repair(&history);
-            prop_assert!(is_sound(&repaired), "{repaired:?}");
-            prop_assert_eq!(needs_repair(&history), !is_sound(&history));
-            if !needs_repair(&history) {
-                prop_assert_eq!(&repaired, &history);
-                prop_assert_eq!(repairs, Repairs::default());
+            match repaired(&history) {
+                None => prop_assert!(is_sound(&history), "{history:?}"),
+                Some((repaired, repairs)) => {
+                    prop_assert!(!is_sound(&history));
+                    prop_assert!(is_sound(&repaired), "{repaired:?}");
+                    prop_assert_ne!(repairs, Repairs::default());
+                    let kept = history.len() - repairs.removed;
+                    prop_assert_eq!(repaired.len(), kept + repairs.inserted);
+                    prop_assert!(!needs_repair(&repaired), "a repair is final");
+                }
             }
-            prop_assert!(!needs_repair(&repaired), "a repair is final");
         }
     }
 
