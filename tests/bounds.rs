@@ -72,16 +72,16 @@ async fn an_adversarial_tool_history_is_answered_in_linear_time_and_the_worker_s
     assert_eq!(proxy.status().await["tool_call_repairs"]["removed_answers"], 20_000);
 }
 
-/// Sends `body` (64 MiB) to a proxy process of its own and returns the process's peak RSS in
-/// kB, with what the upstream received.
-fn peak_rss_kb_after(body: String) -> (u64, Vec<common::Received>) {
+/// Sends `body` (64 MiB) to `path` on a proxy process of its own and returns the process's peak
+/// RSS in kB, with what the upstream received.
+fn peak_rss_kb_after(path: &str, body: String) -> (u64, Vec<common::Received>) {
     let system = actix_rt::System::new();
     system.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let upstream = MockUpstream::start(|_| Reply::ok(completion("64 MiB")));
         let running = ProxyProcess::start(dir.path(), &[("CEREBRAS_BASE_URL", &upstream.url)]);
         let response = client()
-            .post(format!("{}/v1/chat/completions", running.url))
+            .post(format!("{}{path}", running.url))
             .insert_header(("content-type", "application/json"))
             .send_body(body)
             .await
@@ -96,7 +96,7 @@ fn peak_rss_kb_after(body: String) -> (u64, Vec<common::Received>) {
 /// `{"messages":[<first>,<filler>,<filler>,…]}`, 64 MiB long.
 fn history_of_64_mib(first: &str, filler: &str) -> String {
     let mut body = String::with_capacity(64 << 20);
-    body.push_str("{\"messages\":[");
+    body.push_str("{\"model\":\"m\",\"max_tokens\":8,\"messages\":[");
     body.push_str(first);
     while body.len() < (64 << 20) - filler.len() - 3 {
         body.push(',');
@@ -108,18 +108,37 @@ fn history_of_64_mib(first: &str, filler: &str) -> String {
 
 #[test]
 fn a_64_mib_array_of_zeros_keeps_the_proxy_well_under_a_gigabyte() {
-    let (peak_kb, _) = peak_rss_kb_after(history_of_64_mib("0", "0"));
+    let (peak_kb, _) = peak_rss_kb_after("/v1/chat/completions", history_of_64_mib("0", "0"));
     assert!(peak_kb < 1 << 20, "peak RSS {} MB", peak_kb / 1024);
 }
 
+/// A small multiple of a 64 MiB body, in kB: what reading it may cost at the most. A JSON tree
+/// of many small values costs 10 to 50 times the body.
+const EIGHT_BODIES_KB: u64 = (8 * 64) << 10;
+
 #[test]
-fn a_64_mib_history_that_needs_repair_is_repaired_well_under_a_gigabyte() {
+fn a_64_mib_history_that_needs_repair_is_repaired_in_a_small_multiple_of_it() {
     let call = r#"{"role":"assistant","tool_calls":[{"id":"a"}]}"#;
-    let (peak_kb, received) = peak_rss_kb_after(history_of_64_mib(call, "{}"));
-    assert!(peak_kb < 1 << 20, "peak RSS {} MB", peak_kb / 1024);
+    let (peak_kb, received) = peak_rss_kb_after("/v1/chat/completions", history_of_64_mib(call, "{}"));
+    assert!(peak_kb < EIGHT_BODIES_KB, "peak RSS {} MB", peak_kb / 1024);
     let failed = r#"{"role":"tool","tool_call_id":"a","content":"failed"}"#;
-    let expected = format!(r#"{{"messages":[{call},{failed},{{}},{{}}"#);
-    assert!(received[0].body.starts_with(expected.as_bytes()), "the call answered right after it");
+    let expected = format!(r#""messages":[{call},{failed},{{}},{{}}"#);
+    let start = memchr::memmem::find(&received[0].body, b"\"messages\"").unwrap();
+    assert!(received[0].body[start..].starts_with(expected.as_bytes()), "the call answered right after it");
+}
+
+#[test]
+fn a_64_mib_anthropic_history_of_small_messages_is_translated_in_a_small_multiple_of_it() {
+    let first = r#"{"role":"user","content":[{"type":"text","text":"x"}]}"#;
+    let body = history_of_64_mib(first, r#"{"role":"user","content":""}"#);
+    let sent = body.matches("\"role\"").count();
+    let (peak_kb, received) = peak_rss_kb_after("/v1/messages", body);
+    assert!(peak_kb < EIGHT_BODIES_KB, "peak RSS {} MB", peak_kb / 1024);
+    let chat: Value = serde_json::from_slice(&received[0].body).unwrap();
+    let messages = chat["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), sent);
+    assert_eq!(messages[0], json!({"role": "user", "content": "x"}));
+    assert_eq!(messages[sent - 1], json!({"role": "user", "content": ""}));
 }
 
 #[actix_web::test]

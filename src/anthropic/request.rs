@@ -2,10 +2,20 @@
 //!
 //! What has a counterpart is translated; what has none (`cache_control`, `top_k`, server
 //! tools, documents, thinking blocks in the history, images inside tool results) is dropped,
-//! never an error. One pass over the parsed request: linear in its size.
+//! never an error.
+//!
+//! The history is translated message by message as it is read, and written straight out as
+//! JSON: no tree of the request nor of the chat is built, so a request costs about one copy of
+//! itself however small its messages and blocks are (a tree cost 20 times the body). Linear in
+//! its size.
 
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::value::RawValue;
 
 /// What the answer's translation needs to know of the request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,22 +32,30 @@ pub struct Asked {
 #[error("invalid request: {0}")]
 pub struct InvalidRequest(String);
 
-#[derive(Deserialize)]
+/// The chat completion for an Anthropic request body, and what its answer needs.
+pub fn to_chat(body: &[u8]) -> Result<(Vec<u8>, Asked), InvalidRequest> {
+    let invalid = |e: serde_json::Error| InvalidRequest(e.to_string());
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let request = deserializer.deserialize_map(RequestVisitor).map_err(invalid)?;
+    deserializer.end().map_err(invalid)?;
+    let asked =
+        Asked { model: request.model.clone(), stream: request.stream, stop_sequences: request.stop_sequences.clone() };
+    Ok((request.into_chat(), asked))
+}
+
+/// The request's fields besides the history and the tools, which are written as they are read.
+#[derive(Default)]
 struct Request {
-    #[serde(default)]
     model: String,
-    system: Option<Content>,
-    messages: Vec<Message>,
+    system: String,
+    history: Written,
+    tools: Written,
     max_tokens: Option<u64>,
-    #[serde(default)]
     stop_sequences: Vec<String>,
     temperature: Option<f64>,
     top_p: Option<f64>,
-    metadata: Option<Metadata>,
-    #[serde(default)]
+    user: Option<String>,
     stream: bool,
-    #[serde(default)]
-    tools: Vec<Tool>,
     tool_choice: Option<ToolChoice>,
     thinking: Option<Thinking>,
 }
@@ -45,64 +63,6 @@ struct Request {
 #[derive(Deserialize)]
 struct Metadata {
     user_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Message {
-    role: String,
-    content: Content,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Content {
-    Text(String),
-    Blocks(Vec<Block>),
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Block {
-    Text {
-        text: String,
-    },
-    Image {
-        source: ImageSource,
-    },
-    ToolUse {
-        id: Option<String>,
-        name: String,
-        #[serde(default)]
-        input: Value,
-    },
-    ToolResult {
-        tool_use_id: Option<String>,
-        content: Option<Content>,
-    },
-    #[serde(other)]
-    Other,
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum ImageSource {
-    Base64 {
-        media_type: String,
-        data: String,
-    },
-    Url {
-        url: String,
-    },
-    #[serde(other)]
-    Other,
-}
-
-/// A client tool; a server tool (web search and the like) has no `input_schema` and is dropped.
-#[derive(Deserialize)]
-struct Tool {
-    name: String,
-    description: Option<String>,
-    input_schema: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -120,87 +80,81 @@ struct Thinking {
     kind: String,
 }
 
-/// The OpenAI chat completion sent upstream.
+/// The chat completion's fields besides `messages` and `tools`.
 #[derive(Serialize)]
-struct Chat {
-    model: String,
-    messages: Vec<Value>,
+struct Envelope<'a> {
+    model: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens: Option<u64>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    stop: Vec<String>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     top_p: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<String>,
+    user: Option<&'a str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    stream_options: Option<Value>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tools: Vec<Value>,
+    stream_options: Option<StreamOptions>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    tool_choice: Option<Value>,
+    tool_choice: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     parallel_tool_calls: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reasoning_effort: Option<&'static str>,
 }
 
-/// The chat completion for an Anthropic request body, and what its answer needs.
-pub fn to_chat(body: &[u8]) -> Result<(Vec<u8>, Asked), InvalidRequest> {
-    let request: Request = serde_json::from_slice(body).map_err(|e| InvalidRequest(e.to_string()))?;
-    let asked =
-        Asked { model: request.model.clone(), stream: request.stream, stop_sequences: request.stop_sequences.clone() };
-    let mut history = History::default();
-    if let Some(system) = request.system {
-        let text = text_of(system);
-        if !text.is_empty() {
-            history.messages.push(json!({ "role": "system", "content": text }));
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+impl Request {
+    fn into_chat(self) -> Vec<u8> {
+        let choice = self.tool_choice;
+        let envelope = Envelope {
+            model: &self.model,
+            max_tokens: self.max_tokens,
+            stop: &self.stop_sequences,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            user: self.user.as_deref(),
+            stream: self.stream,
+            stream_options: self.stream.then_some(StreamOptions { include_usage: true }),
+            parallel_tool_calls: choice.as_ref().filter(|c| c.disable_parallel_tool_use).map(|_| false),
+            tool_choice: choice.and_then(tool_choice),
+            reasoning_effort: self.thinking.and_then(reasoning_effort),
+        };
+        // Plain fields always serialise, and the envelope always has its model.
+        let envelope = serde_json::to_vec(&envelope).unwrap_or_default();
+        let mut system = Written::default();
+        if !self.system.is_empty() {
+            system.message("system", None, Content::Text(&self.system));
         }
-    }
-    for message in request.messages {
-        match message.role.as_str() {
-            "assistant" => history.assistant(message.content),
-            _ => history.user(message.content),
+        let mut chat = Vec::with_capacity(self.history.out.len() + self.tools.out.len() + envelope.len() + 64);
+        chat.extend_from_slice(b"{\"messages\":[");
+        chat.extend_from_slice(&system.out);
+        if system.count > 0 && self.history.count > 0 {
+            chat.push(b',');
         }
+        chat.extend_from_slice(&self.history.out);
+        chat.push(b']');
+        if self.tools.count > 0 {
+            chat.extend_from_slice(b",\"tools\":[");
+            chat.extend_from_slice(&self.tools.out);
+            chat.push(b']');
+        }
+        chat.push(b',');
+        chat.extend_from_slice(envelope.get(1..).unwrap_or(b"}"));
+        chat
     }
-    let tools = request
-        .tools
-        .into_iter()
-        .filter_map(|tool| {
-            let parameters = tool.input_schema?;
-            let mut function = json!({ "name": tool.name, "parameters": parameters });
-            if let Some(description) = tool.description {
-                function["description"] = json!(description);
-            }
-            Some(json!({ "type": "function", "function": function }))
-        })
-        .collect();
-    let choice = request.tool_choice;
-    let chat = Chat {
-        model: request.model,
-        messages: history.messages,
-        max_tokens: request.max_tokens,
-        stop: request.stop_sequences,
-        temperature: request.temperature,
-        top_p: request.top_p,
-        user: request.metadata.and_then(|metadata| metadata.user_id),
-        stream: request.stream,
-        stream_options: request.stream.then(|| json!({ "include_usage": true })),
-        tools,
-        parallel_tool_calls: choice.as_ref().filter(|c| c.disable_parallel_tool_use).map(|_| false),
-        tool_choice: choice.and_then(tool_choice),
-        reasoning_effort: request.thinking.and_then(reasoning_effort),
-    };
-    // A tree of strings, numbers and maps always serialises.
-    Ok((serde_json::to_vec(&chat).unwrap_or_default(), asked))
 }
 
 /// `auto` → `auto`, `any` → `required`, a named tool → that function, `none` → `none`.
-fn tool_choice(choice: ToolChoice) -> Option<Value> {
+fn tool_choice(choice: ToolChoice) -> Option<serde_json::Value> {
+    use serde_json::json;
     match (choice.kind.as_str(), choice.name) {
         ("auto", _) => Some(json!("auto")),
         ("any", _) => Some(json!("required")),
@@ -223,143 +177,544 @@ fn reasoning_effort(thinking: Thinking) -> Option<&'static str> {
     None
 }
 
-/// The OpenAI history, built message by message.
+struct RequestVisitor;
+
+impl<'de> Visitor<'de> for RequestVisitor {
+    type Value = Request;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("an Anthropic Messages request")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Request, A::Error> {
+        let mut request = Request::default();
+        let mut translator = Translator::default();
+        let (mut messages, mut tools) = (false, false);
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "model" => request.model = map.next_value()?,
+                "system" => request.system = map.next_value_seed(TextOf)?,
+                // Written as read, so each may come once.
+                "messages" if messages => return Err(de::Error::duplicate_field("messages")),
+                "messages" => {
+                    map.next_value_seed(Messages(&mut translator))?;
+                    messages = true;
+                }
+                "tools" if tools => return Err(de::Error::duplicate_field("tools")),
+                "tools" => {
+                    map.next_value_seed(Tools(&mut request.tools))?;
+                    tools = true;
+                }
+                "max_tokens" => request.max_tokens = map.next_value()?,
+                "stop_sequences" => request.stop_sequences = map.next_value()?,
+                "temperature" => request.temperature = map.next_value()?,
+                "top_p" => request.top_p = map.next_value()?,
+                "metadata" => request.user = map.next_value::<Option<Metadata>>()?.and_then(|m| m.user_id),
+                "stream" => request.stream = map.next_value()?,
+                "tool_choice" => request.tool_choice = map.next_value()?,
+                "thinking" => request.thinking = map.next_value()?,
+                _ => drop(map.next_value::<IgnoredAny>()?),
+            }
+        }
+        if !messages {
+            return Err(de::Error::missing_field("messages"));
+        }
+        request.history = translator.history;
+        Ok(request)
+    }
+}
+
+/// JSON values written one after another, with commas between them.
 #[derive(Default)]
-struct History {
-    messages: Vec<Value>,
+struct Written {
+    out: Vec<u8>,
+    count: usize,
+}
+
+/// A message's content as it is written.
+enum Content<'a> {
+    Text(&'a str),
+    Null,
+    /// The JSON of an array's elements, written already.
+    Parts(&'a [u8]),
+}
+
+impl Written {
+    /// Starts the next value: the comma before it.
+    fn next(&mut self) -> &mut Vec<u8> {
+        if self.count > 0 {
+            self.out.push(b',');
+        }
+        self.count += 1;
+        &mut self.out
+    }
+
+    /// `{"role":…,"tool_call_id":…,"content":…}`, without the id when there is none.
+    fn message(&mut self, role: &str, tool_call_id: Option<&str>, content: Content) -> &mut Vec<u8> {
+        let out = self.next();
+        out.extend_from_slice(b"{\"role\":");
+        string(out, role);
+        if let Some(id) = tool_call_id {
+            out.extend_from_slice(b",\"tool_call_id\":");
+            string(out, id);
+        }
+        out.extend_from_slice(b",\"content\":");
+        match content {
+            Content::Text(text) => string(out, text),
+            Content::Null => out.extend_from_slice(b"null"),
+            Content::Parts(parts) => {
+                out.push(b'[');
+                out.extend_from_slice(parts);
+                out.push(b']');
+            }
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+/// `text` as a JSON string.
+fn string(out: &mut Vec<u8>, text: &str) {
+    // Writing a string into a vector cannot fail.
+    let _ = serde_json::to_writer(out, text);
+}
+
+/// The history's translation: messages written as they are read.
+#[derive(Default)]
+struct Translator {
+    history: Written,
     /// Ids made up for the last assistant message's calls that had none, for the results
     /// that answer them (which have none either), in order.
-    made_up: std::collections::VecDeque<String>,
+    made_up: VecDeque<String>,
     next_id: usize,
 }
 
-impl History {
-    /// Text and tool calls in one assistant message; thinking blocks are dropped.
-    fn assistant(&mut self, content: Content) {
-        let blocks = match content {
-            Content::Text(text) => vec![Block::Text { text }],
-            Content::Blocks(blocks) => blocks,
-        };
-        self.made_up.clear();
-        let (mut text, mut calls) = (Vec::new(), Vec::new());
-        for block in blocks {
-            match block {
-                Block::Text { text: part } => text.push(part),
-                Block::ToolUse { id, name, input } => {
-                    let id = id.filter(|id| !id.is_empty()).unwrap_or_else(|| {
-                        let id = self.make_up_id();
-                        self.made_up.push_back(id.clone());
-                        id
-                    });
-                    let arguments = if input.is_null() { "{}".to_owned() } else { input.to_string() };
-                    calls.push(
-                        json!({ "id": id, "type": "function", "function": { "name": name, "arguments": arguments } }),
-                    );
-                }
-                _ => {}
-            }
-        }
-        let text = text.join("\n\n");
-        let mut message = json!({ "role": "assistant", "content": text });
-        if !calls.is_empty() {
-            if text.is_empty() {
-                message["content"] = Value::Null;
-            }
-            message["tool_calls"] = Value::Array(calls);
-        }
-        self.messages.push(message);
-    }
-
-    /// A user turn: its tool results first, as `tool` messages, then its text and images.
-    fn user(&mut self, content: Content) {
-        let blocks = match content {
-            Content::Text(text) => {
-                self.messages.push(json!({ "role": "user", "content": text }));
-                return;
-            }
-            Content::Blocks(blocks) => blocks,
-        };
-        let mut parts = Vec::new();
-        for block in blocks {
-            match block {
-                Block::Text { text } => parts.push(Part::Text(text)),
-                Block::Image { source } => match source {
-                    ImageSource::Base64 { media_type, data } => {
-                        parts.push(Part::Image(format!("data:{media_type};base64,{data}")))
-                    }
-                    ImageSource::Url { url } => parts.push(Part::Image(url)),
-                    ImageSource::Other => log::debug!("event=anthropic_dropped field=image_source"),
-                },
-                Block::ToolResult { tool_use_id, content } => {
-                    let id = tool_use_id
-                        .filter(|id| !id.is_empty())
-                        .unwrap_or_else(|| self.made_up.pop_front().unwrap_or_else(|| self.make_up_id()));
-                    let text = content.map(text_of).unwrap_or_default();
-                    self.messages.push(json!({ "role": "tool", "tool_call_id": id, "content": text }));
-                }
-                _ => {}
-            }
-        }
-        if parts.is_empty() {
-            return;
-        }
-        let content = if parts.iter().all(|part| matches!(part, Part::Text(_))) {
-            let texts: Vec<String> = parts.into_iter().filter_map(Part::into_text).collect();
-            json!(texts.join("\n\n"))
-        } else {
-            Value::Array(parts.into_iter().map(Part::into_json).collect())
-        };
-        self.messages.push(json!({ "role": "user", "content": content }));
-    }
-
+impl Translator {
     fn make_up_id(&mut self) -> String {
         self.next_id += 1;
         format!("toolu_glm_proxy_{}", self.next_id)
     }
 }
 
-enum Part {
-    Text(String),
-    /// An image's URL, a `data:` URL for base64.
-    Image(String),
-}
+/// The `messages` array.
+struct Messages<'t>(&'t mut Translator);
 
-impl Part {
-    fn into_text(self) -> Option<String> {
-        match self {
-            Part::Text(text) => Some(text),
-            Part::Image(_) => None,
-        }
-    }
+impl<'de> DeserializeSeed<'de> for Messages<'_> {
+    type Value = ();
 
-    fn into_json(self) -> Value {
-        match self {
-            Part::Text(text) => json!({ "type": "text", "text": text }),
-            Part::Image(url) => json!({ "type": "image_url", "image_url": { "url": url } }),
-        }
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
     }
 }
 
-/// The text of a system prompt or a tool result: its text blocks, joined by blank lines.
-fn text_of(content: Content) -> String {
-    match content {
-        Content::Text(text) => text,
-        Content::Blocks(blocks) => {
-            let texts: Vec<String> = blocks
-                .into_iter()
-                .filter_map(|block| match block {
-                    Block::Text { text } => Some(text),
-                    _ => None,
-                })
-                .collect();
-            texts.join("\n\n")
+impl<'de> Visitor<'de> for Messages<'_> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a list of messages")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Message(self.0))?.is_some() {}
+        Ok(())
+    }
+}
+
+/// A message, translated as it is read. Its content is read once its role is known: at once
+/// when the role comes first, as clients write it, else from its bytes after the role.
+struct Message<'t>(&'t mut Translator);
+
+impl<'de> DeserializeSeed<'de> for Message<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Message<'_> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a message")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let (mut role, mut read, mut content) = (None::<String>, false, None::<&'de RawValue>);
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match (key.as_ref(), role.as_deref()) {
+                ("role", _) => role = Some(map.next_value()?),
+                ("content", Some("assistant")) if !read => map.next_value_seed(Assistant::new(&mut *self.0))?,
+                ("content", Some(_)) if !read => map.next_value_seed(User::new(&mut *self.0))?,
+                ("content", None) if !read => content = Some(map.next_value()?),
+                ("content", _) => return Err(de::Error::duplicate_field("content")),
+                _ => drop(map.next_value::<IgnoredAny>()?),
+            }
+            read |= key == "content";
+        }
+        let role = role.ok_or_else(|| de::Error::missing_field("role"))?;
+        if !read {
+            return Err(de::Error::missing_field("content"));
+        }
+        let Some(content) = content else { return Ok(()) };
+        let mut content = serde_json::Deserializer::from_str(content.get());
+        let translated = match role.as_str() {
+            "assistant" => Assistant::new(self.0).deserialize(&mut content),
+            _ => User::new(self.0).deserialize(&mut content),
+        };
+        translated.map_err(de::Error::custom)
+    }
+}
+
+/// A content block, any of them: which fields count depends on its type, which may come last.
+#[derive(Deserialize)]
+struct Block<'a> {
+    #[serde(rename = "type")]
+    kind: Cow<'a, str>,
+    text: Option<String>,
+    source: Option<ImageSource>,
+    id: Option<String>,
+    name: Option<String>,
+    #[serde(borrow)]
+    input: Option<&'a RawValue>,
+    tool_use_id: Option<String>,
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ImageSource {
+    #[serde(rename = "type")]
+    kind: String,
+    media_type: Option<String>,
+    data: Option<String>,
+    url: Option<String>,
+}
+
+impl Block<'_> {
+    fn text<E: de::Error>(&mut self) -> Result<String, E> {
+        self.text.take().ok_or_else(|| E::missing_field("text"))
+    }
+}
+
+/// An assistant message: its text and tool calls in one message; thinking blocks are dropped.
+struct Assistant<'t> {
+    translator: &'t mut Translator,
+    text: Texts,
+    calls: Written,
+}
+
+impl<'t> Assistant<'t> {
+    fn new(translator: &'t mut Translator) -> Self {
+        translator.made_up.clear();
+        Assistant { translator, text: Texts::default(), calls: Written::default() }
+    }
+
+    fn block<E: de::Error>(&mut self, mut block: Block) -> Result<(), E> {
+        match block.kind.as_ref() {
+            "text" => self.text.push(&block.text()?),
+            "tool_use" => {
+                let name = block.name.ok_or_else(|| E::missing_field("name"))?;
+                let id = block.id.filter(|id| !id.is_empty()).unwrap_or_else(|| {
+                    let id = self.translator.make_up_id();
+                    self.translator.made_up.push_back(id.clone());
+                    id
+                });
+                let arguments = match block.input.map(|input| input.get()) {
+                    None | Some("null") => "{}".to_owned(),
+                    Some(input) => compact(input),
+                };
+                let out = self.calls.next();
+                out.extend_from_slice(b"{\"id\":");
+                string(out, &id);
+                out.extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
+                string(out, &name);
+                out.extend_from_slice(b",\"arguments\":");
+                string(out, &arguments);
+                out.extend_from_slice(b"}}");
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn write(self) {
+        let text = self.text.joined;
+        if self.calls.count == 0 {
+            self.translator.history.message("assistant", None, Content::Text(&text));
+            return;
+        }
+        let content = if text.is_empty() { Content::Null } else { Content::Text(&text) };
+        let out = self.translator.history.message("assistant", None, content);
+        out.pop();
+        out.extend_from_slice(b",\"tool_calls\":[");
+        out.extend_from_slice(&self.calls.out);
+        out.extend_from_slice(b"]}");
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Assistant<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Assistant<'_> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a string or a list of content blocks")
+    }
+
+    fn visit_str<E: de::Error>(mut self, text: &str) -> Result<(), E> {
+        self.text.push(text);
+        self.write();
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(block) = seq.next_element::<Block>()? {
+            self.block(block)?;
+        }
+        self.write();
+        Ok(())
+    }
+}
+
+/// A user turn: its tool results first, as `tool` messages, then its text and images.
+struct User<'t> {
+    translator: &'t mut Translator,
+    /// The text blocks joined, for a turn of text alone.
+    text: Texts,
+    /// Every part as JSON, for a turn with images.
+    parts: Written,
+    has_images: bool,
+}
+
+impl<'t> User<'t> {
+    fn new(translator: &'t mut Translator) -> Self {
+        User { translator, text: Texts::default(), parts: Written::default(), has_images: false }
+    }
+
+    fn block<E: de::Error>(&mut self, mut block: Block) -> Result<(), E> {
+        match block.kind.as_ref() {
+            "text" => {
+                let text = block.text()?;
+                let out = self.parts.next();
+                out.extend_from_slice(b"{\"type\":\"text\",\"text\":");
+                string(out, &text);
+                out.push(b'}');
+                self.text.push(&text);
+            }
+            "image" => {
+                let source = block.source.ok_or_else(|| E::missing_field("source"))?;
+                let url = match source.kind.as_str() {
+                    "base64" => {
+                        let media_type = source.media_type.ok_or_else(|| E::missing_field("media_type"))?;
+                        let data = source.data.ok_or_else(|| E::missing_field("data"))?;
+                        format!("data:{media_type};base64,{data}")
+                    }
+                    "url" => source.url.ok_or_else(|| E::missing_field("url"))?,
+                    _ => {
+                        log::debug!("event=anthropic_dropped field=image_source");
+                        return Ok(());
+                    }
+                };
+                let out = self.parts.next();
+                out.extend_from_slice(b"{\"type\":\"image_url\",\"image_url\":{\"url\":");
+                string(out, &url);
+                out.extend_from_slice(b"}}");
+                self.has_images = true;
+            }
+            "tool_result" => {
+                let id = block.tool_use_id.filter(|id| !id.is_empty()).unwrap_or_else(|| {
+                    self.translator.made_up.pop_front().unwrap_or_else(|| self.translator.make_up_id())
+                });
+                let text = match block.content {
+                    Some(content) => {
+                        TextOf.deserialize(&mut serde_json::Deserializer::from_str(content.get())).map_err(E::custom)?
+                    }
+                    None => String::new(),
+                };
+                self.translator.history.message("tool", Some(&id), Content::Text(&text));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn write(self) {
+        let content = match (self.parts.count, self.has_images) {
+            (0, _) => return,
+            (_, false) => Content::Text(&self.text.joined),
+            (_, true) => Content::Parts(&self.parts.out),
+        };
+        self.translator.history.message("user", None, content);
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for User<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for User<'_> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a string or a list of content blocks")
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<(), E> {
+        self.translator.history.message("user", None, Content::Text(text));
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(block) = seq.next_element::<Block>()? {
+            self.block(block)?;
+        }
+        self.write();
+        Ok(())
+    }
+}
+
+/// Texts joined by blank lines.
+#[derive(Default)]
+struct Texts {
+    joined: String,
+    count: usize,
+}
+
+impl Texts {
+    fn push(&mut self, text: &str) {
+        if self.count > 0 {
+            self.joined.push_str("\n\n");
+        }
+        self.joined.push_str(text);
+        self.count += 1;
+    }
+}
+
+/// The text of a system prompt or a tool result: a string, or its text blocks joined by blank
+/// lines; `null` is none.
+struct TextOf;
+
+impl<'de> DeserializeSeed<'de> for TextOf {
+    type Value = String;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TextOf {
+    type Value = String;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a string or a list of content blocks")
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<String, E> {
+        Ok(text.to_owned())
+    }
+
+    fn visit_string<E: de::Error>(self, text: String) -> Result<String, E> {
+        Ok(text)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<String, E> {
+        Ok(String::new())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<String, A::Error> {
+        let mut texts = Texts::default();
+        while let Some(mut block) = seq.next_element::<Block>()? {
+            if block.kind == "text" {
+                texts.push(&block.text()?);
+            }
+        }
+        Ok(texts.joined)
+    }
+}
+
+/// The `tools` array: client tools as functions; a server tool (web search and the like) has
+/// no `input_schema` and is dropped.
+struct Tools<'w>(&'w mut Written);
+
+#[derive(Deserialize)]
+struct Tool<'a> {
+    name: String,
+    description: Option<String>,
+    #[serde(borrow)]
+    input_schema: Option<&'a RawValue>,
+}
+
+impl<'de> DeserializeSeed<'de> for Tools<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Tools<'_> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a list of tools")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(tool) = seq.next_element::<Tool>()? {
+            let Some(parameters) = tool.input_schema else { continue };
+            let out = self.0.next();
+            out.extend_from_slice(b"{\"type\":\"function\",\"function\":{\"name\":");
+            string(out, &tool.name);
+            out.extend_from_slice(b",\"parameters\":");
+            out.extend_from_slice(parameters.get().as_bytes());
+            if let Some(description) = &tool.description {
+                out.extend_from_slice(b",\"description\":");
+                string(out, description);
+            }
+            out.extend_from_slice(b"}}");
+        }
+        Ok(())
+    }
+}
+
+/// A JSON text without the whitespace between its tokens, as a compact serialiser writes it.
+fn compact(json: &str) -> String {
+    let mut out = Vec::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    // Whitespace, quotes and backslashes are ASCII: bytes are enough, and UTF-8 stays whole.
+    for &byte in json.as_bytes() {
+        if in_string {
+            out.push(byte);
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+        } else if !matches!(byte, b' ' | b'\t' | b'\n' | b'\r') {
+            out.push(byte);
+            in_string = byte == b'"';
         }
     }
+    String::from_utf8(out).unwrap_or_else(|_| json.to_owned())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
 
     fn chat(request: Value) -> (Value, Asked) {
         let (body, asked) = to_chat(request.to_string().as_bytes()).unwrap();
@@ -490,8 +845,56 @@ mod tests {
 
     #[test]
     fn a_body_that_is_no_messages_request_is_refused() {
-        for body in [&b"not json"[..], b"{}", br#"{"messages": "hi"}"#, br#"{"messages": [{"content": "x"}]}"#] {
+        let refused = [
+            &b"not json"[..],
+            b"[]",
+            b"{}",
+            br#"{"messages": "hi"}"#,
+            br#"{"messages": [{"content": "x"}]}"#,
+            br#"{"messages": [{"role": "user"}]}"#,
+            br#"{"messages": [{"role": "user", "content": 5}]}"#,
+            br#"{"messages": [{"role": "user", "content": [{"type": "text"}]}]}"#,
+            br#"{"messages": [{"role": "user", "content": ["text"]}]}"#,
+            br#"{"messages": [{"role": "assistant", "content": [{"type": "tool_use", "input": {}}]}]}"#,
+            br#"{"messages": [], "messages": []}"#,
+            br#"{"messages": [{"role": "user", "content": "a", "content": "b"}]}"#,
+            br#"{"messages": [{"content": "a", "role": "user", "content": "b"}]}"#,
+            br#"{"messages": []} trailing"#,
+        ];
+        for body in refused {
             assert!(to_chat(body).is_err(), "{}", String::from_utf8_lossy(body));
         }
+    }
+
+    #[test]
+    fn fields_in_any_order_and_spaced_json_translate_the_same() {
+        let spaced = br#"{ "messages" : [ { "content" : [ { "input" : { "path" : "a b.rs", "n" : [1, 2] },
+            "name" : "read", "type" : "tool_use", "id" : "t1" } ], "role" : "assistant" } ],
+            "system" : "Be brief.", "model" : "m" }"#;
+        let (body, asked) = to_chat(spaced).unwrap();
+        let chat: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(asked.model, "m");
+        assert_eq!(chat["model"], "m");
+        assert_eq!(
+            chat["messages"],
+            json!([
+                {"role": "system", "content": "Be brief."},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "t1", "type": "function", "function": {"name": "read", "arguments": "{\"path\":\"a b.rs\",\"n\":[1,2]}"}}
+                ]}
+            ])
+        );
+    }
+
+    #[test]
+    fn ten_thousand_small_messages_translate_into_a_body_no_larger() {
+        let message = r#"{"role":"user","content":[{"type":"text","text":""}]},"#;
+        let mut body = String::from(r#"{"model":"m","messages":["#);
+        body.push_str(&message.repeat(10_000));
+        body.push_str(r#"{"role":"user","content":"end"}]}"#);
+        let (chat, _) = to_chat(body.as_bytes()).unwrap();
+        assert!(chat.len() < body.len(), "{} bytes from {}", chat.len(), body.len());
+        let chat: Value = serde_json::from_slice(&chat).unwrap();
+        assert_eq!(chat["messages"].as_array().unwrap().len(), 10_001);
     }
 }

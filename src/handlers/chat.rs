@@ -21,9 +21,20 @@ use crate::transform::token_estimate::ChatFacts;
 use crate::transform::tool_repair::needs_repair;
 use crate::upstream::headers::upstream_request_headers;
 
-/// Chat bodies at least this long are read on the blocking pool, not the worker: reading a
-/// body of many megabytes takes long enough to hold up every other stream on the worker.
+/// Bodies at least this long are read on the blocking pool, not the worker: reading a body of
+/// many megabytes takes long enough to hold up every other stream on the worker.
 const OFF_THE_WORKER: usize = 256 * 1024;
+
+/// `read(body)`, on the blocking pool when the body is long.
+pub async fn read_body<T: Send + 'static>(
+    body: Bytes,
+    read: impl FnOnce(Bytes) -> T + Send + 'static,
+) -> Result<T, ProxyError> {
+    if body.len() < OFF_THE_WORKER {
+        return Ok(read(body));
+    }
+    web::block(move || read(body)).await.map_err(|_| ProxyError::ActorUnavailable("body reader"))
+}
 
 /// Sends a chat completion body to `path_and_query` below the providers' base URLs.
 pub async fn send_chat(
@@ -34,14 +45,8 @@ pub async fn send_chat(
     client: &awc::Client,
     journal: &mut Journal,
 ) -> Result<HttpResponse, ProxyError> {
-    let prepared = if body.len() < OFF_THE_WORKER {
-        prepare_chat(body, state)?
-    } else {
-        let state = state.clone();
-        web::block(move || prepare_chat(body, &state))
-            .await
-            .map_err(|_| ProxyError::ActorUnavailable("body reader"))??
-    };
+    let reading_state = state.clone();
+    let prepared = read_body(body, move |body| prepare_chat(body, &reading_state)).await??;
     journal.model = prepared.model.clone();
     let public = match &state.dispatcher.catalogue {
         None => None,

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use futures_util::stream;
 use serde_json::json;
 
-use super::chat::send_chat;
+use super::chat::{read_body, send_chat};
 use super::exchange::{fit_to_version, Exchange};
 use super::receive::receive;
 use crate::anthropic::error as anthropic_error;
@@ -66,8 +66,13 @@ pub async fn count_tokens(request: HttpRequest, payload: web::Payload, state: we
     let id = request_id(&request);
     let mut exchange = Exchange::begin(&state);
     let outcome = match receive(&request, payload, &state, &mut exchange.journal).await {
-        Ok((body, _permit)) => estimate(&body, state.dispatcher.routing.chars_per_token)
-            .map(|tokens| HttpResponse::Ok().json(json!({ "input_tokens": tokens }))),
+        Ok((body, _permit)) => {
+            let chars_per_token = state.dispatcher.routing.chars_per_token;
+            read_body(body, move |body| estimate(&body, chars_per_token))
+                .await
+                .and_then(|estimated| estimated)
+                .map(|tokens| HttpResponse::Ok().json(json!({ "input_tokens": tokens })))
+        }
         Err(error) => Err(error),
     };
     with_request_id(errors_translated(exchange.end(&request, outcome, &state), &state).await, &id)
@@ -94,8 +99,9 @@ async fn serve(
 ) -> HttpResponse {
     let mut exchange = Exchange::begin(&state);
     let translated = match receive(&request, payload, &state, &mut exchange.journal).await {
-        Ok((body, mut permit)) => to_chat(&body)
-            .map_err(|e| ProxyError::InvalidBody(e.to_string()))
+        Ok((body, mut permit)) => read_body(body, |body| to_chat(&body))
+            .await
+            .and_then(|translated| translated.map_err(|e| ProxyError::InvalidBody(e.to_string())))
             // The chat body is held beside the client's while the request is in flight.
             .and_then(|(chat, asked)| state.body_budget.grow(&mut permit, chat.len()).map(|()| (chat, asked, permit))),
         Err(error) => Err(error),
