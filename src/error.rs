@@ -26,6 +26,9 @@ pub enum ProxyError {
     InvalidBody(String),
     #[error("request body is larger than the limit of {limit} bytes (MAX_BODY_BYTES)")]
     PayloadTooLarge { limit: usize },
+    /// The answers a tool-call repair adds would take the body past the limit.
+    #[error("the request's tool-call history, once repaired, would be larger than the limit of {limit} bytes (MAX_BODY_BYTES)")]
+    RepairTooLarge { limit: usize },
     #[error("could not read the request body: {0}")]
     PayloadRead(String),
     #[error("the request body did not arrive within {}s (CLIENT_BODY_TIMEOUT)", .0.as_secs_f64())]
@@ -85,7 +88,9 @@ impl ProxyError {
     fn kind_and_code(&self) -> (&'static str, &'static str) {
         match self {
             Self::InvalidBody(_) => ("invalid_request_error", "invalid_json"),
-            Self::PayloadTooLarge { .. } => ("invalid_request_error", "payload_too_large"),
+            Self::PayloadTooLarge { .. } | Self::RepairTooLarge { .. } => {
+                ("invalid_request_error", "payload_too_large")
+            }
             Self::PayloadRead(_) => ("invalid_request_error", "body_read_error"),
             Self::BodyTimeout(_) => ("invalid_request_error", "body_timeout"),
             Self::Overloaded(_) => ("server_error", "overloaded"),
@@ -104,7 +109,7 @@ impl ResponseError for ProxyError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::InvalidBody(_) | Self::PayloadRead(_) => StatusCode::BAD_REQUEST,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge { .. } | Self::RepairTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::ModelNotFound { .. } => StatusCode::NOT_FOUND,

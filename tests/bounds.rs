@@ -72,6 +72,22 @@ async fn an_adversarial_tool_history_is_answered_in_linear_time_and_the_worker_s
     assert_eq!(proxy.status().await["tool_call_repairs"]["removed_answers"], 20_000);
 }
 
+#[actix_web::test]
+async fn a_repair_that_would_pass_the_body_limit_gets_413_and_nothing_goes_upstream() {
+    let upstream = MockUpstream::start(|_| Reply::ok(completion("unused")));
+    let proxy = Proxy::start(config(&upstream.url, &[("MAX_BODY_BYTES", "20000")]));
+    // 1 000 calls of 11 bytes each: their "failed" answers take about 55 bytes each.
+    let calls: Vec<Value> = (0..1000).map(|_| json!({"id": "a"})).collect();
+    let body = json!({"model": "m", "messages": [{"role": "assistant", "tool_calls": calls}]});
+    assert!(body.to_string().len() < 20_000);
+    let mut response = client().post(proxy.at("/v1/chat/completions")).send_json(&body).await.unwrap();
+    assert_eq!(response.status(), 413);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "payload_too_large");
+    assert!(error["error"]["message"].as_str().unwrap().contains("once repaired"), "{error}");
+    assert!(upstream.received().is_empty());
+}
+
 /// Sends `body` (64 MiB) to `path` on a proxy process of its own and returns the process's peak
 /// RSS in kB, with what the upstream received.
 fn peak_rss_kb_after(path: &str, body: String) -> (u64, Vec<common::Received>) {
@@ -93,12 +109,13 @@ fn peak_rss_kb_after(path: &str, body: String) -> (u64, Vec<common::Received>) {
     })
 }
 
-/// `{"messages":[<first>,<filler>,<filler>,…]}`, 64 MiB long.
+/// `{"messages":[<first>,<filler>,<filler>,…]}`, 64 MiB long (less a kilobyte).
 fn history_of_64_mib(first: &str, filler: &str) -> String {
     let mut body = String::with_capacity(64 << 20);
     body.push_str("{\"model\":\"m\",\"max_tokens\":8,\"messages\":[");
     body.push_str(first);
-    while body.len() < (64 << 20) - filler.len() - 3 {
+    // A kilobyte of room, for what a repair adds within MAX_BODY_BYTES.
+    while body.len() < (64 << 20) - 1024 {
         body.push(',');
         body.push_str(filler);
     }

@@ -15,10 +15,10 @@ use crate::dispatch::{Chat, Outgoing};
 use crate::error::ProxyError;
 use crate::state::AppState;
 use crate::transform::chat_view::ChatView;
-use crate::transform::history_splice::repaired_body;
+use crate::transform::history_splice::{repaired_body, SpliceError};
 use crate::transform::model::ModelSlot;
 use crate::transform::token_estimate::ChatFacts;
-use crate::transform::tool_repair::needs_repair;
+use crate::transform::tool_repair::{needs_repair, Repairs};
 use crate::upstream::headers::upstream_request_headers;
 
 /// Bodies at least this long are read on the blocking pool, not the worker: reading a body of
@@ -84,19 +84,18 @@ fn prepare_chat(body: Bytes, state: &AppState) -> Result<Prepared, ProxyError> {
     if !needs_repair(&view.messages) {
         return Ok(Prepared { body, facts, model, model_slot });
     }
-    let repaired = match repaired_body(&body, &view.messages) {
-        Ok((repaired, repairs)) => {
-            log::info!("event=tool_calls_repaired inserted={} removed={}", repairs.inserted, repairs.removed);
-            state.dispatcher.router.do_send(ProviderEvent::Repaired(repairs));
-            repaired
-        }
+    let spliced = match repaired_body(&body, &view.messages, state.max_body_bytes) {
+        Ok(spliced) => spliced,
+        Err(SpliceError::TooLarge(limit)) => return Err(ProxyError::RepairTooLarge { limit }),
         // Not expected: the body read the same way twice. The provider judges it as it came.
-        Err(error) => {
+        Err(SpliceError::Unreadable(error)) => {
             log::warn!("event=tool_call_repair_skipped error={error}");
             return Ok(Prepared { body, facts, model, model_slot });
         }
     };
-    // The rewritten history may have moved the model: it is found again.
-    let model_slot = ChatView::read(&repaired, reading).map_err(|e| ProxyError::InvalidBody(e.to_string()))?.model_slot;
-    Ok(Prepared { body: repaired, facts, model, model_slot })
+    let Repairs { inserted, removed } = spliced.repairs;
+    log::info!("event=tool_calls_repaired inserted={inserted} removed={removed}");
+    state.dispatcher.router.do_send(ProviderEvent::Repaired(spliced.repairs));
+    let model_slot = model_slot.moved(&spliced.replaced, spliced.new_len);
+    Ok(Prepared { body: spliced.body, facts, model, model_slot })
 }

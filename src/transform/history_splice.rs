@@ -6,6 +6,9 @@
 //! one copy of it. The edits come from [`tool_repair`](super::tool_repair)'s walk over the view
 //! `ChatView::read` kept, applied to the array's elements as a second read meets them.
 
+use std::io::Write as _;
+use std::ops::Range;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -13,23 +16,60 @@ use serde_json::value::RawValue;
 use super::chat_view::{message_view, MessageView};
 use super::tool_repair::{walk, Edit, Repairs};
 
-/// The body with its history repaired as `view` (the body's own view) says, and what changed.
-/// An error means the body did not read as it did the first time (not expected).
-pub fn repaired_body(body: &[u8], view: &[MessageView<'_>]) -> Result<(Bytes, Repairs), serde_json::Error> {
-    let text = std::str::from_utf8(body).map_err(de::Error::custom)?;
-    let messages = serde_json::Deserializer::from_str(text).deserialize_map(LastMessages)?;
-    let messages = messages.ok_or_else(|| de::Error::custom("the body has no messages"))?;
+/// A body whose history was repaired.
+#[derive(Debug)]
+pub struct Spliced {
+    pub body: Bytes,
+    pub repairs: Repairs,
+    /// The bytes of the client's body the repaired history took the place of.
+    pub replaced: Range<usize>,
+    /// The repaired history's length.
+    pub new_len: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpliceError {
+    /// The answers the repair adds would take the body past `limit` bytes.
+    #[error("the repaired body would be larger than {0} bytes")]
+    TooLarge(usize),
+    /// The body did not read as it did the first time (not expected).
+    #[error("{0}")]
+    Unreadable(serde_json::Error),
+}
+
+/// The body with its history repaired as `view` (the body's own view) says, within `limit`
+/// bytes.
+pub fn repaired_body(body: &[u8], view: &[MessageView<'_>], limit: usize) -> Result<Spliced, SpliceError> {
+    let unreadable = SpliceError::Unreadable;
+    let text = std::str::from_utf8(body).map_err(|e| unreadable(de::Error::custom(e)))?;
+    let messages = serde_json::Deserializer::from_str(text).deserialize_map(LastMessages).map_err(unreadable)?;
+    let messages = messages.ok_or_else(|| unreadable(de::Error::custom("the body has no messages")))?;
     // The raw value borrows from `text`: its place is where it lies in it.
     let start = messages.get().as_ptr() as usize - text.as_ptr() as usize;
-    let end = start + messages.get().len();
-    let mut out = BytesMut::with_capacity(body.len() + body.len() / 4);
-    out.put_slice(&body[..start]);
-    out.put_u8(b'[');
-    let repairs =
-        serde_json::Deserializer::from_str(messages.get()).deserialize_seq(Rewrite { view, out: &mut out })?;
-    out.put_u8(b']');
-    out.put_slice(&body[end..]);
-    Ok((out.freeze(), repairs))
+    let replaced = start..start + messages.get().len();
+    let mut out = Output { bytes: BytesMut::with_capacity(body.len() + 1024), limit, too_large: false };
+    out.bytes.put_slice(&body[..start]);
+    out.bytes.put_u8(b'[');
+    let read = serde_json::Deserializer::from_str(messages.get()).deserialize_seq(Rewrite { view, out: &mut out });
+    let repairs = match read {
+        Err(_) if out.too_large => return Err(SpliceError::TooLarge(limit)),
+        read => read.map_err(unreadable)?,
+    };
+    out.bytes.put_u8(b']');
+    out.bytes.put_slice(&body[replaced.end..]);
+    if out.bytes.len() > limit {
+        return Err(SpliceError::TooLarge(limit));
+    }
+    let new_len = out.bytes.len() + replaced.len() - body.len();
+    Ok(Spliced { body: out.bytes.freeze(), repairs, replaced, new_len })
+}
+
+/// The repaired body as it is written, and its limit.
+struct Output {
+    bytes: BytesMut,
+    limit: usize,
+    /// The limit was passed: the writing stopped there.
+    too_large: bool,
 }
 
 /// The top level's last `messages` value, as serde_json (and providers) read a repeated field.
@@ -58,7 +98,7 @@ impl<'de> Visitor<'de> for LastMessages {
 /// Writes the repaired array's elements into `out`, between its brackets.
 struct Rewrite<'v, 'b> {
     view: &'v [MessageView<'v>],
-    out: &'b mut BytesMut,
+    out: &'b mut Output,
 }
 
 impl<'de> Visitor<'de> for Rewrite<'_, '_> {
@@ -99,7 +139,7 @@ fn apply<'de, A: SeqAccess<'de>>(
 ) -> Result<(), A::Error> {
     match edit {
         Edit::AnswerFailed(id) => {
-            writer.failed_answer(id);
+            writer.failed_answer(id)?;
             repairs.inserted += 1;
         }
         Edit::Remove => {
@@ -114,11 +154,11 @@ fn apply<'de, A: SeqAccess<'de>>(
             if read(raw)? != *entry {
                 return Err(mismatch());
             }
-            writer.element(raw.get().as_bytes());
+            writer.element(raw.get().as_bytes())?;
             // The view keeps a run of other messages as one entry: the run is kept whole.
             if *entry == MessageView::Other {
                 while let Some(raw) = elements.next_other()? {
-                    writer.element(raw.get().as_bytes());
+                    writer.element(raw.get().as_bytes())?;
                 }
             }
         }
@@ -159,25 +199,40 @@ impl<'de, A: SeqAccess<'de>> Elements<'de, A> {
     }
 }
 
-/// Writes elements with commas between them.
+/// Writes elements with commas between them, up to the output's limit.
 struct Writer<'b> {
-    out: &'b mut BytesMut,
+    out: &'b mut Output,
     written: usize,
 }
 
 impl Writer<'_> {
-    fn element(&mut self, bytes: &[u8]) {
-        if self.written > 0 {
-            self.out.put_u8(b',');
-        }
-        self.out.put_slice(bytes);
-        self.written += 1;
+    fn element<E: de::Error>(&mut self, bytes: &[u8]) -> Result<(), E> {
+        self.start()?;
+        self.out.bytes.put_slice(bytes);
+        Ok(())
     }
 
-    fn failed_answer(&mut self, id: &str) {
-        // A string always serialises.
-        let id = serde_json::to_string(id).unwrap_or_default();
-        self.element(format!(r#"{{"role":"tool","tool_call_id":{id},"content":"failed"}}"#).as_bytes());
+    fn failed_answer<E: de::Error>(&mut self, id: &str) -> Result<(), E> {
+        self.start()?;
+        let mut out = (&mut self.out.bytes).writer();
+        // Writing into memory cannot fail.
+        let _ = out.write_all(br#"{"role":"tool","tool_call_id":"#);
+        let _ = serde_json::to_writer(&mut out, id);
+        let _ = out.write_all(br#","content":"failed"}"#);
+        Ok(())
+    }
+
+    /// The comma before an element, once the output is known to have room for more.
+    fn start<E: de::Error>(&mut self) -> Result<(), E> {
+        if self.out.bytes.len() > self.out.limit {
+            self.out.too_large = true;
+            return Err(E::custom("the repaired body is too large"));
+        }
+        if self.written > 0 {
+            self.out.bytes.put_u8(b',');
+        }
+        self.written += 1;
+        Ok(())
     }
 }
 
@@ -189,8 +244,13 @@ mod tests {
 
     fn spliced(body: &str) -> (String, Repairs) {
         let view = ChatView::read(body.as_bytes(), Reading::EVERYTHING).unwrap();
-        let (out, repairs) = repaired_body(body.as_bytes(), &view.messages).unwrap();
-        (String::from_utf8(out.to_vec()).unwrap(), repairs)
+        let spliced = repaired_body(body.as_bytes(), &view.messages, usize::MAX).unwrap();
+        let out = String::from_utf8(spliced.body.to_vec()).unwrap();
+        let (start, end) = (spliced.replaced.start, spliced.replaced.start + spliced.new_len);
+        assert!(out[start..end].starts_with('[') && out[start..end].ends_with(']'), "{out}");
+        assert_eq!(out[..start], body[..start]);
+        assert_eq!(out[end..], body[spliced.replaced.end..]);
+        (out, spliced.repairs)
     }
 
     #[test]
@@ -244,7 +304,22 @@ mod tests {
         let body = br#"{"messages":[{"role":"tool","tool_call_id":"a"}]}"#;
         let other = br#"{"messages":[{"role":"user"}]}"#;
         let view = ChatView::read(body, Reading::EVERYTHING).unwrap();
-        assert!(repaired_body(other, &view.messages).is_err());
-        assert!(repaired_body(b"{}", &view.messages).is_err());
+        assert!(matches!(repaired_body(other, &view.messages, usize::MAX), Err(SpliceError::Unreadable(_))));
+        assert!(matches!(repaired_body(b"{}", &view.messages, usize::MAX), Err(SpliceError::Unreadable(_))));
+    }
+
+    #[test]
+    fn a_repair_past_the_limit_is_refused_and_stops_there() {
+        let body =
+            format!(r#"{{"messages":[{{"role":"assistant","tool_calls":[{}]}}]}}"#, [r#"{"id":"a"}"#; 1000].join(","));
+        let view = ChatView::read(body.as_bytes(), Reading::EVERYTHING).unwrap();
+        let repaired = repaired_body(body.as_bytes(), &view.messages, usize::MAX).unwrap();
+        assert_eq!(repaired.repairs.inserted, 1000);
+        let fits = repaired_body(body.as_bytes(), &view.messages, repaired.body.len()).unwrap();
+        assert_eq!(fits.body, repaired.body);
+        let limit = repaired.body.len() - 1;
+        assert!(
+            matches!(repaired_body(body.as_bytes(), &view.messages, limit), Err(SpliceError::TooLarge(l)) if l == limit)
+        );
     }
 }

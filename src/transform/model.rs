@@ -15,6 +15,20 @@ pub enum ModelSlot {
     Absent { brace: usize, alone: bool },
 }
 
+impl ModelSlot {
+    /// The slot in the same body once its bytes `replaced` became `new_len` bytes elsewhere
+    /// in it (the model is never inside them).
+    pub fn moved(self, replaced: &Range<usize>, new_len: usize) -> ModelSlot {
+        match self {
+            ModelSlot::Value(range) if range.start >= replaced.end => {
+                let shift = |at: usize| at - replaced.len() + new_len;
+                ModelSlot::Value(shift(range.start)..shift(range.end))
+            }
+            slot => slot,
+        }
+    }
+}
+
 /// The body with `model` in its slot; every other byte stays as the client sent it.
 pub fn with_model(body: &Bytes, slot: &ModelSlot, model: &str) -> Bytes {
     // A string always serialises.
@@ -76,5 +90,22 @@ mod tests {
     fn the_new_name_is_escaped() {
         let body = rewritten(r#"{"model":"a"}"#, "quote\"d");
         assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["model"], "quote\"d");
+    }
+
+    #[test]
+    fn a_slot_after_a_repaired_history_moves_with_it_and_one_before_stays() {
+        use crate::transform::history_splice::repaired_body;
+        let call = r#"{"role":"assistant","tool_calls":[{"id":"a"}]}"#;
+        for body in
+            [format!(r#"{{"messages":[{call}],"model":"m"}}"#), format!(r#"{{"model":"m","messages":[{call}]}}"#)]
+        {
+            let view = ChatView::read(body.as_bytes(), Reading::EVERYTHING).unwrap();
+            let spliced = repaired_body(body.as_bytes(), &view.messages, usize::MAX).unwrap();
+            let slot = view.model_slot.clone().moved(&spliced.replaced, spliced.new_len);
+            assert_eq!(slot, ChatView::read(&spliced.body, Reading::EVERYTHING).unwrap().model_slot, "{body}");
+            let rewritten: serde_json::Value = serde_json::from_slice(&with_model(&spliced.body, &slot, "x")).unwrap();
+            assert_eq!(rewritten["model"], "x");
+            assert_eq!(rewritten["messages"].as_array().unwrap().len(), 2);
+        }
     }
 }

@@ -173,8 +173,8 @@ mod tests {
         let body = serde_json::to_vec(&json!({"model": "m", "messages": history, "stream": true})).unwrap();
         let view = ChatView::read(&body, Reading::EVERYTHING).unwrap();
         needs_repair(&view.messages).then(|| {
-            let (body, repairs) = repaired_body(&body, &view.messages).unwrap();
-            let mut body: Value = serde_json::from_slice(&body).unwrap();
+            let spliced = repaired_body(&body, &view.messages, usize::MAX).unwrap();
+            let (mut body, repairs): (Value, _) = (serde_json::from_slice(&spliced.body).unwrap(), spliced.repairs);
             assert_eq!((&body["model"], &body["stream"]), (&json!("m"), &json!(true)), "the rest is kept");
             (serde_json::from_value(body["messages"].take()).unwrap(), repairs)
         })
