@@ -32,6 +32,19 @@ pub struct Asked {
 #[error("invalid request: {0}")]
 pub struct InvalidRequest(String);
 
+/// A visitor that is its own seed: it is handed to the deserializer as it is.
+macro_rules! its_own_seed {
+    ($visitor:ty, $value:ty, $deserialize:ident) => {
+        impl<'de> DeserializeSeed<'de> for $visitor {
+            type Value = $value;
+
+            fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<$value, D::Error> {
+                deserializer.$deserialize(self)
+            }
+        }
+    };
+}
+
 /// The chat completion for an Anthropic request body, and what its answer needs.
 pub fn to_chat(body: &[u8]) -> Result<(Vec<u8>, Asked), InvalidRequest> {
     let invalid = |e: serde_json::Error| InvalidRequest(e.to_string());
@@ -299,13 +312,7 @@ impl Translator {
 /// The `messages` array.
 struct Messages<'t>(&'t mut Translator);
 
-impl<'de> DeserializeSeed<'de> for Messages<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_seq(self)
-    }
-}
+its_own_seed!(Messages<'_>, (), deserialize_seq);
 
 impl<'de> Visitor<'de> for Messages<'_> {
     type Value = ();
@@ -324,13 +331,7 @@ impl<'de> Visitor<'de> for Messages<'_> {
 /// when the role comes first, as clients write it, else from its bytes after the role.
 struct Message<'t>(&'t mut Translator);
 
-impl<'de> DeserializeSeed<'de> for Message<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
+its_own_seed!(Message<'_>, (), deserialize_map);
 
 impl<'de> Visitor<'de> for Message<'_> {
     type Value = ();
@@ -453,13 +454,7 @@ impl<'t> Assistant<'t> {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Assistant<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
+its_own_seed!(Assistant<'_>, (), deserialize_any);
 
 impl<'de> Visitor<'de> for Assistant<'_> {
     type Value = ();
@@ -555,13 +550,7 @@ impl<'t> User<'t> {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for User<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
+its_own_seed!(User<'_>, (), deserialize_any);
 
 impl<'de> Visitor<'de> for User<'_> {
     type Value = ();
@@ -605,13 +594,7 @@ impl Texts {
 /// lines; `null` is none.
 struct TextOf;
 
-impl<'de> DeserializeSeed<'de> for TextOf {
-    type Value = String;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
+its_own_seed!(TextOf, String, deserialize_any);
 
 impl<'de> Visitor<'de> for TextOf {
     type Value = String;
@@ -655,13 +638,7 @@ struct Tool<'a> {
     input_schema: Option<&'a RawValue>,
 }
 
-impl<'de> DeserializeSeed<'de> for Tools<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_seq(self)
-    }
-}
+its_own_seed!(Tools<'_>, (), deserialize_seq);
 
 impl<'de> Visitor<'de> for Tools<'_> {
     type Value = ();
