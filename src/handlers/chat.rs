@@ -10,6 +10,7 @@ use actix_web::{web, HttpResponse};
 use bytes::Bytes;
 
 use super::exchange::Journal;
+use super::receive::off_the_worker;
 use crate::actors::upstream_router::ProviderEvent;
 use crate::dispatch::{Chat, Outgoing};
 use crate::error::ProxyError;
@@ -21,21 +22,6 @@ use crate::transform::token_estimate::ChatFacts;
 use crate::transform::tool_repair::{needs_repair, Repairs};
 use crate::upstream::headers::upstream_request_headers;
 
-/// Bodies at least this long are read on the blocking pool, not the worker: reading a body of
-/// many megabytes takes long enough to hold up every other stream on the worker.
-const OFF_THE_WORKER: usize = 256 * 1024;
-
-/// `read(body)`, on the blocking pool when the body is long.
-pub async fn read_body<T: Send + 'static>(
-    body: Bytes,
-    read: impl FnOnce(Bytes) -> T + Send + 'static,
-) -> Result<T, ProxyError> {
-    if body.len() < OFF_THE_WORKER {
-        return Ok(read(body));
-    }
-    web::block(move || read(body)).await.map_err(|_| ProxyError::ActorUnavailable("body reader"))
-}
-
 /// Sends a chat completion body to `path_and_query` below the providers' base URLs.
 pub async fn send_chat(
     headers: &HeaderMap,
@@ -46,7 +32,7 @@ pub async fn send_chat(
     journal: &mut Journal,
 ) -> Result<HttpResponse, ProxyError> {
     let reading_state = state.clone();
-    let prepared = read_body(body, move |body| prepare_chat(body, &reading_state)).await??;
+    let prepared = off_the_worker(body, move |body| prepare_chat(body, &reading_state)).await??;
     journal.model = prepared.model.clone();
     let public = match &state.dispatcher.catalogue {
         None => None,

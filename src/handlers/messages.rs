@@ -18,9 +18,9 @@ use bytes::Bytes;
 use futures_util::stream;
 use serde_json::json;
 
-use super::chat::{read_body, send_chat};
+use super::chat::send_chat;
 use super::exchange::{fit_to_version, Exchange};
-use super::receive::receive;
+use super::receive::{off_the_worker, receive};
 use crate::anthropic::error as anthropic_error;
 use crate::anthropic::events::{api_error, EventStream};
 use crate::anthropic::message::{to_message, Completion};
@@ -68,7 +68,7 @@ pub async fn count_tokens(request: HttpRequest, payload: web::Payload, state: we
     let outcome = match receive(&request, payload, &state, &mut exchange.journal).await {
         Ok((body, _permit)) => {
             let chars_per_token = state.dispatcher.routing.chars_per_token;
-            read_body(body, move |body| estimate(&body, chars_per_token))
+            off_the_worker(body, move |body| estimate(&body, chars_per_token))
                 .await
                 .and_then(|estimated| estimated)
                 .map(|tokens| HttpResponse::Ok().json(json!({ "input_tokens": tokens })))
@@ -99,7 +99,7 @@ async fn serve(
 ) -> HttpResponse {
     let mut exchange = Exchange::begin(&state);
     let translated = match receive(&request, payload, &state, &mut exchange.journal).await {
-        Ok((body, mut permit)) => read_body(body, |body| to_chat(&body))
+        Ok((body, mut permit)) => off_the_worker(body, |body| to_chat(&body))
             .await
             .and_then(|translated| translated.map_err(|e| ProxyError::InvalidBody(e.to_string())))
             // The chat body is held beside the client's while the request is in flight.

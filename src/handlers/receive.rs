@@ -1,5 +1,6 @@
 //! The client's side of a request: its key checked, then its body read whole, within
-//! `MAX_BODY_BYTES`, the shared body budget and `CLIENT_BODY_TIMEOUT`.
+//! `MAX_BODY_BYTES`, the shared body budget and `CLIENT_BODY_TIMEOUT`; and the body's reading
+//! (a chat's, an Anthropic request's translation) kept off the worker when it is long.
 
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{web, HttpRequest};
@@ -62,4 +63,19 @@ async fn read_body(
         })?;
     }
     Ok(body.finish())
+}
+
+/// Bodies at least this long are read on the blocking pool, not the worker: reading a body of
+/// many megabytes takes long enough to hold up every other stream on the worker.
+const OFF_THE_WORKER: usize = 256 * 1024;
+
+/// `read(body)`: on the worker for a short body, on the blocking pool for a long one.
+pub async fn off_the_worker<T: Send + 'static>(
+    body: Bytes,
+    read: impl FnOnce(Bytes) -> T + Send + 'static,
+) -> Result<T, ProxyError> {
+    if body.len() < OFF_THE_WORKER {
+        return Ok(read(body));
+    }
+    web::block(move || read(body)).await.map_err(|_| ProxyError::ActorUnavailable("body reader"))
 }
