@@ -61,7 +61,7 @@ pub fn to_chat(body: &[u8]) -> Result<(Vec<u8>, Asked), InvalidRequest> {
 struct Request {
     model: String,
     system: String,
-    history: Written,
+    translator: Translator,
     tools: Written,
     max_tokens: Option<u64>,
     stop_sequences: Vec<String>,
@@ -144,15 +144,16 @@ impl Request {
         let envelope = serde_json::to_vec(&envelope).unwrap_or_default();
         let mut system = Written::default();
         if !self.system.is_empty() {
-            system.message("system", None, Content::Text(&self.system));
+            system.message("system", None, Content::Text(&self.system), None);
         }
-        let mut chat = Vec::with_capacity(self.history.out.len() + self.tools.out.len() + envelope.len() + 64);
+        let mut chat =
+            Vec::with_capacity(self.translator.history.out.len() + self.tools.out.len() + envelope.len() + 64);
         chat.extend_from_slice(b"{\"messages\":[");
         chat.extend_from_slice(&system.out);
-        if system.count > 0 && self.history.count > 0 {
+        if system.count > 0 && self.translator.history.count > 0 {
             chat.push(b',');
         }
-        chat.extend_from_slice(&self.history.out);
+        chat.extend_from_slice(&self.translator.history.out);
         chat.push(b']');
         if self.tools.count > 0 {
             chat.extend_from_slice(b",\"tools\":[");
@@ -201,7 +202,6 @@ impl<'de> Visitor<'de> for RequestVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Request, A::Error> {
         let mut request = Request::default();
-        let mut translator = Translator::default();
         let (mut messages, mut tools) = (false, false);
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             match key.as_ref() {
@@ -210,7 +210,7 @@ impl<'de> Visitor<'de> for RequestVisitor {
                 // Written as read, so each may come once.
                 "messages" if messages => return Err(de::Error::duplicate_field("messages")),
                 "messages" => {
-                    map.next_value_seed(Messages(&mut translator))?;
+                    map.next_value_seed(Messages(&mut request.translator))?;
                     messages = true;
                 }
                 "tools" if tools => return Err(de::Error::duplicate_field("tools")),
@@ -232,7 +232,6 @@ impl<'de> Visitor<'de> for RequestVisitor {
         if !messages {
             return Err(de::Error::missing_field("messages"));
         }
-        request.history = translator.history;
         Ok(request)
     }
 }
@@ -262,8 +261,9 @@ impl Written {
         &mut self.out
     }
 
-    /// `{"role":…,"tool_call_id":…,"content":…}`, without the id when there is none.
-    fn message(&mut self, role: &str, tool_call_id: Option<&str>, content: Content) -> &mut Vec<u8> {
+    /// `{"role":…,"tool_call_id":…,"content":…,"tool_calls":[…]}`, without the id or the
+    /// calls when there are none.
+    fn message(&mut self, role: &str, tool_call_id: Option<&str>, content: Content, tool_calls: Option<&Written>) {
         let out = self.next();
         out.extend_from_slice(b"{\"role\":");
         string(out, role);
@@ -281,8 +281,12 @@ impl Written {
                 out.push(b']');
             }
         }
+        if let Some(calls) = tool_calls {
+            out.extend_from_slice(b",\"tool_calls\":[");
+            out.extend_from_slice(&calls.out);
+            out.push(b']');
+        }
         out.push(b'}');
-        out
     }
 }
 
@@ -441,16 +445,10 @@ impl<'t> Assistant<'t> {
 
     fn write(self) {
         let text = self.text.joined;
-        if self.calls.count == 0 {
-            self.translator.history.message("assistant", None, Content::Text(&text));
-            return;
-        }
-        let content = if text.is_empty() { Content::Null } else { Content::Text(&text) };
-        let out = self.translator.history.message("assistant", None, content);
-        out.pop();
-        out.extend_from_slice(b",\"tool_calls\":[");
-        out.extend_from_slice(&self.calls.out);
-        out.extend_from_slice(b"]}");
+        let calls = (self.calls.count > 0).then_some(&self.calls);
+        // Calls without text have no content, as OpenAI writes them.
+        let content = if text.is_empty() && calls.is_some() { Content::Null } else { Content::Text(&text) };
+        self.translator.history.message("assistant", None, content, calls);
     }
 }
 
@@ -533,7 +531,7 @@ impl<'t> User<'t> {
                     }
                     None => String::new(),
                 };
-                self.translator.history.message("tool", Some(&id), Content::Text(&text));
+                self.translator.history.message("tool", Some(&id), Content::Text(&text), None);
             }
             _ => {}
         }
@@ -546,7 +544,7 @@ impl<'t> User<'t> {
             (_, false) => Content::Text(&self.text.joined),
             (_, true) => Content::Parts(&self.parts.out),
         };
-        self.translator.history.message("user", None, content);
+        self.translator.history.message("user", None, content, None);
     }
 }
 
@@ -560,7 +558,7 @@ impl<'de> Visitor<'de> for User<'_> {
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<(), E> {
-        self.translator.history.message("user", None, Content::Text(text));
+        self.translator.history.message("user", None, Content::Text(text), None);
         Ok(())
     }
 
