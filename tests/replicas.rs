@@ -94,6 +94,29 @@ fn replica(dir: &Path, upstream: &MockUpstream, vars: &[(&str, &str)]) -> ProxyP
     ProxyProcess::start(dir, &[&base[..], vars].concat())
 }
 
+/// A test's own folder and Redis prefix, and replicas that share key state there.
+struct OnRedis {
+    dir: tempfile::TempDir,
+    /// How the replicas reach Redis.
+    url: String,
+    prefix: String,
+    _namespace: Namespace,
+}
+
+impl OnRedis {
+    /// The prefix is cleaned up on `redis`; the replicas reach it at `url`.
+    fn new(redis: &str, url: &str) -> Self {
+        let mut namespace = Namespace::new();
+        let prefix = namespace.on_redis(redis);
+        Self { dir: tempfile::tempdir().unwrap(), url: url.to_owned(), prefix, _namespace: namespace }
+    }
+
+    fn replica(&self, upstream: &MockUpstream, vars: &[(&str, &str)]) -> ProxyProcess {
+        let shared = [("REDIS_URL", self.url.as_str()), ("REDIS_KEY_PREFIX", self.prefix.as_str())];
+        replica(self.dir.path(), upstream, &[&shared[..], vars].concat())
+    }
+}
+
 async fn chat(replica: &ProxyProcess, bearer: Option<&str>) -> u16 {
     let mut request = client().post(format!("{}/v1/chat/completions", replica.url));
     if let Some(key) = bearer {
@@ -141,11 +164,9 @@ fn key1_limited(request: &common::Received) -> Reply {
 #[actix_web::test]
 async fn a_429_on_one_replica_rests_the_key_on_the_other() {
     let Some(redis) = service("TEST_REDIS_URL") else { return };
-    let (dir, mut namespace) = (tempfile::tempdir().unwrap(), Namespace::new());
-    let prefix = namespace.on_redis(&redis);
+    let on_redis = OnRedis::new(&redis, &redis);
     let upstream = MockUpstream::start(key1_limited);
-    let shared = [("REDIS_URL", redis.as_str()), ("REDIS_KEY_PREFIX", prefix.as_str())];
-    let (a, b) = (replica(dir.path(), &upstream, &shared), replica(dir.path(), &upstream, &shared));
+    let (a, b) = (on_redis.replica(&upstream, &[]), on_redis.replica(&upstream, &[]));
     assert!(redis_becomes(&b, "connected").await);
 
     assert_eq!(chat(&a, None).await, 200);
@@ -164,11 +185,9 @@ async fn a_429_on_one_replica_rests_the_key_on_the_other() {
 #[actix_web::test]
 async fn a_restart_keeps_a_running_cooldown() {
     let Some(redis) = service("TEST_REDIS_URL") else { return };
-    let (dir, mut namespace) = (tempfile::tempdir().unwrap(), Namespace::new());
-    let prefix = namespace.on_redis(&redis);
+    let on_redis = OnRedis::new(&redis, &redis);
     let upstream = MockUpstream::start(key1_limited);
-    let shared = [("REDIS_URL", redis.as_str()), ("REDIS_KEY_PREFIX", prefix.as_str())];
-    let a = replica(dir.path(), &upstream, &shared);
+    let a = on_redis.replica(&upstream, &[]);
     assert!(redis_becomes(&a, "connected").await);
     assert_eq!(chat(&a, None).await, 200);
     // The rest reaches Redis, then the replica goes.
@@ -176,7 +195,7 @@ async fn a_restart_keeps_a_running_cooldown() {
     actix_rt::time::sleep(Duration::from_millis(200)).await;
     assert!(a.terminate().await.success());
 
-    let again = replica(dir.path(), &upstream, &shared);
+    let again = on_redis.replica(&upstream, &[]);
     assert!(until(async || key_state(&again, "key1").await == "cooling_down").await.is_some(), "forgotten");
     let rest = status(&again).await["keys"][0]["rate_limited_for"].as_f64().unwrap();
     assert!(rest > 50.0, "the 60 s rest runs on: {rest}");
@@ -187,27 +206,25 @@ async fn a_restart_keeps_a_running_cooldown() {
 #[actix_web::test]
 async fn a_replica_started_with_a_changed_key_list_lifts_every_rejection() {
     let Some(redis) = service("TEST_REDIS_URL") else { return };
-    let (dir, mut namespace) = (tempfile::tempdir().unwrap(), Namespace::new());
-    let prefix = namespace.on_redis(&redis);
+    let on_redis = OnRedis::new(&redis, &redis);
     let upstream = MockUpstream::start(|request| match request.key() {
         "sk-1" => Reply::status(401, serde_json::json!({"message": "Wrong API Key"})),
         _ => Reply::ok(completion("ok")),
     });
-    let shared = [("REDIS_URL", redis.as_str()), ("REDIS_KEY_PREFIX", prefix.as_str())];
-    let (a, b) = (replica(dir.path(), &upstream, &shared), replica(dir.path(), &upstream, &shared));
+    let (a, b) = (on_redis.replica(&upstream, &[]), on_redis.replica(&upstream, &[]));
     assert!(redis_becomes(&b, "connected").await);
     assert_eq!(chat(&a, None).await, 200);
     assert!(until(async || key_state(&b, "key1").await == "invalid").await.is_some(), "B heard of the 401");
 
     // The same list again: the rejection stands.
     assert!(b.terminate().await.success());
-    let b = replica(dir.path(), &upstream, &shared);
+    let b = on_redis.replica(&upstream, &[]);
     assert!(until(async || key_state(&b, "key1").await == "invalid").await.is_some(), "read back");
     assert!(b.terminate().await.success());
 
     // A key added: every key starts afresh, on the replica still running too.
     let three_keys = [("CEREBRAS_API_KEYS", r#"{"key1":"sk-1","key2":"sk-2","key3":"sk-3"}"#)];
-    let b = replica(dir.path(), &upstream, &[&shared[..], &three_keys].concat());
+    let b = on_redis.replica(&upstream, &three_keys);
     assert!(redis_becomes(&b, "connected").await);
     assert!(until(async || key_state(&a, "key1").await == "available").await.is_some(), "A still rejects key1");
     assert_eq!(key_state(&b, "key1").await, "available");
@@ -217,17 +234,14 @@ async fn a_replica_started_with_a_changed_key_list_lifts_every_rejection() {
 async fn without_redis_replicas_serve_alone_then_catch_up() {
     let Some(redis) = service("TEST_REDIS_URL") else { return };
     let relay = common::TcpRelay::start(redis.trim_start_matches("redis://").trim_end_matches('/'));
-    let (dir, mut namespace) = (tempfile::tempdir().unwrap(), Namespace::new());
-    let prefix = namespace.on_redis(&redis);
     // Key 1 is rate limited once: B's request while Redis is away gets through with it.
     let limited_once = std::sync::atomic::AtomicBool::new(false);
     let upstream = MockUpstream::start(move |request| match request.key() {
         "sk-1" if !limited_once.swap(true, Ordering::SeqCst) => Reply::rate_limited(Some(60)),
         _ => Reply::ok(completion("ok")),
     });
-    let url = format!("redis://{}", relay.address());
-    let shared = [("REDIS_URL", url.as_str()), ("REDIS_KEY_PREFIX", prefix.as_str())];
-    let (a, b) = (replica(dir.path(), &upstream, &shared), replica(dir.path(), &upstream, &shared));
+    let on_redis = OnRedis::new(&redis, &format!("redis://{}", relay.address()));
+    let (a, b) = (on_redis.replica(&upstream, &[]), on_redis.replica(&upstream, &[]));
     for replica in [&a, &b] {
         assert!(redis_becomes(replica, "connected").await);
     }

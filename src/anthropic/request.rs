@@ -56,7 +56,7 @@ pub fn to_chat(body: &[u8]) -> Result<(Vec<u8>, Asked), InvalidRequest> {
     Ok((request.into_chat(), asked))
 }
 
-/// The request's fields besides the history and the tools, which are written as they are read.
+/// The request as read: its history and tools already written as JSON, its other fields as they came.
 #[derive(Default)]
 struct Request {
     model: String,
