@@ -334,13 +334,7 @@ async fn an_http_1_0_client_gets_the_event_stream_close_delimited() {
     let cerebras =
         MockUpstream::start(|_| Reply::Sse { chunks: tool_call_stream(), delay: Duration::ZERO, gate: None });
     let proxy = Proxy::start(config(&cerebras.url, &[]));
-    let body = message(true).to_string();
-    let request = format!(
-        "POST /v1/messages HTTP/1.0\r\nHost: proxy\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let answer = common::raw_exchange(&proxy.url, request.into_bytes()).await;
-    let (head, events_text) = answer.split_once("\r\n\r\n").unwrap();
+    let (head, events_text) = common::http_1_0_post(&proxy.url, "/v1/messages", &message(true).to_string()).await;
     assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(!head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{head}");
     assert_eq!(events(events_text.as_bytes()).last().unwrap().0, "message_stop");

@@ -125,13 +125,7 @@ async fn a_stream_that_breaks_mid_event_ends_with_an_error_event_that_parses_on_
 async fn a_stream_to_an_http_1_0_client_is_close_delimited_not_chunked() {
     let upstream = MockUpstream::start(|_| Reply::sse(3, Duration::ZERO));
     let proxy = Proxy::start(config(&upstream.url, &[]));
-    let body = chat_body(true).to_string();
-    let request = format!(
-        "POST /v1/chat/completions HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let answer = common::raw_exchange(&proxy.url, request.into_bytes()).await;
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let (head, body) = common::http_1_0_post(&proxy.url, "/v1/chat/completions", &chat_body(true).to_string()).await;
     assert!(head.starts_with("HTTP/1.0 200"), "{head}");
     assert!(!head.to_ascii_lowercase().contains("transfer-encoding"), "HTTP/1.0 has no chunked encoding: {head}");
     assert_eq!(body, sse_chunks(3).concat(), "the body as sent, ended by the close");

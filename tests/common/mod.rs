@@ -423,6 +423,18 @@ pub async fn raw_exchange(address: &str, request: Vec<u8>) -> String {
     .unwrap()
 }
 
+/// POSTs `body` to `path` as an HTTP/1.0 client, which reads an answer until the close:
+/// the answer's head and body.
+pub async fn http_1_0_post(address: &str, path: &str, body: &str) -> (String, String) {
+    let request = format!(
+        "POST {path} HTTP/1.0\r\nHost: proxy\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = raw_exchange(address, request.into_bytes()).await;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    (head.to_owned(), body.to_owned())
+}
+
 /// The Cerebras keys of a proxy started as a process.
 pub const PROCESS_KEYS: &str = r#"{"tls-key":"sk-tls-secret-value"}"#;
 
