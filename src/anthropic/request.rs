@@ -51,9 +51,8 @@ pub fn to_chat(body: &[u8]) -> Result<(Vec<u8>, Asked), InvalidRequest> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let request = deserializer.deserialize_map(RequestVisitor).map_err(invalid)?;
     deserializer.end().map_err(invalid)?;
-    let asked =
-        Asked { model: request.model.clone(), stream: request.stream, stop_sequences: request.stop_sequences.clone() };
-    Ok((request.into_chat(), asked))
+    let chat = request.to_chat();
+    Ok((chat, Asked { model: request.model, stream: request.stream, stop_sequences: request.stop_sequences }))
 }
 
 /// The request as read: its history and tools already written as JSON, its other fields as they came.
@@ -125,8 +124,8 @@ struct StreamOptions {
 }
 
 impl Request {
-    fn into_chat(self) -> Vec<u8> {
-        let choice = self.tool_choice;
+    fn to_chat(&self) -> Vec<u8> {
+        let choice = self.tool_choice.as_ref();
         let envelope = Envelope {
             model: &self.model,
             max_tokens: self.max_tokens,
@@ -136,9 +135,9 @@ impl Request {
             user: self.user.as_deref(),
             stream: self.stream,
             stream_options: self.stream.then_some(StreamOptions { include_usage: true }),
-            parallel_tool_calls: choice.as_ref().filter(|c| c.disable_parallel_tool_use).map(|_| false),
+            parallel_tool_calls: choice.filter(|c| c.disable_parallel_tool_use).map(|_| false),
             tool_choice: choice.and_then(tool_choice),
-            reasoning_effort: self.thinking.and_then(reasoning_effort),
+            reasoning_effort: self.thinking.as_ref().and_then(reasoning_effort),
         };
         // Plain fields always serialise, and the envelope always has its model.
         let envelope = serde_json::to_vec(&envelope).unwrap_or_default();
@@ -167,9 +166,9 @@ impl Request {
 }
 
 /// `auto` → `auto`, `any` → `required`, a named tool → that function, `none` → `none`.
-fn tool_choice(choice: ToolChoice) -> Option<serde_json::Value> {
+fn tool_choice(choice: &ToolChoice) -> Option<serde_json::Value> {
     use serde_json::json;
-    match (choice.kind.as_str(), choice.name) {
+    match (choice.kind.as_str(), &choice.name) {
         ("auto", _) => Some(json!("auto")),
         ("any", _) => Some(json!("required")),
         ("none", _) => Some(json!("none")),
@@ -183,7 +182,7 @@ fn tool_choice(choice: ToolChoice) -> Option<serde_json::Value> {
 
 /// GLM models reason by default; only turning it off has a switch every provider here reads
 /// (`reasoning_effort: "none"`). A budget has none, and is dropped.
-fn reasoning_effort(thinking: Thinking) -> Option<&'static str> {
+fn reasoning_effort(thinking: &Thinking) -> Option<&'static str> {
     if thinking.kind == "disabled" {
         return Some("none");
     }
