@@ -25,3 +25,4 @@ pub mod shared;
 pub mod state;
 pub mod transform;
 pub mod upstream;
+pub mod wire;

@@ -8,45 +8,16 @@
 //! call's arguments are still unfinished JSON, and it opens when that call is done (or at the
 //! end). A closed block is never reopened.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
-use super::message::{stop_reason, AnthropicUsage, Completion, ToolCall, Usage};
+use super::message::{stop_reason, AnthropicUsage};
 use super::request::Asked;
-
-/// One chunk of the upstream's stream; its text is borrowed from the event where it can be.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Chunk<'a> {
-    #[serde(borrow)]
-    choices: Vec<ChunkChoice<'a>>,
-    usage: Option<Usage>,
-    error: Option<Value>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ChunkChoice<'a> {
-    #[serde(borrow)]
-    delta: Delta<'a>,
-    finish_reason: Option<String>,
-    stop_reason: Option<Value>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Delta<'a> {
-    #[serde(borrow)]
-    content: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    reasoning_content: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    reasoning: Option<Cow<'a, str>>,
-    tool_calls: Option<Vec<ToolCall>>,
-}
+use crate::wire::chat::{Completion, Message, ToolCall, Usage};
+use crate::wire::json_scan::JsonEnd;
+use crate::wire::sse;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -86,10 +57,7 @@ pub struct EventStream {
     asked: Asked,
     started: bool,
     ended: bool,
-    /// An unfinished line.
-    line: Vec<u8>,
-    /// The data lines of the event being read.
-    data: String,
+    sse: sse::Reader,
     /// The open block and its index.
     open: Option<(usize, Kind)>,
     next_index: usize,
@@ -108,8 +76,7 @@ impl EventStream {
             asked,
             started: false,
             ended: false,
-            line: Vec::new(),
-            data: String::new(),
+            sse: sse::Reader::default(),
             open: None,
             next_index: 0,
             calls: HashMap::new(),
@@ -145,31 +112,17 @@ impl EventStream {
     /// The events for the next bytes of the upstream stream.
     pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(chunk.len() + 128);
-        let mut rest = chunk;
-        while let Some(newline) = memchr::memchr(b'\n', rest) {
-            if self.line.is_empty() {
-                self.read_line(without_cr(&rest[..newline]), &mut out);
-            } else {
-                let mut line = std::mem::take(&mut self.line);
-                line.extend_from_slice(&rest[..newline]);
-                self.read_line(without_cr(&line), &mut out);
-                line.clear();
-                self.line = line;
-            }
-            rest = &rest[newline + 1..];
-        }
-        self.line.extend_from_slice(rest);
+        let mut reader = std::mem::take(&mut self.sse);
+        reader.push(chunk, &mut |data| self.read_event(data, &mut out));
+        self.sse = reader;
         out
     }
 
     /// The upstream ended: the last events, or an error event if the answer was cut short.
     pub fn finish(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
-        if !self.line.is_empty() {
-            let line = std::mem::take(&mut self.line);
-            self.read_line(&line, &mut out);
-        }
-        self.read_line(b"", &mut out);
+        let mut reader = std::mem::take(&mut self.sse);
+        reader.finish(&mut |data| self.read_event(data, &mut out));
         if !self.ended {
             match self.finish {
                 Some(_) => self.complete(&mut out),
@@ -192,49 +145,27 @@ impl EventStream {
     pub fn whole(&mut self, completion: Completion) -> Vec<u8> {
         let mut out = Vec::new();
         self.start(&mut out);
-        let choice = completion.choices.into_iter().next().unwrap_or_default();
-        let message = choice.message;
-        let delta = Delta {
-            content: message.content.as_ref().and_then(Value::as_str).map(|text| Cow::Owned(text.to_owned())),
-            reasoning_content: message.reasoning_content.or(message.reasoning).map(Cow::Owned),
-            reasoning: None,
-            tool_calls: message.tool_calls.map(|calls| {
-                calls.into_iter().enumerate().map(|(index, call)| ToolCall { index: Some(index), ..call }).collect()
-            }),
-        };
-        self.delta(delta, &mut out);
-        self.finish = Some((choice.finish_reason, choice.stop_reason));
+        let mut choice = completion.choices.into_iter().next().unwrap_or_default();
+        // A whole message's calls have no index: each is its own.
+        for (index, call) in choice.message.tool_calls.iter_mut().flatten().enumerate() {
+            call.index = Some(index);
+        }
+        self.delta(&choice.message, &mut out);
+        self.finish = Some((choice.finish_reason.map(Into::into), choice.stop_reason));
         self.usage = completion.usage;
         self.complete(&mut out);
         out
     }
 
-    fn read_line(&mut self, line: &[u8], out: &mut Vec<u8>) {
-        if line.is_empty() {
-            if !self.data.is_empty() {
-                let data = std::mem::take(&mut self.data);
-                self.read_event(&data, out);
-            }
-            return;
-        }
-        if let Some(data) = line.strip_prefix(b"data:") {
-            let data = data.strip_prefix(b" ").unwrap_or(data);
-            if !self.data.is_empty() {
-                self.data.push('\n');
-            }
-            self.data.push_str(&String::from_utf8_lossy(data));
-        }
-    }
-
-    fn read_event(&mut self, data: &str, out: &mut Vec<u8>) {
+    fn read_event(&mut self, data: &[u8], out: &mut Vec<u8>) {
         if self.ended {
             return;
         }
-        if data.trim() == "[DONE]" {
+        if data.trim_ascii() == b"[DONE]" {
             self.complete(out);
             return;
         }
-        let chunk: Chunk = match serde_json::from_str(data) {
+        let chunk: Completion = match serde_json::from_slice(data) {
             Ok(chunk) => chunk,
             Err(error) => {
                 log::debug!("event=anthropic_chunk_unreadable error={error}");
@@ -248,9 +179,9 @@ impl EventStream {
         }
         self.start(out);
         if let Some(choice) = chunk.choices.into_iter().next() {
-            self.delta(choice.delta, out);
+            self.delta(&choice.message, out);
             if choice.finish_reason.is_some() {
-                self.finish = Some((choice.finish_reason, choice.stop_reason));
+                self.finish = Some((choice.finish_reason.map(Into::into), choice.stop_reason));
             }
         }
         if chunk.usage.is_some() {
@@ -258,16 +189,16 @@ impl EventStream {
         }
     }
 
-    fn delta(&mut self, delta: Delta, out: &mut Vec<u8>) {
-        if let Some(thinking) = delta.reasoning_content.or(delta.reasoning).filter(|t| !t.is_empty()) {
+    fn delta(&mut self, delta: &Message, out: &mut Vec<u8>) {
+        if let Some(thinking) = delta.reasoning() {
             self.switch_to(Kind::Thinking, out);
-            self.block_delta(Piece::Thinking, &thinking, out);
+            self.block_delta(Piece::Thinking, thinking, out);
         }
-        if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+        if let Some(text) = delta.text() {
             self.switch_to(Kind::Text, out);
-            self.block_delta(Piece::Text, &text, out);
+            self.block_delta(Piece::Text, text, out);
         }
-        for piece in delta.tool_calls.unwrap_or_default() {
+        for piece in delta.calls() {
             self.call_piece(piece, out);
         }
     }
@@ -285,9 +216,9 @@ impl EventStream {
         self.open_block(kind, out);
     }
 
-    fn call_piece(&mut self, piece: ToolCall, out: &mut Vec<u8>) {
+    fn call_piece(&mut self, piece: &ToolCall, out: &mut Vec<u8>) {
         let index = piece.index.unwrap_or(0);
-        let arguments = piece.function.arguments.unwrap_or_default();
+        let arguments = piece.arguments();
         let known = self.calls.contains_key(&index);
         let call = self.calls.entry(index).or_insert_with(|| Call {
             state: CallState::Held,
@@ -297,20 +228,20 @@ impl EventStream {
             json: JsonEnd::default(),
         });
         if call.id.is_empty() {
-            call.id = piece.id.unwrap_or_default();
+            call.id = piece.id.as_deref().unwrap_or_default().to_owned();
         }
         if call.name.is_empty() {
-            call.name = piece.function.name.unwrap_or_default();
+            call.name = piece.name().to_owned();
         }
         let state = call.state;
         if state != CallState::Closed {
-            call.json.feed(&arguments);
+            call.json.feed(arguments);
         }
         if state == CallState::Held {
-            call.held.push_str(&arguments);
+            call.held.push_str(arguments);
         }
         match state {
-            CallState::Open if !arguments.is_empty() => self.block_delta(Piece::Json, &arguments, out),
+            CallState::Open if !arguments.is_empty() => self.block_delta(Piece::Json, arguments, out),
             CallState::Open => {}
             CallState::Closed => log::debug!("event=anthropic_piece_dropped reason=call_closed index={index}"),
             CallState::Held if !known => self.waiting.push_back(index),
@@ -417,10 +348,6 @@ impl EventStream {
     }
 }
 
-fn without_cr(line: &[u8]) -> &[u8] {
-    line.strip_suffix(b"\r").unwrap_or(line)
-}
-
 /// An `error` event's body for a failure of the upstream's.
 pub fn api_error(message: &str) -> Value {
     super::error::body("api_error", message)
@@ -484,59 +411,12 @@ struct StopDelta {
 
 /// One server-sent event, named by its type.
 fn event(out: &mut Vec<u8>, data: &Event) {
-    frame(out, data.name(), data);
+    sse::event(out, Some(data.name()), data);
 }
 
 /// An `error` event.
 fn error_event(out: &mut Vec<u8>, error: &Value) {
-    frame(out, "error", error);
-}
-
-fn frame(out: &mut Vec<u8>, name: &str, data: &impl Serialize) {
-    out.extend_from_slice(b"event: ");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\ndata: ");
-    // Strings, numbers and maps always serialise.
-    let _ = serde_json::to_writer(&mut *out, data);
-    out.extend_from_slice(b"\n\n");
-}
-
-/// Whether a tool call's arguments, as they arrive, form a finished JSON value yet.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct JsonEnd {
-    depth: usize,
-    in_string: bool,
-    escaped: bool,
-    closed: bool,
-}
-
-impl JsonEnd {
-    fn feed(&mut self, text: &str) {
-        for byte in text.bytes() {
-            if self.in_string {
-                match byte {
-                    _ if self.escaped => self.escaped = false,
-                    b'\\' => self.escaped = true,
-                    b'"' => self.in_string = false,
-                    _ => {}
-                }
-                continue;
-            }
-            match byte {
-                b'{' | b'[' => self.depth += 1,
-                b'}' | b']' => {
-                    self.depth = self.depth.saturating_sub(1);
-                    self.closed = self.depth == 0;
-                }
-                b'"' => self.in_string = true,
-                _ => {}
-            }
-        }
-    }
-
-    fn complete(&self) -> bool {
-        self.closed && self.depth == 0 && !self.in_string
-    }
+    sse::event(out, Some("error"), error);
 }
 
 #[cfg(test)]
@@ -740,24 +620,14 @@ mod tests {
 
     #[test]
     fn a_whole_completion_becomes_a_stream() {
-        let completion: Completion = serde_json::from_value(json!({
+        let completion = json!({
             "choices": [{"message": {"content": "Hi", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{}"}}]},
                          "finish_reason": "tool_calls"}],
             "usage": {"prompt_tokens": 3, "completion_tokens": 2}
-        }))
-        .unwrap();
+        })
+        .to_string();
+        let completion: Completion = serde_json::from_str(&completion).unwrap();
         let events = parse(&EventStream::new("msg_1".into(), asked()).whole(completion));
         assert_eq!(shape(&events), expected(&[1, 1]));
-    }
-
-    #[test]
-    fn json_ends_are_found_across_pieces_and_strings() {
-        let mut json = JsonEnd::default();
-        json.feed("{\"a\":\"}\\\"");
-        assert!(!json.complete(), "braces and escaped quotes in strings do not count");
-        json.feed("\",\"b\":[1]");
-        assert!(!json.complete());
-        json.feed("}");
-        assert!(json.complete());
     }
 }

@@ -1,64 +1,11 @@
 //! An OpenAI chat completion, as the Anthropic message the client asked for. Also what both
 //! answer shapes share: the stop reason, the usage and a tool call's input.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::request::Asked;
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct Completion {
-    pub choices: Vec<Choice>,
-    pub usage: Option<Usage>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct Choice {
-    pub message: AssistantMessage,
-    pub finish_reason: Option<String>,
-    /// The stop sequence that ended the answer, where a provider says (vLLM does).
-    pub stop_reason: Option<Value>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct AssistantMessage {
-    pub content: Option<Value>,
-    pub reasoning_content: Option<String>,
-    pub reasoning: Option<String>,
-    pub tool_calls: Option<Vec<ToolCall>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct ToolCall {
-    pub index: Option<usize>,
-    pub id: Option<String>,
-    pub function: Function,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct Function {
-    pub name: Option<String>,
-    pub arguments: Option<String>,
-}
-
-#[derive(Deserialize, Default, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(default)]
-pub struct Usage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub prompt_tokens_details: Option<PromptDetails>,
-}
-
-#[derive(Deserialize, Default, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(default)]
-pub struct PromptDetails {
-    pub cached_tokens: u64,
-}
+use crate::wire::chat::{Completion, Usage};
 
 /// Anthropic's usage: input tokens exclude those read from the cache, counted apart.
 #[derive(Serialize, Default, Debug, PartialEq, Eq)]
@@ -72,7 +19,7 @@ pub struct AnthropicUsage {
 impl From<Option<Usage>> for AnthropicUsage {
     fn from(usage: Option<Usage>) -> Self {
         let usage = usage.unwrap_or_default();
-        let cached = usage.prompt_tokens_details.map_or(0, |details| details.cached_tokens);
+        let cached = usage.cached_tokens();
         Self {
             input_tokens: usage.prompt_tokens.saturating_sub(cached),
             output_tokens: usage.completion_tokens,
@@ -116,34 +63,24 @@ pub fn tool_input(arguments: &str) -> Value {
     }
 }
 
-/// A message's text: a string, or the text of its parts.
-fn text_of(content: Option<&Value>) -> String {
-    match content {
-        Some(Value::String(text)) => text.clone(),
-        Some(Value::Array(parts)) => parts.iter().filter_map(|part| part["text"].as_str()).collect(),
-        _ => String::new(),
-    }
-}
-
 /// The Anthropic message for a completion: thinking first, then text, then tool calls.
 pub fn to_message(completion: Completion, id: &str, asked: &Asked) -> Value {
     let choice = completion.choices.into_iter().next().unwrap_or_default();
-    let message = choice.message;
+    let message = &choice.message;
     let mut content = Vec::new();
-    if let Some(thinking) = message.reasoning_content.or(message.reasoning).filter(|t| !t.is_empty()) {
+    if let Some(thinking) = message.reasoning() {
         content.push(json!({ "type": "thinking", "thinking": thinking, "signature": "" }));
     }
-    let text = text_of(message.content.as_ref());
-    if !text.is_empty() {
+    if let Some(text) = message.text() {
         content.push(json!({ "type": "text", "text": text }));
     }
-    let calls = message.tool_calls.unwrap_or_default();
+    let calls = message.calls();
     for (position, call) in calls.iter().enumerate() {
         content.push(json!({
             "type": "tool_use",
-            "id": call.id.clone().unwrap_or_else(|| format!("toolu_{id}_{position}")),
-            "name": call.function.name.clone().unwrap_or_default(),
-            "input": tool_input(call.function.arguments.as_deref().unwrap_or_default()),
+            "id": call.id.as_deref().map_or_else(|| format!("toolu_{id}_{position}"), str::to_owned),
+            "name": call.name(),
+            "input": tool_input(call.arguments()),
         }));
     }
     let (stop_reason, stop_sequence) =
@@ -169,7 +106,8 @@ mod tests {
     }
 
     fn message(completion: Value) -> Value {
-        to_message(serde_json::from_value(completion).unwrap(), "msg_1", &asked())
+        let text = completion.to_string();
+        to_message(serde_json::from_str(&text).unwrap(), "msg_1", &asked())
     }
 
     /// A plain answer, recorded from an OpenAI-compatible provider.

@@ -17,6 +17,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::wire::json_scan::compact;
+
 /// What the answer's translation needs to know of the request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Asked {
@@ -660,29 +662,6 @@ impl<'de> Visitor<'de> for Tools<'_> {
         }
         Ok(())
     }
-}
-
-/// A JSON text without the whitespace between its tokens, as a compact serialiser writes it.
-fn compact(json: &str) -> String {
-    let mut out = Vec::with_capacity(json.len());
-    let (mut in_string, mut escaped) = (false, false);
-    // Whitespace, quotes and backslashes are ASCII: bytes are enough, and UTF-8 stays whole.
-    for &byte in json.as_bytes() {
-        if in_string {
-            out.push(byte);
-            if escaped {
-                escaped = false;
-            } else if byte == b'\\' {
-                escaped = true;
-            } else if byte == b'"' {
-                in_string = false;
-            }
-        } else if !matches!(byte, b' ' | b'\t' | b'\n' | b'\r') {
-            out.push(byte);
-            in_string = byte == b'"';
-        }
-    }
-    String::from_utf8(out).unwrap_or_else(|_| json.to_owned())
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use super::exchange::{fit_to_version, Exchange};
 use super::receive::{off_the_worker, receive};
 use crate::anthropic::error as anthropic_error;
 use crate::anthropic::events::{api_error, EventStream};
-use crate::anthropic::message::{to_message, Completion};
+use crate::anthropic::message::to_message;
 use crate::anthropic::request::{to_chat, Asked};
 use crate::body_budget::{Buffered, Refused};
 use crate::dispatch::is_event_stream;
@@ -31,6 +31,7 @@ use crate::error::ProxyError;
 use crate::request_id::RequestId;
 use crate::state::AppState;
 use crate::transform::chat_view::{ChatView, Reading};
+use crate::wire::chat::Completion;
 
 /// The id Anthropic's SDKs read from a response.
 const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
@@ -149,10 +150,13 @@ async fn message(response: HttpResponse, asked: &Asked, id: &str, state: &AppSta
         return failure(&response, StatusCode::BAD_GATEWAY, "the upstream streamed an answer that was asked whole");
     }
     let (head, body) = collect(response, state).await;
-    match body.map(|body| serde_json::from_slice::<Completion>(&body)) {
-        Ok(Ok(completion)) => like(&head, StatusCode::OK).json(to_message(completion, id, asked)),
-        Ok(Err(_)) => failure(&head, StatusCode::BAD_GATEWAY, NO_COMPLETION),
-        Err(problem) => failure(&head, StatusCode::BAD_GATEWAY, &problem),
+    let body = match body {
+        Ok(body) => body,
+        Err(problem) => return failure(&head, StatusCode::BAD_GATEWAY, &problem),
+    };
+    match serde_json::from_slice::<Completion>(&body) {
+        Ok(completion) => like(&head, StatusCode::OK).json(to_message(completion, id, asked)),
+        Err(_) => failure(&head, StatusCode::BAD_GATEWAY, NO_COMPLETION),
     }
 }
 
@@ -171,9 +175,10 @@ async fn events(response: HttpResponse, asked: Asked, id: String, state: &AppSta
     }
     // A provider that answered whole: its answer as the events of a stream.
     let (head, body) = collect(response, state).await;
-    match body.ok().and_then(|body| serde_json::from_slice(&body).ok()) {
-        Some(completion) => sse(like(&head, StatusCode::OK)).body(events.whole(completion)),
-        None => failure(&head, StatusCode::BAD_GATEWAY, NO_COMPLETION),
+    let body = body.unwrap_or_default();
+    match serde_json::from_slice(&body) {
+        Ok(completion) => sse(like(&head, StatusCode::OK)).body(events.whole(completion)),
+        Err(_) => failure(&head, StatusCode::BAD_GATEWAY, NO_COMPLETION),
     }
 }
 

@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use super::answer::Message;
 use super::json_line::JsonObject;
 use super::redact::{self, headers, HeaderList};
-use crate::transform::answer_tail::Usage;
+use crate::wire::chat::Usage;
 
 /// One attempt at an upstream, as the log shows it.
 #[derive(Debug, Clone)]

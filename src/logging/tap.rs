@@ -8,7 +8,7 @@ use bytes::BytesMut;
 
 use super::record::{BodyCopy, RequestLog};
 use super::sink::LogSink;
-use crate::transform::answer_tail::Usage;
+use crate::wire::chat::Usage;
 
 /// What the copy of an answer starts with.
 const FIRST_RESERVE: usize = 2048;

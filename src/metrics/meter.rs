@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::Metrics;
-use crate::transform::answer_tail::Usage;
+use crate::wire::chat::Usage;
 
 pub struct Meter {
     metrics: Arc<Metrics>,

@@ -8,21 +8,15 @@ use bytes::{Buf, BytesMut};
 use memchr::memmem::Finder;
 use serde::Deserialize;
 
+use crate::wire::chat::Usage;
+use crate::wire::json_scan;
+
 /// How much of the end is kept.
 const KEEP: usize = 4096;
 
 #[derive(Debug, Default)]
 pub struct Tail {
     bytes: BytesMut,
-}
-
-/// Tokens an answer reports having used.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub struct Usage {
-    #[serde(default)]
-    pub prompt_tokens: u64,
-    #[serde(default)]
-    pub completion_tokens: u64,
 }
 
 impl Tail {
@@ -63,10 +57,7 @@ impl Tail {
 /// once, since building one costs more than most searches.
 fn value_after<T: for<'de> Deserialize<'de>>(bytes: &[u8], key: &Finder<'static>) -> Option<T> {
     let found: Vec<usize> = key.find_iter(bytes).collect();
-    found.iter().rev().find_map(|&at| {
-        let value = bytes[at + key.needle().len()..].trim_ascii_start().strip_prefix(b":")?;
-        serde_json::Deserializer::from_slice(value).into_iter::<T>().next()?.ok()
-    })
+    found.iter().rev().find_map(|&at| json_scan::value_after(bytes, at + key.needle().len()))
 }
 
 #[cfg(test)]
@@ -83,7 +74,7 @@ mod tests {
     fn usage_and_finish_reason_come_from_a_plain_answer() {
         let answer = r#"{"choices":[{"message":{"content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":6,"total_tokens":15},"time_info":{"queue_time":0.1}}"#;
         let tail = tail(answer);
-        assert_eq!(tail.usage(), Some(Usage { prompt_tokens: 9, completion_tokens: 6 }));
+        assert_eq!(tail.usage(), Some(Usage::new(9, 6)));
         assert_eq!(tail.finish_reason().as_deref(), Some("stop"));
     }
 
@@ -96,7 +87,7 @@ mod tests {
         for piece in stream.as_bytes().chunks(7) {
             tail.push(piece);
         }
-        assert_eq!(tail.usage(), Some(Usage { prompt_tokens: 3, completion_tokens: 40 }));
+        assert_eq!(tail.usage(), Some(Usage::new(3, 40)));
         assert_eq!(tail.finish_reason().as_deref(), Some("length"));
         assert_eq!(self::tail("data: {\"usage\":null}\n\n").usage(), None);
     }
@@ -109,7 +100,7 @@ mod tests {
         }
         tail.push(br#","usage":{"prompt_tokens":1,"completion_tokens":2}}"#);
         assert!(tail.bytes.len() <= 2 * KEEP);
-        assert_eq!(tail.usage(), Some(Usage { prompt_tokens: 1, completion_tokens: 2 }));
+        assert_eq!(tail.usage(), Some(Usage::new(1, 2)));
         tail.push(&[b'y'; 10_000]);
         assert_eq!(tail.bytes.len(), KEEP);
         assert_eq!(tail.usage(), None);

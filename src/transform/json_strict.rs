@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 
 use memchr::{memchr, memmem};
 
+use crate::wire::json_scan;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NotStrict {
     #[error("number out of range at byte {0}")]
@@ -46,19 +48,7 @@ pub fn check(body: &[u8]) -> Result<(), NotStrict> {
 
 /// Just past the string whose text starts at `start`, its `\u` escapes checked.
 fn string_end(body: &[u8], start: usize) -> Result<usize, NotStrict> {
-    let mut at = start;
-    let end = loop {
-        let Some(offset) = memchr(b'"', &body[at..]) else {
-            break body.len();
-        };
-        let quote = at + offset;
-        // A quote after an odd run of backslashes is escaped, and part of the text.
-        let backslashes = body[start..quote].iter().rev().take_while(|b| **b == b'\\').count();
-        if backslashes % 2 == 0 {
-            break quote;
-        }
-        at = quote + 1;
-    };
+    let end = json_scan::string_end(body, start).unwrap_or(body.len());
     escapes(body, start, end)?;
     Ok(end + 1)
 }

@@ -21,6 +21,7 @@ use futures_util::Stream;
 use tokio_stream::{StreamExt as _, Timeout};
 
 use crate::error::error_body;
+use crate::wire::sse::{self, event_end};
 
 /// The most of one unfinished event held back; a larger event flows through as it arrives.
 const HOLD_LIMIT: usize = 1 << 20;
@@ -185,29 +186,15 @@ impl Events {
         let body =
             error_body(&format!("upstream stream interrupted: {reason}"), "upstream_error", "stream_interrupted");
         // A blank line first closes an event that went out unfinished.
-        let close = if self.open { "\n\n" } else { "" };
-        Err((reason, Bytes::from(format!("{close}data: {body}\n\n"))))
+        let mut event = if self.open { b"\n\n".to_vec() } else { Vec::new() };
+        sse::event(&mut event, None, &body);
+        Err((reason, Bytes::from(event)))
     }
-}
-
-/// Just past the last blank line in `bytes` that ends at or after `from`: where the last whole
-/// event ends. A blank line is `\n\n`, or `\n\r\n` (the end of `\r\n\r\n`).
-fn event_end(bytes: &[u8], from: usize) -> Option<usize> {
-    let mut end = bytes.len();
-    while let Some(offset) = memchr::memrchr(b'\n', &bytes[from..end]) {
-        let newline = from + offset;
-        let before = &bytes[..newline];
-        if before.ends_with(b"\n") || before.ends_with(b"\n\r") {
-            return Some(newline + 1);
-        }
-        end = newline;
-    }
-    None
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{event_end, Relay, HOLD_LIMIT};
+    use super::{Relay, HOLD_LIMIT};
     use bytes::Bytes;
     use futures_util::{stream, Stream, StreamExt};
     use std::time::Duration;
@@ -293,13 +280,5 @@ mod tests {
         assert!(out[0].is_ok());
         assert!(out[1].as_ref().unwrap_err().to_string().contains("UPSTREAM_IDLE_TIMEOUT"));
         assert_eq!(out.len(), 2);
-    }
-
-    #[test]
-    fn event_ends_are_found_only_in_the_new_bytes() {
-        assert_eq!(event_end(b"data: 1\n\ndata: 2", 0), Some(9));
-        assert_eq!(event_end(b"data: 1\r\n\r\n", 0), Some(11));
-        assert_eq!(event_end(b"data: 1\ndata: 2\n", 0), None);
-        assert_eq!(event_end(b"data: 1\n\nxx", 10), None);
     }
 }
