@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod dispatch;
+pub mod doors;
 pub mod error;
 pub mod handlers;
 pub mod log_format;

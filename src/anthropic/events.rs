@@ -1,308 +1,55 @@
-//! An OpenAI chat-completion stream, as Anthropic's event stream, chunk by chunk: each upstream
-//! chunk gives its events at once.
-//!
-//! Anthropic's stream has one content block open at a time, with indices from 0 in the order
-//! blocks open, and every block started is stopped. A delta of another kind (text after
-//! thinking, a new tool call) closes the open block first. Providers send parallel tool calls
-//! one after another; should one interleave them, a call's pieces are held while the open
-//! call's arguments are still unfinished JSON, and it opens when that call is done (or at the
-//! end). A closed block is never reopened.
-
-use std::collections::{HashMap, VecDeque};
+//! Anthropic's event stream, as `doors::events` drives it: `message_start`, then for each block
+//! `content_block_start`, its deltas and `content_block_stop`, then `message_delta` with the
+//! stop reason and usage, and `message_stop`; `ping` while nothing else is sent, and an
+//! `error` event if the answer fails after the stream began.
 
 use serde::Serialize;
 use serde_json::Value;
 
 use super::message::{stop_reason, AnthropicUsage};
 use super::request::Asked;
-use crate::wire::chat::{Completion, Message, ToolCall, Usage};
-use crate::wire::json_scan::JsonEnd;
+use crate::doors::blocks::{Block, Encoder, Piece};
+use crate::doors::events::{Dialect, End, EventStream};
+use crate::doors::Failure;
 use crate::wire::sse;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Thinking,
-    Text,
-    /// A tool call, by its OpenAI index.
-    Call(usize),
+/// The event stream of the message `id`.
+pub fn stream(id: String, asked: Asked) -> EventStream<Anthropic> {
+    EventStream::new(Anthropic { id, asked })
 }
 
-/// What a block's delta carries.
-#[derive(Debug, Clone, Copy)]
-enum Piece {
-    Text,
-    Thinking,
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CallState {
-    /// Waiting for its turn, its arguments kept.
-    Held,
-    Open,
-    Closed,
-}
-
-struct Call {
-    state: CallState,
-    id: String,
-    name: String,
-    /// The arguments not yet sent.
-    held: String,
-    json: JsonEnd,
-}
-
-pub struct EventStream {
+pub struct Anthropic {
+    /// The message's id.
     id: String,
     asked: Asked,
-    started: bool,
-    ended: bool,
-    sse: sse::Reader,
-    /// The open block and its index.
-    open: Option<(usize, Kind)>,
-    next_index: usize,
-    calls: HashMap<usize, Call>,
-    /// Held calls, in the order they came.
-    waiting: VecDeque<usize>,
-    finish: Option<(Option<String>, Option<Value>)>,
-    usage: Option<Usage>,
 }
 
-impl EventStream {
-    /// `id` is the message's id.
-    pub fn new(id: String, asked: Asked) -> Self {
-        Self {
-            id,
-            asked,
-            started: false,
-            ended: false,
-            sse: sse::Reader::default(),
-            open: None,
-            next_index: 0,
-            calls: HashMap::new(),
-            waiting: VecDeque::new(),
-            finish: None,
-            usage: None,
-        }
-    }
-
-    /// `message_start`, once: before the first upstream chunk, or before pings.
-    pub fn start(&mut self, out: &mut Vec<u8>) {
-        if self.started {
-            return;
-        }
-        self.started = true;
-        let message = StartMessage {
-            id: &self.id,
-            kind: "message",
-            role: "assistant",
-            model: &self.asked.model,
-            content: [],
-            stop_reason: None,
-            stop_sequence: None,
-            usage: AnthropicUsage::default(),
-        };
-        event(out, &Event::MessageStart { message });
-    }
-
-    pub fn ping(out: &mut Vec<u8>) {
-        event(out, &Event::Ping);
-    }
-
-    /// The events for the next bytes of the upstream stream.
-    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(chunk.len() + 128);
-        let mut reader = std::mem::take(&mut self.sse);
-        reader.push(chunk, &mut |data| self.read_event(data, &mut out));
-        self.sse = reader;
-        out
-    }
-
-    /// The upstream ended: the last events, or an error event if the answer was cut short.
-    pub fn finish(&mut self) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut reader = std::mem::take(&mut self.sse);
-        reader.finish(&mut |data| self.read_event(data, &mut out));
-        if !self.ended {
-            match self.finish {
-                Some(_) => self.complete(&mut out),
-                None => self.fail(api_error("the upstream stream ended before the answer did"), &mut out),
-            }
-        }
-        out
-    }
-
-    /// The upstream broke off, or answered an error: an error event ends the stream.
-    pub fn fail(&mut self, error: Value, out: &mut Vec<u8>) {
-        if self.ended {
-            return;
-        }
-        self.ended = true;
-        error_event(out, &error);
-    }
-
-    /// A whole completion (a provider that would not stream) as the events of a stream.
-    pub fn whole(&mut self, completion: Completion) -> Vec<u8> {
-        let mut out = Vec::new();
-        self.start(&mut out);
-        let mut choice = completion.choices.into_iter().next().unwrap_or_default();
-        // A whole message's calls have no index: each is its own.
-        for (index, call) in choice.message.tool_calls.iter_mut().flatten().enumerate() {
-            call.index = Some(index);
-        }
-        self.delta(&choice.message, &mut out);
-        self.finish = Some((choice.finish_reason.map(Into::into), choice.stop_reason));
-        self.usage = completion.usage;
-        self.complete(&mut out);
-        out
-    }
-
-    fn read_event(&mut self, data: &[u8], out: &mut Vec<u8>) {
-        if self.ended {
-            return;
-        }
-        if data.trim_ascii() == b"[DONE]" {
-            self.complete(out);
-            return;
-        }
-        let chunk: Completion = match serde_json::from_slice(data) {
-            Ok(chunk) => chunk,
-            Err(error) => {
-                log::debug!("event=anthropic_chunk_unreadable error={error}");
-                return;
+impl Encoder for Anthropic {
+    fn open(&mut self, index: usize, block: Block, out: &mut Vec<u8>) {
+        let made_up;
+        let content_block = match block {
+            Block::Reasoning => BlockStart::Thinking { thinking: "", signature: "" },
+            Block::Text => BlockStart::Text { text: "" },
+            Block::Call { id, name } => {
+                let id = if id.is_empty() {
+                    made_up = format!("toolu_{}_{index}", self.id);
+                    &made_up
+                } else {
+                    id
+                };
+                BlockStart::ToolUse { id, name, input: Empty {} }
             }
         };
-        if let Some(error) = chunk.error {
-            let message = error["message"].as_str().map_or_else(|| error.to_string(), str::to_owned);
-            self.fail(api_error(&message), out);
-            return;
-        }
-        self.start(out);
-        if let Some(choice) = chunk.choices.into_iter().next() {
-            self.delta(&choice.message, out);
-            if choice.finish_reason.is_some() {
-                self.finish = Some((choice.finish_reason.map(Into::into), choice.stop_reason));
-            }
-        }
-        if chunk.usage.is_some() {
-            self.usage = chunk.usage;
-        }
+        event(out, &Event::ContentBlockStart { index, content_block });
     }
 
-    fn delta(&mut self, delta: &Message, out: &mut Vec<u8>) {
-        if let Some(thinking) = delta.reasoning() {
-            self.switch_to(Kind::Thinking, out);
-            self.block_delta(Piece::Thinking, thinking, out);
-        }
-        if let Some(text) = delta.text() {
-            self.switch_to(Kind::Text, out);
-            self.block_delta(Piece::Text, text, out);
-        }
-        for piece in delta.calls() {
-            self.call_piece(piece, out);
-        }
-    }
-
-    /// Makes `kind` (text or thinking) the open block. Calls still held go first, whole.
-    fn switch_to(&mut self, kind: Kind, out: &mut Vec<u8>) {
-        if self.open.is_some_and(|(_, open)| open == kind) {
-            return;
-        }
-        self.close(out);
-        while let Some(index) = self.waiting.pop_front() {
-            self.open_call(index, out);
-            self.close(out);
-        }
-        self.open_block(kind, out);
-    }
-
-    fn call_piece(&mut self, piece: &ToolCall, out: &mut Vec<u8>) {
-        let index = piece.index.unwrap_or(0);
-        let arguments = piece.arguments();
-        let known = self.calls.contains_key(&index);
-        let call = self.calls.entry(index).or_insert_with(|| Call {
-            state: CallState::Held,
-            id: String::new(),
-            name: String::new(),
-            held: String::new(),
-            json: JsonEnd::default(),
-        });
-        if call.id.is_empty() {
-            call.id = piece.id.as_deref().unwrap_or_default().to_owned();
-        }
-        if call.name.is_empty() {
-            call.name = piece.name().to_owned();
-        }
-        let state = call.state;
-        if state != CallState::Closed {
-            call.json.feed(arguments);
-        }
-        if state == CallState::Held {
-            call.held.push_str(arguments);
-        }
-        match state {
-            CallState::Open if !arguments.is_empty() => self.block_delta(Piece::Json, arguments, out),
-            CallState::Open => {}
-            CallState::Closed => log::debug!("event=anthropic_piece_dropped reason=call_closed index={index}"),
-            CallState::Held if !known => self.waiting.push_back(index),
-            CallState::Held => {}
-        }
-        self.next_calls(out);
-    }
-
-    /// Held calls take their turn while the open block is no unfinished call.
-    fn next_calls(&mut self, out: &mut Vec<u8>) {
-        while !self.waiting.is_empty() {
-            if let Some((_, Kind::Call(open))) = self.open {
-                if !self.calls[&open].json.complete() {
-                    return;
-                }
-            }
-            let index = self.waiting.pop_front().expect("not empty");
-            self.close(out);
-            self.open_call(index, out);
-        }
-    }
-
-    fn open_call(&mut self, index: usize, out: &mut Vec<u8>) {
-        self.open_block(Kind::Call(index), out);
-        let call = self.calls.get_mut(&index).expect("a held call is known");
-        let held = std::mem::take(&mut call.held);
-        if !held.is_empty() {
-            self.block_delta(Piece::Json, &held, out);
-        }
-    }
-
-    fn open_block(&mut self, kind: Kind, out: &mut Vec<u8>) {
-        let index = self.next_index;
-        self.next_index += 1;
-        self.open = Some((index, kind));
-        let block = match kind {
-            Kind::Thinking => Block::Thinking { thinking: "", signature: "" },
-            Kind::Text => Block::Text { text: "" },
-            Kind::Call(call) => {
-                let position = index;
-                let call = self.calls.get_mut(&call).expect("an opened call is known");
-                call.state = CallState::Open;
-                if call.id.is_empty() {
-                    call.id = format!("toolu_{}_{position}", self.id);
-                }
-                Block::ToolUse { id: &call.id, name: &call.name, input: Empty {} }
-            }
-        };
-        event(out, &Event::ContentBlockStart { index, content_block: block });
-    }
-
-    /// A `content_block_delta` for the open block, written directly: the one event of every
-    /// chunk, so it is built without a JSON tree.
-    fn block_delta(&mut self, piece: Piece, text: &str, out: &mut Vec<u8>) {
-        let Some((index, _)) = self.open else {
-            return;
-        };
+    /// A `content_block_delta`, written directly: the one event of every chunk, so it is built
+    /// without a JSON tree.
+    fn piece(&mut self, index: usize, piece: Piece, text: &str, out: &mut Vec<u8>) {
         let (kind, field) = match piece {
             Piece::Text => ("text_delta", "text"),
-            Piece::Thinking => ("thinking_delta", "thinking"),
-            Piece::Json => ("input_json_delta", "partial_json"),
+            Piece::Reasoning => ("thinking_delta", "thinking"),
+            Piece::Arguments => ("input_json_delta", "partial_json"),
         };
         out.extend_from_slice(b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":");
         out.extend_from_slice(itoa::Buffer::new().format(index).as_bytes());
@@ -316,35 +63,43 @@ impl EventStream {
         out.extend_from_slice(b"}}\n\n");
     }
 
-    fn close(&mut self, out: &mut Vec<u8>) {
-        let Some((index, kind)) = self.open.take() else {
-            return;
-        };
-        if let Kind::Call(call) = kind {
-            if let Some(call) = self.calls.get_mut(&call) {
-                call.state = CallState::Closed;
-            }
-        }
+    fn close(&mut self, index: usize, out: &mut Vec<u8>) {
         event(out, &Event::ContentBlockStop { index });
     }
+}
 
-    /// The answer is whole: every block closed, then the stop reason, the usage, the end.
-    fn complete(&mut self, out: &mut Vec<u8>) {
-        if self.ended {
-            return;
-        }
-        self.start(out);
-        self.close(out);
-        while let Some(index) = self.waiting.pop_front() {
-            self.open_call(index, out);
-            self.close(out);
-        }
-        self.ended = true;
-        let (finish, matched) = self.finish.take().unwrap_or_default();
-        let (reason, sequence) = stop_reason(finish.as_deref(), matched.as_ref(), &self.asked, !self.calls.is_empty());
+impl Dialect for Anthropic {
+    fn start(&mut self, out: &mut Vec<u8>) {
+        let message = StartMessage {
+            id: &self.id,
+            kind: "message",
+            role: "assistant",
+            model: &self.asked.model,
+            content: [],
+            stop_reason: None,
+            stop_sequence: None,
+            usage: AnthropicUsage::default(),
+        };
+        event(out, &Event::MessageStart { message });
+    }
+
+    fn keepalive(&self, out: &mut Vec<u8>) {
+        event(out, &Event::Ping);
+    }
+
+    fn complete(&mut self, end: End, out: &mut Vec<u8>) {
+        let (reason, sequence) = stop_reason(end.finish_reason, end.stop_reason, &self.asked, end.called);
         let delta = StopDelta { stop_reason: reason, stop_sequence: sequence };
-        event(out, &Event::MessageDelta { delta, usage: AnthropicUsage::from(self.usage) });
+        event(out, &Event::MessageDelta { delta, usage: AnthropicUsage::from(end.usage) });
         event(out, &Event::MessageStop);
+    }
+
+    fn fail(&mut self, failure: &Failure, out: &mut Vec<u8>) {
+        let error = match failure {
+            Failure::Upstream { status, body } => super::error::translate(status.as_u16(), body).1,
+            Failure::Broken(why) => api_error(why),
+        };
+        sse::event(out, Some("error"), &error);
     }
 }
 
@@ -358,7 +113,7 @@ pub fn api_error(message: &str) -> Value {
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Event<'a> {
     MessageStart { message: StartMessage<'a> },
-    ContentBlockStart { index: usize, content_block: Block<'a> },
+    ContentBlockStart { index: usize, content_block: BlockStart<'a> },
     ContentBlockStop { index: usize },
     MessageDelta { delta: StopDelta, usage: AnthropicUsage },
     MessageStop,
@@ -393,7 +148,7 @@ struct StartMessage<'a> {
 
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-enum Block<'a> {
+enum BlockStart<'a> {
     Thinking { thinking: &'a str, signature: &'a str },
     Text { text: &'a str },
     ToolUse { id: &'a str, name: &'a str, input: Empty },
@@ -414,15 +169,12 @@ fn event(out: &mut Vec<u8>, data: &Event) {
     sse::event(out, Some(data.name()), data);
 }
 
-/// An `error` event.
-fn error_event(out: &mut Vec<u8>, error: &Value) {
-    sse::event(out, Some("error"), error);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::chat::Completion;
     use serde_json::json;
+    use std::collections::HashMap;
 
     fn asked() -> Asked {
         Asked { model: "claude-sonnet-4-5".into(), stream: true, stop_sequences: Vec::new() }
@@ -430,7 +182,7 @@ mod tests {
 
     /// The events of a recorded stream fed chunk by chunk: each as its JSON data.
     fn events(chunks: &[&str]) -> Vec<Value> {
-        let mut stream = EventStream::new("msg_1".into(), asked());
+        let mut stream = stream("msg_1".into(), asked());
         let mut out = Vec::new();
         for chunk in chunks {
             out.extend(stream.push(chunk.as_bytes()));
@@ -596,7 +348,7 @@ mod tests {
 
     #[test]
     fn each_chunk_gives_its_events_at_once() {
-        let mut stream = EventStream::new("msg_1".into(), asked());
+        let mut stream = stream("msg_1".into(), asked());
         let first = parse(&stream.push(delta(json!({"content": "Hi"})).as_bytes()));
         assert_eq!(shape(&first), ["message_start", "content_block_start:0", "content_block_delta:0"]);
         // An event split across chunks waits only for its own end.
@@ -627,7 +379,7 @@ mod tests {
         })
         .to_string();
         let completion: Completion = serde_json::from_str(&completion).unwrap();
-        let events = parse(&EventStream::new("msg_1".into(), asked()).whole(completion));
+        let events = parse(&stream("msg_1".into(), asked()).whole(completion));
         assert_eq!(shape(&events), expected(&[1, 1]));
     }
 }

@@ -22,11 +22,13 @@ use super::chat::send_chat;
 use super::exchange::{fit_to_version, Exchange};
 use super::receive::{off_the_worker, receive};
 use crate::anthropic::error as anthropic_error;
-use crate::anthropic::events::{api_error, EventStream};
+use crate::anthropic::events::{self as anthropic_events, Anthropic};
 use crate::anthropic::message::to_message;
 use crate::anthropic::request::{to_chat, Asked};
 use crate::body_budget::{Buffered, Refused};
 use crate::dispatch::is_event_stream;
+use crate::doors::events::EventStream;
+use crate::doors::Failure;
 use crate::error::ProxyError;
 use crate::request_id::RequestId;
 use crate::state::AppState;
@@ -168,7 +170,7 @@ async fn events(response: HttpResponse, asked: Asked, id: String, state: &AppSta
     if !response.status().is_success() {
         return errors_translated(response, state).await;
     }
-    let mut events = EventStream::new(id, asked);
+    let mut events = anthropic_events::stream(id, asked);
     if is_event_stream(response.headers()) {
         let head = sse(like(&response, StatusCode::OK));
         return stream_body(head, Phase::Relaying(response.into_body()), events);
@@ -190,12 +192,12 @@ fn pinging(
     id: String,
     state: Arc<AppState>,
 ) -> HttpResponse {
-    let mut events = EventStream::new(id, asked);
+    let mut events = anthropic_events::stream(id, asked);
     let period = state.ping_interval;
     let ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     let mut first = Vec::new();
     events.start(&mut first);
-    EventStream::ping(&mut first);
+    events.keepalive(&mut first);
     let phase = Phase::Waiting { answer, ticker, first: Some(first), state };
     stream_body(sse(HttpResponse::Ok()), phase, events)
 }
@@ -221,7 +223,7 @@ enum Phase {
 
 impl Phase {
     /// The next events to send, possibly none yet; `None` when the stream is over.
-    async fn next(&mut self, events: &mut EventStream) -> Option<Vec<u8>> {
+    async fn next(&mut self, events: &mut EventStream<Anthropic>) -> Option<Vec<u8>> {
         match self {
             Phase::Done => None,
             Phase::Waiting { answer, ticker, first, state } => {
@@ -232,7 +234,7 @@ impl Phase {
                     response = answer => response,
                     _ = ticker.tick() => {
                         let mut ping = Vec::new();
-                        EventStream::ping(&mut ping);
+                        events.keepalive(&mut ping);
                         return Some(ping);
                     }
                 };
@@ -246,7 +248,7 @@ impl Phase {
                 Some(Err(error)) => {
                     *self = Phase::Done;
                     let mut out = Vec::new();
-                    events.fail(api_error(&format!("upstream stream interrupted: {error}")), &mut out);
+                    events.fail(&Failure::Broken(format!("upstream stream interrupted: {error}")), &mut out);
                     Some(out)
                 }
                 None => {
@@ -258,7 +260,7 @@ impl Phase {
     }
 }
 
-fn stream_body(mut head: HttpResponseBuilder, phase: Phase, events: EventStream) -> HttpResponse {
+fn stream_body(mut head: HttpResponseBuilder, phase: Phase, events: EventStream<Anthropic>) -> HttpResponse {
     let body = stream::unfold((phase, events), |(mut phase, mut events)| async move {
         loop {
             let out = phase.next(&mut events).await?;
@@ -273,7 +275,11 @@ fn stream_body(mut head: HttpResponseBuilder, phase: Phase, events: EventStream)
 
 /// The awaited answer came, after the client was told the message started: its events, or an
 /// error event.
-async fn after_waiting(response: HttpResponse, events: &mut EventStream, state: &AppState) -> (Vec<u8>, Phase) {
+async fn after_waiting(
+    response: HttpResponse,
+    events: &mut EventStream<Anthropic>,
+    state: &AppState,
+) -> (Vec<u8>, Phase) {
     let mut out = Vec::new();
     let status = response.status();
     if status.is_success() && is_event_stream(response.headers()) {
@@ -282,13 +288,12 @@ async fn after_waiting(response: HttpResponse, events: &mut EventStream, state: 
     let (_, body) = collect(response, state).await;
     let body = body.unwrap_or_default();
     if !status.is_success() {
-        let (_, error) = anthropic_error::translate(status.as_u16(), &body);
-        events.fail(error, &mut out);
+        events.fail(&Failure::Upstream { status, body }, &mut out);
         return (out, Phase::Done);
     }
     match serde_json::from_slice(&body) {
         Ok(completion) => out = events.whole(completion),
-        Err(_) => events.fail(api_error(NO_COMPLETION), &mut out),
+        Err(_) => events.fail(&Failure::broken(NO_COMPLETION), &mut out),
     }
     (out, Phase::Done)
 }
