@@ -7,6 +7,7 @@
 //! The reservation travels with the body and is given back when the request is done with it.
 
 use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
 use prometheus::IntGauge;
 
 use crate::error::ProxyError;
@@ -71,12 +72,11 @@ pub enum Refused {
     Overloaded(ProxyError),
 }
 
-/// A body being read whole, within its own limit and the shared budget: what the client sends,
-/// and an upstream answer the proxy must translate. Its memory grows as bytes arrive, never
-/// from a declared length.
+/// A body being read whole, within its own limit and, for what the proxy may hold many of at
+/// once, the shared budget: what the client sends, an upstream answer a door translates, an
+/// upstream's error. Its memory grows as bytes arrive, never from a declared length.
 pub struct Buffered<'a> {
-    budget: &'a BodyBudget,
-    permit: BodyPermit,
+    budget: Option<(&'a BodyBudget, BodyPermit)>,
     bytes: BytesMut,
     limit: usize,
 }
@@ -85,28 +85,80 @@ pub struct Buffered<'a> {
 const FIRST_ALLOCATION: usize = 64 * 1024;
 
 impl<'a> Buffered<'a> {
-    /// Reserves `declared` bytes (a `Content-Length`, or 0) up front.
+    /// Reserves `declared` bytes (a `Content-Length`, or 0) of the budget up front.
     pub fn new(budget: &'a BodyBudget, limit: usize, declared: usize) -> Result<Self, ProxyError> {
         let permit = budget.reserve(declared)?;
-        Ok(Self { budget, permit, bytes: BytesMut::with_capacity(declared.min(FIRST_ALLOCATION)), limit })
+        let bytes = BytesMut::with_capacity(declared.min(FIRST_ALLOCATION));
+        Ok(Self { budget: Some((budget, permit)), bytes, limit })
     }
 
+    /// A small body held within its limit alone.
+    pub fn within(limit: usize) -> Self {
+        Self { budget: None, bytes: BytesMut::new(), limit }
+    }
+
+    /// Adds `chunk`, or as much of it as the limit leaves room for before it refuses.
     pub fn push(&mut self, chunk: &[u8]) -> Result<(), Refused> {
-        let length = self.bytes.len() + chunk.len();
-        if length > self.limit {
-            return Err(Refused::TooLarge);
+        let room = self.limit - self.bytes.len();
+        let taken = &chunk[..chunk.len().min(room)];
+        let length = self.bytes.len() + taken.len();
+        if let Some((budget, permit)) = &mut self.budget {
+            let held = permit.bytes();
+            if length > held {
+                budget.grow(permit, length - held).map_err(Refused::Overloaded)?;
+            }
         }
-        let held = self.permit.bytes();
-        if length > held {
-            self.budget.grow(&mut self.permit, length - held).map_err(Refused::Overloaded)?;
+        self.bytes.extend_from_slice(taken);
+        match taken.len() < chunk.len() {
+            true => Err(Refused::TooLarge),
+            false => Ok(()),
         }
-        self.bytes.extend_from_slice(chunk);
-        Ok(())
+    }
+
+    /// The bytes read so far.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
     }
 
     /// The whole body, and the budget it holds until the caller is done with it.
-    pub fn finish(self) -> (Bytes, BodyPermit) {
-        (self.bytes.freeze(), self.permit)
+    pub fn finish(self) -> (Bytes, Option<BodyPermit>) {
+        (self.bytes.freeze(), self.budget.map(|(_, permit)| permit))
+    }
+}
+
+/// Why a body's reading stopped before its end.
+#[derive(Debug)]
+pub enum Stopped<E> {
+    Refused(Refused),
+    /// The deadline passed.
+    TimedOut,
+    /// The stream failed.
+    Failed(E),
+}
+
+/// Reads `stream` into `body` until it ends, its deadline passes, or `body` refuses a chunk:
+/// the one reader of every body the proxy holds whole.
+pub async fn read_into<S, E>(
+    stream: &mut S,
+    body: &mut Buffered<'_>,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<(), Stopped<E>>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    loop {
+        let next = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, stream.next()).await.map_err(|_| Stopped::TimedOut)?,
+            None => stream.next().await,
+        };
+        match next {
+            None => return Ok(()),
+            Some(chunk) => body.push(&chunk.map_err(Stopped::Failed)?).map_err(Stopped::Refused)?,
+        }
     }
 }
 
@@ -148,11 +200,14 @@ mod tests {
         body.push(b"abc").unwrap();
         assert_eq!(budget.buffered.get(), 3, "past the declared length, the budget grows with the bytes");
         assert!(matches!(body.push(b"123456"), Err(Refused::TooLarge)));
+        assert_eq!(body.len(), 8, "what fits is kept");
+        body = Buffered::new(&budget, 8, 0).unwrap();
+        body.push(b"abc").unwrap();
         let mut other = Buffered::new(&budget, 8, 0).unwrap();
         other.push(b"1234567").unwrap();
         assert!(matches!(body.push(b"x"), Err(Refused::Overloaded(_))), "the budget is spent");
         let (bytes, permit) = body.finish();
-        assert_eq!((&bytes[..], permit.bytes()), (&b"abc"[..], 3));
+        assert_eq!((&bytes[..], permit.unwrap().bytes()), (&b"abc"[..], 3));
     }
 
     #[test]

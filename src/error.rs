@@ -76,7 +76,8 @@ fn describe(failures: &[AttemptFailure]) -> String {
 }
 
 impl ProxyError {
-    fn retry_after(&self) -> Option<Duration> {
+    /// How long the client should wait before it tries again, when that is known.
+    pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::AllKeysCooling { retry_after } => Some(*retry_after),
             Self::UpstreamFailed { retry_after, .. } => *retry_after,
@@ -85,44 +86,39 @@ impl ProxyError {
         }
     }
 
-    fn kind_and_code(&self) -> (&'static str, &'static str) {
+    /// The one table of what each error is: its status, and OpenAI's error type and code.
+    fn classify(&self) -> (StatusCode, &'static str, &'static str) {
+        const BAD: StatusCode = StatusCode::BAD_REQUEST;
+        const UNAVAILABLE: StatusCode = StatusCode::SERVICE_UNAVAILABLE;
         match self {
-            Self::InvalidBody(_) => ("invalid_request_error", "invalid_json"),
+            Self::InvalidBody(_) => (BAD, "invalid_request_error", "invalid_json"),
+            Self::PayloadRead(_) => (BAD, "invalid_request_error", "body_read_error"),
             Self::PayloadTooLarge { .. } | Self::RepairTooLarge { .. } => {
-                ("invalid_request_error", "payload_too_large")
+                (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", "payload_too_large")
             }
-            Self::PayloadRead(_) => ("invalid_request_error", "body_read_error"),
-            Self::BodyTimeout(_) => ("invalid_request_error", "body_timeout"),
-            Self::Overloaded(_) => ("server_error", "overloaded"),
-            Self::AuthUnavailable => ("server_error", "auth_unavailable"),
-            Self::AllKeysCooling { .. } => ("rate_limit_error", "all_keys_cooling_down"),
-            Self::Unauthorized(refusal) => ("invalid_request_error", refusal.code()),
-            Self::ModelNotFound { .. } => ("invalid_request_error", "model_not_found"),
-            Self::ActorUnavailable(_) => ("server_error", "service_unavailable"),
-            Self::UpstreamFailed { .. } => ("upstream_error", "upstream_unavailable"),
-            Self::KeysRejected { .. } => ("upstream_error", "upstream_keys_rejected"),
-        }
-    }
-}
-
-impl ResponseError for ProxyError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            Self::InvalidBody(_) | Self::PayloadRead(_) => StatusCode::BAD_REQUEST,
-            Self::PayloadTooLarge { .. } | Self::RepairTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::ModelNotFound { .. } => StatusCode::NOT_FOUND,
-            Self::AllKeysCooling { .. } | Self::ActorUnavailable(_) | Self::Overloaded(_) | Self::AuthUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            Self::UpstreamFailed { .. } | Self::KeysRejected { .. } => StatusCode::BAD_GATEWAY,
+            Self::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "invalid_request_error", "body_timeout"),
+            Self::Unauthorized(refusal) => (StatusCode::UNAUTHORIZED, "invalid_request_error", refusal.code()),
+            Self::ModelNotFound { .. } => (StatusCode::NOT_FOUND, "invalid_request_error", "model_not_found"),
+            Self::Overloaded(_) => (UNAVAILABLE, "server_error", "overloaded"),
+            Self::AuthUnavailable => (UNAVAILABLE, "server_error", "auth_unavailable"),
+            Self::AllKeysCooling { .. } => (UNAVAILABLE, "rate_limit_error", "all_keys_cooling_down"),
+            Self::ActorUnavailable(_) => (UNAVAILABLE, "server_error", "service_unavailable"),
+            Self::UpstreamFailed { .. } => (StatusCode::BAD_GATEWAY, "upstream_error", "upstream_unavailable"),
+            Self::KeysRejected { .. } => (StatusCode::BAD_GATEWAY, "upstream_error", "upstream_keys_rejected"),
         }
     }
 
-    fn error_response(&self) -> HttpResponse {
-        let (kind, code) = self.kind_and_code();
-        let mut response = HttpResponse::build(self.status_code());
+    /// The error's OpenAI-shaped body.
+    pub fn body(&self) -> serde_json::Value {
+        let (_, kind, code) = self.classify();
+        error_body(&self.to_string(), kind, code)
+    }
+
+    /// A response for this error with `status` and `body`, in whichever door's shape: it
+    /// carries the error's `Retry-After`, its `WWW-Authenticate`, and closes a connection
+    /// whose body was not read.
+    pub fn response(&self, status: StatusCode, body: &impl serde::Serialize) -> HttpResponse {
+        let mut response = HttpResponse::build(status);
         if let Some(wait) = self.retry_after() {
             // Round up: a client retrying at 0 s would only meet the same answer.
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -135,7 +131,17 @@ impl ResponseError for ProxyError {
         if matches!(self, Self::PayloadTooLarge { .. } | Self::BodyTimeout(_)) {
             response.force_close();
         }
-        response.json(error_body(&self.to_string(), kind, code))
+        response.json(body)
+    }
+}
+
+impl ResponseError for ProxyError {
+    fn status_code(&self) -> StatusCode {
+        self.classify().0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        self.response(self.status_code(), &self.body())
     }
 }
 

@@ -2,7 +2,6 @@
 //! streams answers as they arrive, and never shows a key.
 
 pub mod actors;
-pub mod anthropic;
 pub mod auth;
 pub mod body_budget;
 pub mod catalogue;

@@ -19,7 +19,8 @@ use crate::catalogue::Catalogue;
 use crate::config::{Config, ConfigError};
 use crate::db::{self, DbError};
 use crate::dispatch::Dispatcher;
-use crate::handlers::{messages, models, proxy, status};
+use crate::doors::{anthropic, openai};
+use crate::handlers::{models, status};
 use crate::logging::sink::{LogQueue, LogSink};
 use crate::metrics::Metrics;
 use crate::policy::circuit::CircuitView;
@@ -201,9 +202,9 @@ fn log_catalogue(catalogue: &Catalogue, configured: &[ProviderKind]) {
 /// The Anthropic front door under `base`: the Messages API and its token count, POST only.
 fn messages_routes(base: &str) -> actix_web::Scope {
     web::scope(base)
-        .route("", web::post().to(messages::messages))
-        .route("/count_tokens", web::post().to(messages::count_tokens))
-        .default_service(web::to(messages::not_allowed))
+        .route("", web::post().to(anthropic::messages))
+        .route("/count_tokens", web::post().to(anthropic::count_tokens))
+        .default_service(web::to(anthropic::not_allowed))
 }
 
 /// Starts the actors and binds the server. Must be called inside an actix system.
@@ -307,7 +308,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             .app_data(state.clone())
             .app_data(web::Data::new(client::build(&worker_config, tls.clone())))
             // Chat completions first: every route before it costs each request a match.
-            .route("/v1/chat/completions", web::post().to(proxy::forward))
+            .route("/v1/chat/completions", web::post().to(openai::forward))
             .route("/_status", web::get().to(status::status))
             .route("/health", web::get().to(status::health))
             .route("/metrics", web::get().to(status::metrics))
@@ -317,7 +318,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             .route("/models", web::get().to(models::list))
             .route("/v1/models/{id:.+}", web::get().to(models::list))
             .route("/models/{id:.+}", web::get().to(models::list))
-            .default_service(web::to(proxy::forward))
+            .default_service(web::to(openai::forward))
     })
     .workers(config.workers)
     .shutdown_timeout(config.shutdown_timeout.as_secs())

@@ -7,14 +7,15 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::Method;
 use awc::error::{ConnectError, SendRequestError};
 use awc::ClientResponse;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::response::{HeldAnswer, Source};
+use super::reply::{HeldAnswer, Source};
 use super::trail::Trail;
 use super::{Dispatcher, Outgoing};
 use crate::actors::supervision::ask;
 use crate::actors::upstream_router::{circuit_of, ClaimProbe, ProbeGuard, ProviderEvent};
+use crate::body_budget::{read_into, Buffered, Stopped};
 use crate::logging::record::AttemptLog;
 use crate::policy::circuit::Admission;
 use crate::policy::encoding::{is_encoded, plain};
@@ -247,24 +248,18 @@ fn no_answer_reason(error: &SendRequestError) -> Reason {
 /// Reads an error answer whole (it is small), within the idle limit, so its connection can be
 /// reused and the answer kept. Past `ERROR_BODY_LIMIT` the rest is dropped.
 async fn hold(answer: &mut ClientResponse, source: &Source, idle: Duration) -> HeldAnswer {
-    let mut body = BytesMut::new();
-    let reading = async {
-        while let Some(Ok(chunk)) = answer.next().await {
-            let room = ERROR_BODY_LIMIT - body.len();
-            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            if chunk.len() >= room {
-                log::warn!("event=error_body_cut limit={ERROR_BODY_LIMIT} target={}", source.target());
-                break;
-            }
+    let mut body = Buffered::within(ERROR_BODY_LIMIT);
+    match read_into(answer, &mut body, Some(tokio::time::Instant::now() + idle)).await {
+        Err(Stopped::Refused(_)) => {
+            log::warn!("event=error_body_cut limit={ERROR_BODY_LIMIT} target={}", source.target())
         }
-    };
-    if tokio::time::timeout(idle, reading).await.is_err() {
-        log::warn!("event=error_body_slow target={}", source.target());
+        Err(Stopped::TimedOut) => log::warn!("event=error_body_slow target={}", source.target()),
+        Ok(()) | Err(Stopped::Failed(_)) => {}
     }
     HeldAnswer {
         status: answer.status(),
         headers: answer.headers().clone(),
-        body: body.freeze(),
+        body: body.finish().0,
         source: source.clone(),
     }
 }

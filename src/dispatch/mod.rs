@@ -7,11 +7,11 @@
 //! decide, so the bytes never queue behind one thread.
 //!
 //! - `attempt`: one send over awc, classified and reported;
-//! - `response`: the client's response from an upstream answer;
+//! - `reply`: what the client may get of an upstream answer, and its body watched;
 //! - `trail`: what the attempts left behind, for the log and the final answer.
 
 mod attempt;
-mod response;
+pub mod reply;
 mod trail;
 
 use std::sync::atomic::Ordering;
@@ -20,12 +20,11 @@ use std::time::{Duration, Instant};
 
 use actix::Addr;
 use actix_web::http::header::HeaderMap;
-use actix_web::http::Method;
-use actix_web::HttpResponse;
+use actix_web::http::{Method, StatusCode};
 use bytes::Bytes;
 
 use self::attempt::{Answer, Target};
-use self::response::{relay, HeldAnswer};
+use self::reply::{relay, HeldAnswer, Reply, ReplyBody};
 use self::trail::Trail;
 use crate::actors::key_rotator::{Acquire, AcquireOther, Acquired, CurrentKey, KeyRotator, Report};
 use crate::actors::supervision::ask;
@@ -41,7 +40,7 @@ use crate::providers::{Alternative, ProviderKind};
 use crate::transform::model::{with_model, ModelSlot};
 use crate::transform::token_estimate::ChatFacts;
 
-pub use self::response::{is_event_stream, Source, KEY_HEADER, PROVIDER_HEADER};
+pub use self::reply::{is_event_stream, Source, KEY_HEADER, PROVIDER_HEADER};
 
 /// A request as it goes upstream: built once, sent as often as attempts need.
 pub struct Outgoing {
@@ -101,10 +100,10 @@ pub struct Dispatcher {
     pub metrics: Arc<Metrics>,
 }
 
-/// How a request ended: the response (or the proxy's own error), who answered (provider, key
+/// How a request ended: the reply (or the proxy's own error), who answered (provider, key
 /// and model), and every attempt, for the log.
 pub struct Dispatched {
-    pub result: Result<HttpResponse, ProxyError>,
+    pub result: Result<Reply, ProxyError>,
     pub answered_by: Option<Source>,
     pub attempts: Vec<AttemptLog>,
 }
@@ -140,12 +139,7 @@ impl Dispatcher {
         Dispatched { result, answered_by: trail.answered_by, attempts: trail.attempts }
     }
 
-    async fn run(
-        &self,
-        client: &awc::Client,
-        outgoing: &Outgoing,
-        trail: &mut Trail,
-    ) -> Result<HttpResponse, ProxyError> {
+    async fn run(&self, client: &awc::Client, outgoing: &Outgoing, trail: &mut Trail) -> Result<Reply, ProxyError> {
         let public = outgoing.chat.as_ref().and_then(|chat| chat.public.as_deref());
         let plan = plan(&self.routing, outgoing.chat.as_ref().map(|chat| chat.facts), |provider| {
             public.is_none_or(|model| model.on(provider).is_some())
@@ -156,18 +150,18 @@ impl Dispatcher {
         }
         for (position, step) in plan.steps.iter().enumerate() {
             let can_fail_over = position + 1 < plan.steps.len();
-            let (provider, response) = match *step {
+            let (provider, reply) = match *step {
                 Step::Cerebras => {
                     (ProviderKind::Cerebras, self.via_cerebras(client, outgoing, can_fail_over, trail).await?)
                 }
                 Step::Alternative { index, vision } => {
                     let alternative = &self.alternatives[index];
-                    let response = self.via_alternative(client, outgoing, alternative, vision, can_fail_over, trail);
-                    (alternative.kind, response.await)
+                    let reply = self.via_alternative(client, outgoing, alternative, vision, can_fail_over, trail);
+                    (alternative.kind, reply.await)
                 }
             };
-            if let Some(response) = response {
-                return Ok(response);
+            if let Some(reply) = reply {
+                return Ok(reply);
             }
             if can_fail_over {
                 let reason = trail.last_reason().map_or("other", Reason::label);
@@ -186,7 +180,7 @@ impl Dispatcher {
         outgoing: &Outgoing,
         can_fail_over: bool,
         trail: &mut Trail,
-    ) -> Result<Option<HttpResponse>, ProxyError> {
+    ) -> Result<Option<Reply>, ProxyError> {
         let mut pass = match self.admit(ProviderKind::Cerebras).await {
             Ok(pass) => pass,
             Err(retry_after) => {
@@ -262,7 +256,7 @@ impl Dispatcher {
         vision: bool,
         can_fail_over: bool,
         trail: &mut Trail,
-    ) -> Option<HttpResponse> {
+    ) -> Option<Reply> {
         let chat = outgoing.chat.as_ref()?;
         let mut pass = match self.admit(alternative.kind).await {
             Ok(pass) => pass,
@@ -290,21 +284,23 @@ impl Dispatcher {
         }
     }
 
-    /// The response for an answer the client gets.
-    fn deliver(&self, answer: Answer, source: &Source, trail: &mut Trail) -> HttpResponse {
-        let response = match answer {
+    /// The reply for an answer the client gets.
+    fn deliver(&self, answer: Answer, source: &Source, trail: &mut Trail) -> Reply {
+        let reply = match answer {
             Answer::Live { response, first } => relay(response, first, source, self.idle_timeout),
-            Answer::Held(held) => held.into_response(),
+            Answer::Held(held) => held.into_reply(),
             // Only an answer is ever delivered; this would be a bug, said as a 502.
-            Answer::Nothing => HttpResponse::BadGateway().finish(),
+            Answer::Nothing => {
+                Reply { status: StatusCode::BAD_GATEWAY, headers: HeaderMap::new(), body: ReplyBody::empty() }
+            }
         };
-        trail.deliver(source, response)
+        trail.deliver(source, reply)
     }
 
     /// A 402/403/500 that is the request's: a second key got it too, or none could check. A
     /// 500 moves on to the next provider like a 503 (another may serve what Cerebras cannot);
     /// a 402/403 goes back to the client as the upstream sent it.
-    fn request_fault(&self, suspect: Suspect, trail: &mut Trail) -> Option<HttpResponse> {
+    fn request_fault(&self, suspect: Suspect, trail: &mut Trail) -> Option<Reply> {
         match (suspect.reason, suspect.answer) {
             (Reason::Status(500), answer) | (_, answer @ None) => {
                 trail.keep(answer);
@@ -312,7 +308,7 @@ impl Dispatcher {
             }
             (_, Some(held)) => {
                 let source = held.source.clone();
-                Some(trail.deliver(&source, held.into_response()))
+                Some(trail.deliver(&source, held.into_reply()))
             }
         }
     }
@@ -351,12 +347,7 @@ impl Dispatcher {
 
     /// No key to be had: the alternatives take the request where they can, else the client
     /// is told why.
-    fn no_key(
-        &self,
-        no_key: NoKey,
-        can_fail_over: bool,
-        trail: &mut Trail,
-    ) -> Result<Option<HttpResponse>, ProxyError> {
+    fn no_key(&self, no_key: NoKey, can_fail_over: bool, trail: &mut Trail) -> Result<Option<Reply>, ProxyError> {
         let source = Source::provider(ProviderKind::Cerebras);
         match no_key {
             NoKey::Cooling(_) if can_fail_over && self.fallback_on_cooldown => {

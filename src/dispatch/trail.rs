@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use actix_web::HttpResponse;
-
-use super::response::{HeldAnswer, Source};
+use super::reply::{HeldAnswer, Reply, Source};
 use crate::error::{AttemptFailure, ProxyError};
 use crate::logging::record::AttemptLog;
 use crate::policy::fault::Reason;
@@ -51,18 +49,18 @@ impl Trail {
     }
 
     /// The client gets this upstream answer.
-    pub fn deliver(&mut self, source: &Source, response: HttpResponse) -> HttpResponse {
+    pub fn deliver(&mut self, source: &Source, reply: Reply) -> Reply {
         self.answered_by = Some(source.clone());
-        response
+        reply
     }
 
     /// Every provider had its turn: the client gets the last upstream answer, or a 502 naming
     /// every attempt.
-    pub fn finish(&mut self) -> Result<HttpResponse, ProxyError> {
+    pub fn finish(&mut self) -> Result<Reply, ProxyError> {
         match self.last_answer.take() {
             Some(answer) => {
                 self.answered_by = Some(answer.source.clone());
-                Ok(answer.into_response())
+                Ok(answer.into_reply())
             }
             None => Err(ProxyError::UpstreamFailed {
                 failures: std::mem::take(&mut self.failures),

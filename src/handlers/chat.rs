@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use actix_web::http::header::HeaderMap;
 use actix_web::http::Method;
-use actix_web::{web, HttpResponse};
+use actix_web::web;
 use bytes::Bytes;
 
 use super::exchange::Journal;
 use super::receive::off_the_worker;
 use crate::actors::upstream_router::ProviderEvent;
+use crate::dispatch::reply::Reply;
 use crate::dispatch::{Chat, Outgoing};
 use crate::error::ProxyError;
 use crate::state::AppState;
@@ -30,7 +31,7 @@ pub async fn send_chat(
     state: &web::Data<AppState>,
     client: &awc::Client,
     journal: &mut Journal,
-) -> Result<HttpResponse, ProxyError> {
+) -> Result<Reply, ProxyError> {
     let reading_state = state.clone();
     let prepared = off_the_worker(body, move |body| prepare_chat(body, &reading_state)).await??;
     journal.model = prepared.model.clone();
@@ -50,7 +51,7 @@ pub async fn send_chat(
         chat: Some(Chat { facts: prepared.facts, model_slot: prepared.model_slot, public }),
         model: prepared.model,
     };
-    super::proxy::dispatch(outgoing, state, client, journal).await
+    crate::doors::openai::dispatch(outgoing, state, client, journal).await
 }
 
 /// A chat body as it goes upstream, and what was read of it.

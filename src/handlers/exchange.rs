@@ -5,11 +5,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use actix_web::body::{BodySize, BoxBody, MessageBody};
-use actix_web::http::{ConnectionType, Version};
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::http::header::HeaderMap;
+use actix_web::http::{ConnectionType, StatusCode, Version};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
-use super::answer_body::AnswerBody;
+use crate::dispatch::reply::{Reply, Watch};
 use crate::dispatch::{is_event_stream, Source};
 use crate::error::ProxyError;
 use crate::logging::record::{Answerer, AttemptLog, BodyCopy, RequestLog};
@@ -44,29 +45,44 @@ impl Exchange {
         Self { journal: Journal::default(), started: (SystemTime::now(), Instant::now()) }
     }
 
-    /// The client's response: the answer, or the proxy's own error, with a body that meters
-    /// and logs itself as it goes out.
+    /// The pipeline's outcome as the door gets it: a reply whose body meters and logs itself as
+    /// it is read, or the proxy's own error, metered and logged now.
     pub fn end(
         self,
         request: &HttpRequest,
-        outcome: Result<HttpResponse, ProxyError>,
+        outcome: Result<Reply, ProxyError>,
         state: &AppState,
-    ) -> HttpResponse {
-        let response = match outcome {
-            Ok(response) => response,
-            Err(error) => {
-                if let ProxyError::Unauthorized(refusal) = &error {
-                    state.metrics.auth_failures.with_label_values(&[refusal.code()]).inc();
-                }
-                error.error_response()
-            }
+    ) -> Result<Reply, ProxyError> {
+        let reply = match outcome {
+            Ok(reply) => reply,
+            Err(error) => return Err(self.refuse(request, error, state)),
         };
         let ttfb = self.started.1.elapsed();
-        let response = fit_to_version(request, response);
-        let meter = meter(&response, self.journal.answered_by.as_ref(), &state.metrics, self.started.1);
-        let tap =
-            state.logs.as_ref().map(|sink| tap(request, &response, self.journal, self.started, ttfb, sink.clone()));
-        response.map_body(|_, body| BoxBody::new(AnswerBody::new(body, meter, tap)))
+        let answered_by = self.journal.answered_by.as_ref();
+        let meter = meter(reply.status, &reply.headers, answered_by, &state.metrics, self.started.1);
+        let tap = state
+            .logs
+            .as_ref()
+            .map(|sink| tap(request, reply.status, &reply.headers, self.journal, self.started, ttfb, sink.clone()));
+        Ok(Reply { body: reply.body.watched(Watch::new(meter, tap)), ..reply })
+    }
+
+    /// The proxy's own error, metered and logged as the OpenAI error it is on that door, whichever
+    /// door renders it.
+    pub fn refuse(self, request: &HttpRequest, error: ProxyError, state: &AppState) -> ProxyError {
+        let ttfb = self.started.1.elapsed();
+        let status = error.status_code();
+        let meter = meter(status, &HeaderMap::new(), None, &state.metrics, self.started.1);
+        let Some(sink) = &state.logs else {
+            drop(Watch::new(meter, None));
+            return error;
+        };
+        let response = error.error_response();
+        let headers = response.headers().clone();
+        let body = response.into_body().try_into_bytes().unwrap_or_default();
+        let tap = tap(request, status, &headers, self.journal, self.started, ttfb, sink.clone());
+        Watch::new(meter, Some(tap)).whole(&body);
+        error
     }
 }
 
@@ -82,13 +98,19 @@ pub fn fit_to_version(request: &HttpRequest, mut response: HttpResponse) -> Http
 
 /// Counts the answer by provider (`proxy` for the proxy's own) and status, and keeps it in
 /// flight until its body is done.
-fn meter(response: &HttpResponse, answered_by: Option<&Source>, metrics: &Arc<Metrics>, started: Instant) -> Meter {
+fn meter(
+    status: StatusCode,
+    headers: &HeaderMap,
+    answered_by: Option<&Source>,
+    metrics: &Arc<Metrics>,
+    started: Instant,
+) -> Meter {
     let provider = answered_by.map_or("proxy", |source| source.provider.name());
-    metrics.requests.with_label_values(&[provider, response.status().as_str()]).inc();
-    let stream = is_event_stream(response.headers());
+    metrics.requests.with_label_values(&[provider, status.as_str()]).inc();
+    let stream = is_event_stream(headers);
     // Tokens are counted from an upstream's successful answer, by the model it was asked for.
     let tokens = answered_by
-        .filter(|_| response.status().is_success())
+        .filter(|_| status.is_success())
         .map(|source| metrics.model_label(source.model.as_deref().unwrap_or_default()));
     Meter::new(metrics.clone(), provider, started, stream, tokens)
 }
@@ -96,7 +118,8 @@ fn meter(response: &HttpResponse, answered_by: Option<&Source>, metrics: &Arc<Me
 /// The request's record, to go to the sink when the client has the whole answer.
 fn tap(
     request: &HttpRequest,
-    response: &HttpResponse,
+    status: StatusCode,
+    headers: &HeaderMap,
     journal: Journal,
     (started_at, started): (SystemTime, Instant),
     ttfb: Duration,
@@ -121,8 +144,8 @@ fn tap(
         request_headers: if sink.bodies() { HeaderList::of(request.headers()) } else { HeaderList::default() },
         request_body: journal.body,
         attempts: journal.attempts,
-        status: response.status().as_u16(),
-        response_headers: if sink.bodies() { HeaderList::of(response.headers()) } else { HeaderList::default() },
+        status: status.as_u16(),
+        response_headers: if sink.bodies() { HeaderList::of(headers) } else { HeaderList::default() },
         response_body: BodyCopy::default(),
         usage: None,
         finish_reason: None,

@@ -1,10 +1,9 @@
-//! HTTP handlers, one file per route family.
+//! The pipeline's stages that every front door shares (`receive`: the client's key and body;
+//! `chat`: a chat completion read, routed and repaired; `exchange`: metered and logged from
+//! arrival to the answer's end), and the proxy's own routes (`models`, `status`).
 
-pub mod answer_body;
 pub mod chat;
 pub mod exchange;
-pub mod messages;
 pub mod models;
-pub mod proxy;
 pub mod receive;
 pub mod status;

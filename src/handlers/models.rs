@@ -6,8 +6,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::exchange::Exchange;
-use super::proxy::forward;
 use super::receive::admit;
+use crate::dispatch::reply::Reply;
+use crate::doors::openai::{forward, respond};
 use crate::error::ProxyError;
 use crate::state::AppState;
 
@@ -25,12 +26,12 @@ pub async fn list(
         let anthropic = request.headers().contains_key("anthropic-version");
         let names = catalogue.listed_names();
         match request.match_info().get("id") {
-            None => Ok(HttpResponse::Ok().json(listing(&names, anthropic))),
-            Some(id) if names.contains(&id) => Ok(HttpResponse::Ok().json(entry(id, anthropic))),
+            None => Ok(Reply::json(&listing(&names, anthropic))),
+            Some(id) if names.contains(&id) => Ok(Reply::json(&entry(id, anthropic))),
             Some(id) => Err(ProxyError::model_not_found(id, &catalogue)),
         }
     });
-    exchange.end(&request, outcome, &state)
+    respond(&request, exchange.end(&request, outcome, &state))
 }
 
 fn listing(names: &[&str], anthropic: bool) -> Value {

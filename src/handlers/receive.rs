@@ -5,10 +5,9 @@
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{web, HttpRequest};
 use bytes::Bytes;
-use futures_util::StreamExt;
 
 use super::exchange::Journal;
-use crate::body_budget::{BodyPermit, Buffered, Refused};
+use crate::body_budget::{read_into, BodyPermit, Buffered, Refused, Stopped};
 use crate::error::ProxyError;
 use crate::logging::record::BodyCopy;
 use crate::state::AppState;
@@ -32,7 +31,11 @@ pub async fn receive(
 /// Checks the client's key, when auth is on, and names the client in the journal.
 pub async fn admit(request: &HttpRequest, state: &AppState, journal: &mut Journal) -> Result<(), ProxyError> {
     if let Some(auth) = &state.auth {
-        journal.client = Some(auth.admit(request.headers()).await?);
+        let admitted = auth.admit(request.headers()).await;
+        if let Err(ProxyError::Unauthorized(refusal)) = &admitted {
+            state.metrics.auth_failures.with_label_values(&[refusal.code()]).inc();
+        }
+        journal.client = Some(admitted?);
     }
     Ok(())
 }
@@ -51,18 +54,14 @@ async fn read_body(
     }
     let mut body = Buffered::new(&state.body_budget, limit, declared.unwrap_or(0))?;
     let deadline = tokio::time::Instant::now() + state.body_timeout;
-    loop {
-        let chunk = match tokio::time::timeout_at(deadline, payload.next()).await {
-            Err(_) => return Err(ProxyError::BodyTimeout(state.body_timeout)),
-            Ok(None) => break,
-            Ok(Some(chunk)) => chunk.map_err(|e| ProxyError::PayloadRead(e.to_string()))?,
-        };
-        body.push(&chunk).map_err(|refused| match refused {
-            Refused::TooLarge => ProxyError::PayloadTooLarge { limit },
-            Refused::Overloaded(error) => error,
-        })?;
-    }
-    Ok(body.finish())
+    read_into(&mut payload, &mut body, Some(deadline)).await.map_err(|stopped| match stopped {
+        Stopped::TimedOut => ProxyError::BodyTimeout(state.body_timeout),
+        Stopped::Failed(error) => ProxyError::PayloadRead(error.to_string()),
+        Stopped::Refused(Refused::TooLarge) => ProxyError::PayloadTooLarge { limit },
+        Stopped::Refused(Refused::Overloaded(error)) => error,
+    })?;
+    let (body, permit) = body.finish();
+    Ok((body, permit.expect("a body read within the budget holds a permit")))
 }
 
 /// Bodies at least this long are read on the blocking pool, not the worker: reading a body of

@@ -128,6 +128,27 @@ impl Usage {
     }
 }
 
+/// The message of an error answer: OpenAI's `error.message`, another JSON's `message`,
+/// `error` or `detail`, or its text (cut at 2000 characters).
+pub fn error_message(status: u16, answer: &[u8]) -> String {
+    const SHOWN: usize = 2000;
+    let message = match serde_json::from_slice::<Value>(answer) {
+        Ok(json) => [&json["error"]["message"], &json["message"], &json["error"], &json["detail"]]
+            .into_iter()
+            .find_map(|field| field.as_str().map(str::to_owned)),
+        Err(_) => None,
+    };
+    message.unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(answer);
+        let text = text.trim();
+        match text.char_indices().nth(SHOWN) {
+            Some((end, _)) => format!("{}…", &text[..end]),
+            None if text.is_empty() => format!("the upstream answered {status}"),
+            None => text.to_owned(),
+        }
+    })
+}
+
 /// A message's content: a string, or the text of its parts joined; `null` is none.
 fn text<'de: 'a, 'a, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Cow<'a, str>>, D::Error> {
     struct Text;

@@ -95,17 +95,8 @@ impl Dialect for Anthropic {
     }
 
     fn fail(&mut self, failure: &Failure, out: &mut Vec<u8>) {
-        let error = match failure {
-            Failure::Upstream { status, body } => super::error::translate(status.as_u16(), body).1,
-            Failure::Broken(why) => api_error(why),
-        };
-        sse::event(out, Some("error"), &error);
+        sse::event(out, Some("error"), &super::error::of(failure).1);
     }
-}
-
-/// An `error` event's body for a failure of the upstream's.
-pub fn api_error(message: &str) -> Value {
-    super::error::body("api_error", message)
 }
 
 /// The events with a fixed shape, serialised without a JSON tree.

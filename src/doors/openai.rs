@@ -1,14 +1,16 @@
-//! The OpenAI front door, every route but the proxy's own: read and check the request, then
-//! dispatch it.
+//! The OpenAI front door, every route but the proxy's own and the other doors': read and check
+//! the request, dispatch it, and relay the reply as it is, since the providers speak OpenAI's
+//! API already. The proxy's own errors are OpenAI's error shape.
 
 use actix_web::http::Method;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
-use super::chat::send_chat;
-use super::exchange::{Exchange, Journal};
-use super::receive::receive;
+use crate::dispatch::reply::Reply;
 use crate::dispatch::Outgoing;
 use crate::error::ProxyError;
+use crate::handlers::chat::send_chat;
+use crate::handlers::exchange::{fit_to_version, Exchange, Journal};
+use crate::handlers::receive::receive;
 use crate::state::AppState;
 use crate::upstream::headers::upstream_request_headers;
 
@@ -20,7 +22,16 @@ pub async fn forward(
 ) -> HttpResponse {
     let mut exchange = Exchange::begin(&state);
     let outcome = proxy(&request, payload, &state, &client, &mut exchange.journal).await;
-    exchange.end(&request, outcome, &state)
+    respond(&request, exchange.end(&request, outcome, &state))
+}
+
+/// The client's response in this door's dialect: the reply as it is, or the error as OpenAI's.
+pub fn respond(request: &HttpRequest, outcome: Result<Reply, ProxyError>) -> HttpResponse {
+    let response = match outcome {
+        Ok(reply) => reply.into_response(),
+        Err(error) => error.error_response(),
+    };
+    fit_to_version(request, response)
 }
 
 async fn proxy(
@@ -29,7 +40,7 @@ async fn proxy(
     state: &web::Data<AppState>,
     client: &awc::Client,
     journal: &mut Journal,
-) -> Result<HttpResponse, ProxyError> {
+) -> Result<Reply, ProxyError> {
     // The body's share of the budget is held until the request is done with the body.
     let (body, _budget) = receive(request, payload, state, journal).await?;
     let path = upstream_path(request.path());
@@ -57,7 +68,7 @@ pub async fn dispatch(
     state: &AppState,
     client: &awc::Client,
     journal: &mut Journal,
-) -> Result<HttpResponse, ProxyError> {
+) -> Result<Reply, ProxyError> {
     let dispatched = state.dispatcher.dispatch(client, outgoing).await;
     journal.attempts = dispatched.attempts;
     journal.answered_by = dispatched.answered_by;
