@@ -14,9 +14,11 @@ use std::collections::VecDeque;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::its_own_seed;
+use crate::wire::chat_writer::{assemble, Content, Envelope, Texts, Written};
 use crate::wire::json_scan::compact;
 
 /// What the answer's translation needs to know of the request.
@@ -33,19 +35,6 @@ pub struct Asked {
 #[derive(Debug, thiserror::Error)]
 #[error("invalid request: {0}")]
 pub struct InvalidRequest(String);
-
-/// A visitor that is its own seed: it is handed to the deserializer as it is.
-macro_rules! its_own_seed {
-    ($visitor:ty, $value:ty, $deserialize:ident) => {
-        impl<'de> DeserializeSeed<'de> for $visitor {
-            type Value = $value;
-
-            fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<$value, D::Error> {
-                deserializer.$deserialize(self)
-            }
-        }
-    };
-}
 
 /// The chat completion for an Anthropic request body, and what its answer needs.
 pub fn to_chat(body: &[u8]) -> Result<(Vec<u8>, Asked), InvalidRequest> {
@@ -94,76 +83,23 @@ struct Thinking {
     kind: String,
 }
 
-/// The chat completion's fields besides `messages` and `tools`.
-#[derive(Serialize)]
-struct Envelope<'a> {
-    model: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_tokens: Option<u64>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    stop: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    temperature: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_p: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<&'a str>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    stream: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stream_options: Option<StreamOptions>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_choice: Option<serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parallel_tool_calls: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning_effort: Option<&'static str>,
-}
-
-#[derive(Serialize)]
-struct StreamOptions {
-    include_usage: bool,
-}
-
 impl Request {
     fn to_chat(&self) -> Vec<u8> {
         let choice = self.tool_choice.as_ref();
-        let envelope = Envelope {
+        let mut envelope = Envelope {
             model: &self.model,
             max_tokens: self.max_tokens,
             stop: &self.stop_sequences,
             temperature: self.temperature,
             top_p: self.top_p,
             user: self.user.as_deref(),
-            stream: self.stream,
-            stream_options: self.stream.then_some(StreamOptions { include_usage: true }),
             parallel_tool_calls: choice.filter(|c| c.disable_parallel_tool_use).map(|_| false),
             tool_choice: choice.and_then(tool_choice),
             reasoning_effort: self.thinking.as_ref().and_then(reasoning_effort),
+            ..Envelope::default()
         };
-        // Plain fields always serialise, and the envelope always has its model.
-        let envelope = serde_json::to_vec(&envelope).unwrap_or_default();
-        let mut system = Written::default();
-        if !self.system.is_empty() {
-            system.message("system", None, Content::Text(&self.system), None);
-        }
-        let mut chat =
-            Vec::with_capacity(self.translator.history.out.len() + self.tools.out.len() + envelope.len() + 64);
-        chat.extend_from_slice(b"{\"messages\":[");
-        chat.extend_from_slice(&system.out);
-        if system.count > 0 && self.translator.history.count > 0 {
-            chat.push(b',');
-        }
-        chat.extend_from_slice(&self.translator.history.out);
-        chat.push(b']');
-        if self.tools.count > 0 {
-            chat.extend_from_slice(b",\"tools\":[");
-            chat.extend_from_slice(&self.tools.out);
-            chat.push(b']');
-        }
-        chat.push(b',');
-        chat.extend_from_slice(envelope.get(1..).unwrap_or(b"}"));
-        chat
+        envelope.streaming(self.stream);
+        assemble(Some(&self.system), &self.translator.history, &self.tools, &envelope)
     }
 }
 
@@ -235,66 +171,6 @@ impl<'de> Visitor<'de> for RequestVisitor {
         }
         Ok(request)
     }
-}
-
-/// JSON values written one after another, with commas between them.
-#[derive(Default)]
-struct Written {
-    out: Vec<u8>,
-    count: usize,
-}
-
-/// A message's content as it is written.
-enum Content<'a> {
-    Text(&'a str),
-    Null,
-    /// The JSON of an array's elements, written already.
-    Parts(&'a [u8]),
-}
-
-impl Written {
-    /// Starts the next value: the comma before it.
-    fn next(&mut self) -> &mut Vec<u8> {
-        if self.count > 0 {
-            self.out.push(b',');
-        }
-        self.count += 1;
-        &mut self.out
-    }
-
-    /// `{"role":…,"tool_call_id":…,"content":…,"tool_calls":[…]}`, without the id or the
-    /// calls when there are none.
-    fn message(&mut self, role: &str, tool_call_id: Option<&str>, content: Content, tool_calls: Option<&Written>) {
-        let out = self.next();
-        out.extend_from_slice(b"{\"role\":");
-        string(out, role);
-        if let Some(id) = tool_call_id {
-            out.extend_from_slice(b",\"tool_call_id\":");
-            string(out, id);
-        }
-        out.extend_from_slice(b",\"content\":");
-        match content {
-            Content::Text(text) => string(out, text),
-            Content::Null => out.extend_from_slice(b"null"),
-            Content::Parts(parts) => {
-                out.push(b'[');
-                out.extend_from_slice(parts);
-                out.push(b']');
-            }
-        }
-        if let Some(calls) = tool_calls {
-            out.extend_from_slice(b",\"tool_calls\":[");
-            out.extend_from_slice(&calls.out);
-            out.push(b']');
-        }
-        out.push(b'}');
-    }
-}
-
-/// `text` as a JSON string.
-fn string(out: &mut Vec<u8>, text: &str) {
-    // Writing a string into a vector cannot fail.
-    let _ = serde_json::to_writer(out, text);
 }
 
 /// The history's translation: messages written as they are read.
@@ -430,14 +306,7 @@ impl<'t> Assistant<'t> {
                     None | Some("null") => "{}".to_owned(),
                     Some(input) => compact(input),
                 };
-                let out = self.calls.next();
-                out.extend_from_slice(b"{\"id\":");
-                string(out, &id);
-                out.extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
-                string(out, &name);
-                out.extend_from_slice(b",\"arguments\":");
-                string(out, &arguments);
-                out.extend_from_slice(b"}}");
+                self.calls.call(&id, &name, &arguments);
             }
             _ => {}
         }
@@ -445,11 +314,7 @@ impl<'t> Assistant<'t> {
     }
 
     fn write(self) {
-        let text = self.text.joined;
-        let calls = (self.calls.count > 0).then_some(&self.calls);
-        // Calls without text have no content, as OpenAI writes them.
-        let content = if text.is_empty() && calls.is_some() { Content::Null } else { Content::Text(&text) };
-        self.translator.history.message("assistant", None, content, calls);
+        self.translator.history.assistant(&self.text.joined, &self.calls);
     }
 }
 
@@ -496,10 +361,7 @@ impl<'t> User<'t> {
         match block.kind.as_ref() {
             "text" => {
                 let text = block.text()?;
-                let out = self.parts.next();
-                out.extend_from_slice(b"{\"type\":\"text\",\"text\":");
-                string(out, &text);
-                out.push(b'}');
+                self.parts.text_part(&text);
                 self.text.push(&text);
             }
             "image" => {
@@ -516,10 +378,7 @@ impl<'t> User<'t> {
                         return Ok(());
                     }
                 };
-                let out = self.parts.next();
-                out.extend_from_slice(b"{\"type\":\"image_url\",\"image_url\":{\"url\":");
-                string(out, &url);
-                out.extend_from_slice(b"}}");
+                self.parts.image_part(&url);
                 self.has_images = true;
             }
             "tool_result" => {
@@ -569,23 +428,6 @@ impl<'de> Visitor<'de> for User<'_> {
         }
         self.write();
         Ok(())
-    }
-}
-
-/// Texts joined by blank lines.
-#[derive(Default)]
-struct Texts {
-    joined: String,
-    count: usize,
-}
-
-impl Texts {
-    fn push(&mut self, text: &str) {
-        if self.count > 0 {
-            self.joined.push_str("\n\n");
-        }
-        self.joined.push_str(text);
-        self.count += 1;
     }
 }
 
@@ -649,16 +491,7 @@ impl<'de> Visitor<'de> for Tools<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(tool) = seq.next_element::<Tool>()? {
             let Some(parameters) = tool.input_schema else { continue };
-            let out = self.0.next();
-            out.extend_from_slice(b"{\"type\":\"function\",\"function\":{\"name\":");
-            string(out, &tool.name);
-            out.extend_from_slice(b",\"parameters\":");
-            out.extend_from_slice(parameters.get().as_bytes());
-            if let Some(description) = &tool.description {
-                out.extend_from_slice(b",\"description\":");
-                string(out, description);
-            }
-            out.extend_from_slice(b"}}");
+            self.0.function(&tool.name, tool.description.as_deref(), parameters.get(), None);
         }
         Ok(())
     }
