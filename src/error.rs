@@ -52,6 +52,9 @@ pub enum ProxyError {
     /// circuit.
     #[error("no upstream could answer: {}", describe(failures))]
     UpstreamFailed { failures: Vec<AttemptFailure>, retry_after: Option<Duration> },
+    /// A parameter of the request that cannot be honoured here, named by `param`.
+    #[error("{message}")]
+    Unsupported { param: String, message: String },
     /// Cerebras rejects every key and no alternative is configured: the message is the
     /// upstream's own (never a key).
     #[error("Cerebras rejected every key in the pool: {message}")]
@@ -99,6 +102,7 @@ impl ProxyError {
             Self::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "invalid_request_error", "body_timeout"),
             Self::Unauthorized(refusal) => (StatusCode::UNAUTHORIZED, "invalid_request_error", refusal.code()),
             Self::ModelNotFound { .. } => (StatusCode::NOT_FOUND, "invalid_request_error", "model_not_found"),
+            Self::Unsupported { .. } => (BAD, "invalid_request_error", "unsupported_parameter"),
             Self::Overloaded(_) => (UNAVAILABLE, "server_error", "overloaded"),
             Self::AuthUnavailable => (UNAVAILABLE, "server_error", "auth_unavailable"),
             Self::AllKeysCooling { .. } => (UNAVAILABLE, "rate_limit_error", "all_keys_cooling_down"),
@@ -111,7 +115,16 @@ impl ProxyError {
     /// The error's OpenAI-shaped body.
     pub fn body(&self) -> serde_json::Value {
         let (_, kind, code) = self.classify();
-        error_body(&self.to_string(), kind, code)
+        let mut body = error_body(&self.to_string(), kind, code);
+        if let Self::Unsupported { param, .. } = self {
+            body["error"]["param"] = json!(param);
+        }
+        body
+    }
+
+    /// OpenAI's error code for this error.
+    pub fn code(&self) -> &'static str {
+        self.classify().2
     }
 
     /// A response for this error with `status` and `body`, in whichever door's shape: it

@@ -16,6 +16,11 @@ pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Clone)]
 pub struct RequestId(pub Arc<str>);
 
+/// The id of `request` (empty outside the middleware, in tests of a handler alone).
+pub fn of(request: &actix_web::HttpRequest) -> String {
+    request.extensions().get::<RequestId>().map_or_else(String::new, |id| id.0.to_string())
+}
+
 /// A random prefix per process and a counter: unique without a syscall per request.
 fn generate() -> String {
     static PREFIX: OnceLock<String> = OnceLock::new();

@@ -19,7 +19,7 @@ use crate::catalogue::Catalogue;
 use crate::config::{Config, ConfigError};
 use crate::db::{self, DbError};
 use crate::dispatch::Dispatcher;
-use crate::doors::{anthropic, openai};
+use crate::doors::{anthropic, openai, responses};
 use crate::handlers::{models, status};
 use crate::logging::sink::{LogQueue, LogSink};
 use crate::metrics::Metrics;
@@ -207,6 +207,11 @@ fn messages_routes(base: &str) -> actix_web::Scope {
         .default_service(web::to(anthropic::not_allowed))
 }
 
+/// The Responses door under `base`: POST only; nothing under it is stored to be read back.
+fn responses_routes(base: &str) -> actix_web::Scope {
+    web::scope(base).route("", web::post().to(responses::responses)).default_service(web::to(responses::not_served))
+}
+
 /// Starts the actors and binds the server. Must be called inside an actix system.
 pub fn start(config: Config) -> Result<Running, StartError> {
     preflight::check_folders(&config)?;
@@ -314,6 +319,8 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             .route("/metrics", web::get().to(status::metrics))
             .service(messages_routes("/v1/messages"))
             .service(messages_routes("/messages"))
+            .service(responses_routes("/v1/responses"))
+            .service(responses_routes("/responses"))
             .route("/v1/models", web::get().to(models::list))
             .route("/models", web::get().to(models::list))
             .route("/v1/models/{id:.+}", web::get().to(models::list))

@@ -64,6 +64,11 @@ impl<D: Dialect> EventStream<D> {
         }
     }
 
+    /// The door's side of the stream, once it is over.
+    pub fn into_dialect(self) -> D {
+        self.dialect
+    }
+
     pub fn keepalive(&self, out: &mut Vec<u8>) {
         self.dialect.keepalive(out);
     }

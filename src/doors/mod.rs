@@ -5,6 +5,7 @@
 //!
 //! - `openai`: the providers' own API, relayed as it is;
 //! - `anthropic`: Anthropic's Messages API;
+//! - `responses`: OpenAI's Responses API (Codex CLI);
 //! - `serve`: what a translated door does from arrival to its answer's end;
 //! - `blocks`: the order of a translated stream's blocks, one open at a time;
 //! - `events`: a chat stream translated chunk by chunk into a door's events.
@@ -13,6 +14,7 @@ pub mod anthropic;
 pub mod blocks;
 pub mod events;
 pub mod openai;
+pub mod responses;
 pub mod serve;
 
 use actix_web::http::StatusCode;
@@ -36,7 +38,7 @@ pub trait Door: 'static {
     /// Whether the client asked for a stream.
     fn streams(asked: &Self::Asked) -> bool;
     /// A whole completion as this door's answer, `id` naming it.
-    fn whole(completion: Completion, id: &str, asked: &Self::Asked) -> Value;
+    fn whole(completion: Completion, id: &str, asked: Self::Asked) -> Value;
     /// The event stream of the answer `id`.
     fn events(id: String, asked: Self::Asked) -> EventStream<Self::Dialect>;
     /// A failure before the answer began, as this door's status and error body.

@@ -64,7 +64,7 @@ pub async fn serve<D: Door>(
         }
     };
     if !D::streams(&asked) {
-        return whole::<D>(outcome.await, &asked, &id, &state).await;
+        return whole::<D>(outcome.await, asked, &id, &state).await;
     }
     let mut outcome = Box::pin(outcome);
     match tokio::time::timeout(state.ping_interval, &mut outcome).await {
@@ -76,7 +76,7 @@ pub async fn serve<D: Door>(
 /// A non-streamed answer: the door's whole answer, or its error with its own status.
 async fn whole<D: Door>(
     outcome: Result<Reply, ProxyError>,
-    asked: &D::Asked,
+    asked: D::Asked,
     id: &str,
     state: &AppState,
 ) -> HttpResponse {

@@ -11,7 +11,7 @@ pub mod request;
 
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use self::request::{to_chat, Asked};
@@ -21,7 +21,7 @@ use crate::dispatch::reply::Reply;
 use crate::error::ProxyError;
 use crate::handlers::exchange::{fit_to_version, Exchange};
 use crate::handlers::receive::{off_the_worker, receive};
-use crate::request_id::RequestId;
+use crate::request_id;
 use crate::state::AppState;
 use crate::transform::chat_view::{ChatView, Reading};
 use crate::wire::chat::Completion;
@@ -43,8 +43,8 @@ impl Door for Anthropic {
         asked.stream
     }
 
-    fn whole(completion: Completion, id: &str, asked: &Asked) -> Value {
-        message::to_message(completion, id, asked)
+    fn whole(completion: Completion, id: &str, asked: Asked) -> Value {
+        message::to_message(completion, id, &asked)
     }
 
     fn events(id: String, asked: Asked) -> EventStream<events::Anthropic> {
@@ -63,7 +63,7 @@ pub async fn messages(
     state: web::Data<AppState>,
     client: web::Data<awc::Client>,
 ) -> HttpResponse {
-    let id = request_id(&request);
+    let id = request_id::of(&request);
     let response = serve::serve::<Anthropic>(&request, payload, state, client, format!("msg_{id}")).await;
     // The translated stream is a new body: it too goes close-delimited to an HTTP/1.0 client.
     with_request_id(fit_to_version(&request, response), &id)
@@ -85,7 +85,7 @@ pub async fn not_allowed(request: HttpRequest) -> HttpResponse {
 /// `POST /v1/messages/count_tokens`: the proxy's own estimate, as routing makes it
 /// (`CHARS_PER_TOKEN`); it never goes upstream.
 pub async fn count_tokens(request: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
-    let id = request_id(&request);
+    let id = request_id::of(&request);
     let mut exchange = Exchange::begin(&state);
     let outcome = match receive(&request, payload, &state, &mut exchange.journal).await {
         Ok((body, _permit)) => {
@@ -109,10 +109,6 @@ fn estimate(body: &[u8], chars_per_token: f64) -> Result<u64, ProxyError> {
     let (chat, _) = to_chat(body).map_err(|e| invalid(&e))?;
     let view = ChatView::read(&chat, Reading::EVERYTHING).map_err(|e| invalid(&e))?;
     Ok(view.facts.estimated_tokens(chars_per_token).ceil() as u64)
-}
-
-fn request_id(request: &HttpRequest) -> String {
-    request.extensions().get::<RequestId>().map_or_else(String::new, |id| id.0.to_string())
 }
 
 /// Anthropic's SDKs read a response's id from `request-id`.

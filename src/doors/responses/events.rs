@@ -1,0 +1,639 @@
+//! The Responses API's event stream, as `doors::events` drives it. Every event has its
+//! `type` and a `sequence_number` counting from 0:
+//!
+//! - `response.created`, `response.in_progress`;
+//! - per output item, in order: `response.output_item.added`; for reasoning, the
+//!   `response.reasoning_summary_part.added`, `…_text.delta`s, `…_text.done` and `…_part.done`;
+//!   for a message, `response.content_part.added`, `response.output_text.delta`s,
+//!   `response.output_text.done` and `response.content_part.done`; for a function call,
+//!   `response.function_call_arguments.delta`s and `.done`; for a custom tool, its input's
+//!   `response.custom_tool_call_input.delta` and `.done` once the call is whole (its input is
+//!   the one string in the function's arguments); then `response.output_item.done`, the item whole;
+//! - `response.completed` (or `response.incomplete`), the whole response with its usage; or
+//!   `response.failed` if the answer breaks off.
+//!
+//! The items are kept as they are written: the `.done` events and the last event carry them
+//! whole, as the API requires.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::request::Asked;
+use super::response::{ending, failed, Item, OutputText, Response, ShellAction, Status, SummaryText};
+use super::tools::{Kind, Origin};
+use crate::doors::blocks::{Block, Encoder, Piece};
+use crate::doors::events::{Dialect, End, EventStream};
+use crate::doors::Failure;
+use crate::wire::chat_writer::string;
+use crate::wire::sse;
+
+/// The event stream of the response `id` (`resp_…`).
+pub fn stream(id: String, asked: Asked) -> EventStream<Responses> {
+    EventStream::new(Responses::new(id, asked))
+}
+
+pub struct Responses {
+    id: String,
+    asked: Asked,
+    created_at: u64,
+    sequence: u64,
+    output: Vec<Item>,
+    /// The open item: its text, summary or arguments so far.
+    open: Option<Open>,
+    /// The response's last state, once it ended.
+    ended: Option<Value>,
+}
+
+struct Open {
+    id: String,
+    kind: OpenKind,
+    text: String,
+}
+
+enum OpenKind {
+    Reasoning,
+    Text,
+    Call { call_id: String, origin: Origin },
+}
+
+impl Responses {
+    fn new(id: String, asked: Asked) -> Self {
+        let created_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |t| t.as_secs());
+        Self { id, asked, created_at, sequence: 0, output: Vec::new(), open: None, ended: None }
+    }
+
+    /// The whole response, once the answer ended: what a non-streamed answer is.
+    pub fn into_response(self) -> Value {
+        self.ended.unwrap_or_else(|| json!(Response::new(&self.id, self.created_at, &self.asked, &self.output)))
+    }
+
+    /// An item's id: its kind's prefix, the response's own id, and its place in the output.
+    fn item_id(&self, prefix: &str, index: usize) -> String {
+        format!("{prefix}_{}_{index}", self.id.trim_start_matches("resp_"))
+    }
+
+    fn event(&mut self, out: &mut Vec<u8>, kind: &str, body: &impl Serialize) {
+        #[derive(Serialize)]
+        struct Event<'a, T> {
+            #[serde(rename = "type")]
+            kind: &'a str,
+            sequence_number: u64,
+            #[serde(flatten)]
+            body: &'a T,
+        }
+        sse::event(out, Some(kind), &Event { kind, sequence_number: self.sequence, body });
+        self.sequence += 1;
+    }
+
+    fn added(&mut self, out: &mut Vec<u8>, index: usize, item: &Item) {
+        self.event(out, "response.output_item.added", &json!({ "output_index": index, "item": item }));
+    }
+
+    fn done(&mut self, out: &mut Vec<u8>, index: usize, item: Item) {
+        self.event(out, "response.output_item.done", &json!({ "output_index": index, "item": &item }));
+        self.output.push(item);
+    }
+
+    /// The response as its last event carries it.
+    fn snapshot(&self, status: Status, incomplete: Option<Value>, error: Option<&Value>, end: Option<&End>) -> Value {
+        let mut response = Response::new(&self.id, self.created_at, &self.asked, &self.output);
+        response.status = status;
+        response.incomplete_details = incomplete;
+        response.error = error;
+        response.usage = end.and_then(|end| end.usage).map(Into::into);
+        json!(response)
+    }
+}
+
+impl Encoder for Responses {
+    fn open(&mut self, index: usize, block: Block, out: &mut Vec<u8>) {
+        let (open, item) = match block {
+            Block::Reasoning => {
+                let id = self.item_id("rs", index);
+                let item = Item::Reasoning { id: id.clone(), summary: Vec::new(), encrypted_content: None };
+                (Open { id, kind: OpenKind::Reasoning, text: String::new() }, Some(item))
+            }
+            Block::Text => {
+                let id = self.item_id("msg", index);
+                let item =
+                    Item::Message { id: id.clone(), status: "in_progress", role: "assistant", content: Vec::new() };
+                (Open { id, kind: OpenKind::Text, text: String::new() }, Some(item))
+            }
+            Block::Call { id: call_id, name } => {
+                let origin = self.asked.tools.origin(name);
+                let call_id = if call_id.is_empty() { self.item_id("call", index) } else { call_id.to_owned() };
+                let (prefix, item) = match origin.kind {
+                    Kind::Function => {
+                        let id = self.item_id("fc", index);
+                        let item = Item::FunctionCall {
+                            id: id.clone(),
+                            status: "in_progress",
+                            call_id: call_id.clone(),
+                            name: origin.name.clone(),
+                            arguments: String::new(),
+                            namespace: origin.namespace.clone(),
+                        };
+                        (id, Some(item))
+                    }
+                    Kind::Custom => {
+                        let id = self.item_id("ctc", index);
+                        let item = Item::CustomToolCall {
+                            id: id.clone(),
+                            status: "in_progress",
+                            call_id: call_id.clone(),
+                            name: origin.name.clone(),
+                            input: String::new(),
+                            namespace: origin.namespace.clone(),
+                        };
+                        (id, Some(item))
+                    }
+                    // Its action is known once its arguments are whole: it is added then.
+                    Kind::LocalShell => (self.item_id("lsh", index), None),
+                };
+                (Open { id: prefix, kind: OpenKind::Call { call_id, origin }, text: String::new() }, item)
+            }
+        };
+        if let Some(item) = item {
+            self.added(out, index, &item);
+        }
+        match open.kind {
+            OpenKind::Reasoning => {
+                let part = json!({ "item_id": open.id, "output_index": index, "summary_index": 0,
+                                   "part": { "type": "summary_text", "text": "" } });
+                self.event(out, "response.reasoning_summary_part.added", &part);
+            }
+            OpenKind::Text => {
+                let part = json!({ "item_id": open.id, "output_index": index, "content_index": 0,
+                                   "part": { "type": "output_text", "text": "", "annotations": [] } });
+                self.event(out, "response.content_part.added", &part);
+            }
+            OpenKind::Call { .. } => {}
+        }
+        self.open = Some(open);
+    }
+
+    fn piece(&mut self, index: usize, _: Piece, text: &str, out: &mut Vec<u8>) {
+        let Self { open, sequence, .. } = self;
+        let Some(open) = open.as_mut() else { return };
+        open.text.push_str(text);
+        let (kind, place) = match &open.kind {
+            OpenKind::Reasoning => ("response.reasoning_summary_text.delta", Some("summary_index")),
+            OpenKind::Text => ("response.output_text.delta", Some("content_index")),
+            OpenKind::Call { origin, .. } if origin.kind == Kind::Function => {
+                ("response.function_call_arguments.delta", None)
+            }
+            // A custom tool's input and a shell's command are known once the call is whole.
+            OpenKind::Call { .. } => return,
+        };
+        delta(out, sequence, kind, &open.id, index, place, text);
+    }
+
+    fn close(&mut self, index: usize, out: &mut Vec<u8>) {
+        let Some(Open { id, kind, text }) = self.open.take() else { return };
+        match kind {
+            OpenKind::Reasoning => {
+                let place = json!({ "item_id": id, "output_index": index, "summary_index": 0 });
+                self.event(out, "response.reasoning_summary_text.done", &with(&place, "text", json!(text)));
+                let part = json!({ "type": "summary_text", "text": text });
+                self.event(out, "response.reasoning_summary_part.done", &with(&place, "part", part));
+                let item = Item::Reasoning { id, summary: vec![SummaryText::new(text)], encrypted_content: None };
+                self.done(out, index, item);
+            }
+            OpenKind::Text => {
+                let place = json!({ "item_id": id, "output_index": index, "content_index": 0 });
+                let done = with(&with(&place, "text", json!(text)), "logprobs", json!([]));
+                self.event(out, "response.output_text.done", &done);
+                let part = OutputText::new(text);
+                self.event(out, "response.content_part.done", &with(&place, "part", json!(part)));
+                let item = Item::Message { id, status: "completed", role: "assistant", content: vec![part] };
+                self.done(out, index, item);
+            }
+            OpenKind::Call { call_id, origin } => {
+                let place = json!({ "item_id": id, "output_index": index });
+                let item = match origin.kind {
+                    Kind::Function => {
+                        let done = with(&with(&place, "arguments", json!(text)), "name", json!(origin.name));
+                        self.event(out, "response.function_call_arguments.done", &done);
+                        let (name, namespace) = (origin.name, origin.namespace);
+                        Item::FunctionCall { id, status: "completed", call_id, name, arguments: text, namespace }
+                    }
+                    Kind::Custom => {
+                        let input = custom_input(&text);
+                        self.event(out, "response.custom_tool_call_input.delta", &with(&place, "delta", json!(input)));
+                        self.event(out, "response.custom_tool_call_input.done", &with(&place, "input", json!(input)));
+                        let (name, namespace) = (origin.name, origin.namespace);
+                        Item::CustomToolCall { id, status: "completed", call_id, name, input, namespace }
+                    }
+                    Kind::LocalShell => {
+                        let action = shell_action(&text);
+                        let mut item = Item::LocalShellCall { id, status: "in_progress", call_id, action };
+                        self.added(out, index, &item);
+                        if let Item::LocalShellCall { status, .. } = &mut item {
+                            *status = "completed";
+                        }
+                        item
+                    }
+                };
+                self.done(out, index, item);
+            }
+        }
+    }
+}
+
+impl Dialect for Responses {
+    fn start(&mut self, out: &mut Vec<u8>) {
+        let response = self.snapshot(Status::InProgress, None, None, None);
+        self.event(out, "response.created", &json!({ "response": response }));
+        self.event(out, "response.in_progress", &json!({ "response": response }));
+    }
+
+    fn keepalive(&self, out: &mut Vec<u8>) {
+        sse::comment(out, "keepalive");
+    }
+
+    fn complete(&mut self, end: End, out: &mut Vec<u8>) {
+        let (status, incomplete) = ending(end.finish_reason);
+        if status == Status::Incomplete {
+            if let Some(last) = self.output.last_mut() {
+                last.cut_short();
+            }
+        }
+        let response = self.snapshot(status, incomplete, None, Some(&end));
+        let kind = if status == Status::Incomplete { "response.incomplete" } else { "response.completed" };
+        self.event(out, kind, &json!({ "response": response }));
+        self.ended = Some(response);
+    }
+
+    fn fail(&mut self, failure: &Failure, out: &mut Vec<u8>) {
+        let error = failed(failure);
+        let response = self.snapshot(Status::Failed, None, Some(&error), None);
+        self.event(out, "response.failed", &json!({ "response": response }));
+        self.ended = Some(response);
+    }
+}
+
+/// A delta, written directly: the one event of every chunk, so it is built without serde's
+/// machinery. `place` is the `content_index` or `summary_index` where the event has one.
+fn delta(
+    out: &mut Vec<u8>,
+    sequence: &mut u64,
+    kind: &str,
+    item_id: &str,
+    index: usize,
+    place: Option<&str>,
+    text: &str,
+) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\ndata: {\"type\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\",\"sequence_number\":");
+    out.extend_from_slice(itoa::Buffer::new().format(*sequence).as_bytes());
+    out.extend_from_slice(b",\"item_id\":");
+    string(out, item_id);
+    out.extend_from_slice(b",\"output_index\":");
+    out.extend_from_slice(itoa::Buffer::new().format(index).as_bytes());
+    if let Some(place) = place {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(place.as_bytes());
+        out.extend_from_slice(b"\":0");
+    }
+    out.extend_from_slice(b",\"delta\":");
+    string(out, text);
+    if place == Some("content_index") {
+        out.extend_from_slice(b",\"logprobs\":[]");
+    }
+    out.extend_from_slice(b"}\n\n");
+    *sequence += 1;
+}
+
+/// `object` with one more field.
+fn with(object: &Value, key: &str, value: Value) -> Value {
+    let mut object = object.clone();
+    object[key] = value;
+    object
+}
+
+/// A custom tool's input: the one string of the function's arguments, `{"input": "…"}`. A
+/// model that wrote something else has that taken as the input, as it is.
+fn custom_input(arguments: &str) -> String {
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(Value::Object(mut fields)) => match fields.remove("input") {
+            Some(Value::String(input)) => input,
+            _ => arguments.to_owned(),
+        },
+        Ok(Value::String(input)) => input,
+        _ => arguments.to_owned(),
+    }
+}
+
+/// A `local_shell` call's action, from the function's arguments. A command written as one
+/// string is that one word.
+fn shell_action(arguments: &str) -> ShellAction {
+    let arguments: Value = serde_json::from_str(arguments).unwrap_or_default();
+    let command = match &arguments["command"] {
+        Value::Array(words) => words.iter().map(|w| w.as_str().map_or_else(|| w.to_string(), str::to_owned)).collect(),
+        Value::String(command) => vec![command.clone()],
+        _ => Vec::new(),
+    };
+    ShellAction {
+        kind: "exec",
+        command,
+        timeout_ms: arguments["timeout_ms"].as_u64(),
+        working_directory: arguments["workdir"].as_str().map(str::to_owned),
+        env: serde_json::Map::new(),
+        user: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doors::responses::tools::ToolTable;
+    use crate::doors::Door;
+    use crate::wire::chat::Completion;
+    use crate::wire::chat_writer::Written;
+
+    /// What a request asked, with these tools offered.
+    fn asked(tools: Value) -> Asked {
+        let text = tools.to_string();
+        let declared: Vec<super::super::tools::Tool> = serde_json::from_str(&text).unwrap();
+        let mut table = ToolTable::default();
+        table.offer(&declared, &mut Written::default());
+        Asked { model: "glm".into(), stream: true, tools: table, echo: Default::default() }
+    }
+
+    fn codex_tools() -> Value {
+        json!([
+            {"type": "function", "name": "exec_command", "parameters": {"type": "object"}},
+            {"type": "namespace", "name": "multi_agent_v1", "tools": [{"type": "function", "name": "close_agent"}]},
+            {"type": "custom", "name": "apply_patch"},
+            {"type": "local_shell"}
+        ])
+    }
+
+    /// The events of a recorded chat stream fed chunk by chunk, each as its name and data.
+    fn events(asked: Asked, chunks: &[String]) -> Vec<(String, Value)> {
+        let mut stream = stream("resp_r1".into(), asked);
+        let mut out = Vec::new();
+        for chunk in chunks {
+            out.extend(stream.push(chunk.as_bytes()));
+        }
+        out.extend(stream.finish());
+        parse(&out)
+    }
+
+    fn parse(out: &[u8]) -> Vec<(String, Value)> {
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        let events: Vec<(String, Value)> = text
+            .split("\n\n")
+            .filter(|event| !event.is_empty())
+            .map(|event| {
+                let (name, data) = event.split_once('\n').unwrap();
+                let name = name.strip_prefix("event: ").unwrap().to_owned();
+                let data: Value = serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
+                assert_eq!(data["type"], name.as_str(), "the event's name is its type");
+                (name, data)
+            })
+            .collect();
+        for (number, (_, data)) in events.iter().enumerate() {
+            assert_eq!(data["sequence_number"], number as u64, "sequence numbers count from 0: {data}");
+        }
+        events
+    }
+
+    fn names(events: &[(String, Value)]) -> Vec<&str> {
+        events.iter().map(|(name, _)| name.trim_start_matches("response.")).collect()
+    }
+
+    fn data(chunk: Value) -> String {
+        format!("data: {chunk}\n\n")
+    }
+
+    fn delta(delta: Value) -> String {
+        data(
+            json!({"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": null}]}),
+        )
+    }
+
+    fn finish(reason: &str) -> String {
+        data(json!({"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]}))
+    }
+
+    fn usage(prompt: u64, completion: u64) -> String {
+        data(json!({"id": "c1", "choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                    "prompt_tokens_details": {"cached_tokens": 2}}}))
+    }
+
+    fn call(index: usize, id: Option<&str>, name: Option<&str>, arguments: &str) -> String {
+        let mut function = json!({"arguments": arguments});
+        if let Some(name) = name {
+            function["name"] = json!(name);
+        }
+        let mut piece = json!({"index": index, "type": "function", "function": function});
+        if let Some(id) = id {
+            piece["id"] = json!(id);
+        }
+        delta(json!({"tool_calls": [piece]}))
+    }
+
+    const DONE: &str = "data: [DONE]\n\n";
+
+    #[test]
+    fn a_stream_with_reasoning_text_and_usage_in_the_last_chunk_is_the_responses_sequence() {
+        let events = events(
+            asked(json!([])),
+            &[
+                delta(json!({"role": "assistant", "content": ""})),
+                delta(json!({"reasoning_content": "Greet"})),
+                delta(json!({"reasoning_content": "ing."})),
+                delta(json!({"content": "Hel"})),
+                delta(json!({"content": "lo!"})),
+                finish("stop"),
+                usage(10, 4),
+                DONE.to_owned(),
+            ],
+        );
+        assert_eq!(
+            names(&events),
+            [
+                "created",
+                "in_progress",
+                "output_item.added",
+                "reasoning_summary_part.added",
+                "reasoning_summary_text.delta",
+                "reasoning_summary_text.delta",
+                "reasoning_summary_text.done",
+                "reasoning_summary_part.done",
+                "output_item.done",
+                "output_item.added",
+                "content_part.added",
+                "output_text.delta",
+                "output_text.delta",
+                "output_text.done",
+                "content_part.done",
+                "output_item.done",
+                "completed",
+            ]
+        );
+        assert_eq!(events[0].1["response"]["status"], "in_progress");
+        assert_eq!(events[0].1["response"]["id"], "resp_r1");
+        assert_eq!(events[4].1["delta"], "Greet");
+        assert_eq!(
+            events[8].1["item"],
+            json!({"type": "reasoning", "id": "rs_r1_0", "summary": [{"type": "summary_text", "text": "Greeting."}], "encrypted_content": null})
+        );
+        assert_eq!(
+            events[11].1,
+            json!({"type": "response.output_text.delta", "sequence_number": 11, "item_id": "msg_r1_1",
+                                       "output_index": 1, "content_index": 0, "delta": "Hel", "logprobs": []})
+        );
+        assert_eq!(events[13].1["text"], "Hello!");
+        let completed = &events[16].1["response"];
+        assert_eq!(completed["status"], "completed");
+        assert_eq!(completed["model"], "glm");
+        assert_eq!(
+            completed["output"][1],
+            json!({"type": "message", "id": "msg_r1_1", "status": "completed", "role": "assistant",
+                   "content": [{"type": "output_text", "text": "Hello!", "annotations": []}]})
+        );
+        assert_eq!(
+            completed["usage"],
+            json!({"input_tokens": 10, "input_tokens_details": {"cached_tokens": 2}, "output_tokens": 4,
+                   "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 14})
+        );
+    }
+
+    #[test]
+    fn tool_arguments_split_across_chunks_and_two_parallel_calls_map_to_codex_items() {
+        let events = events(
+            asked(codex_tools()),
+            &[
+                call(0, Some("call_a"), Some("exec_command"), ""),
+                call(0, None, None, "{\"cmd\":"),
+                call(0, None, None, "\"echo hi\"}"),
+                call(1, Some("call_b"), Some("multi_agent_v1__close_agent"), "{\"target\":\"a1\"}"),
+                finish("tool_calls"),
+                DONE.to_owned(),
+            ],
+        );
+        assert_eq!(
+            names(&events),
+            [
+                "created",
+                "in_progress",
+                "output_item.added",
+                "function_call_arguments.delta",
+                "function_call_arguments.delta",
+                "function_call_arguments.done",
+                "output_item.done",
+                "output_item.added",
+                "function_call_arguments.delta",
+                "function_call_arguments.done",
+                "output_item.done",
+                "completed",
+            ]
+        );
+        assert_eq!(
+            events[2].1["item"],
+            json!({"type": "function_call", "id": "fc_r1_0", "status": "in_progress", "call_id": "call_a", "name": "exec_command", "arguments": ""})
+        );
+        assert_eq!(events[5].1["arguments"], "{\"cmd\":\"echo hi\"}");
+        assert_eq!(
+            events[10].1["item"],
+            json!({"type": "function_call", "id": "fc_r1_1", "status": "completed", "call_id": "call_b",
+                   "name": "close_agent", "namespace": "multi_agent_v1", "arguments": "{\"target\":\"a1\"}"})
+        );
+        assert_eq!(events[11].1["response"]["output"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn custom_and_shell_calls_come_back_as_their_own_items() {
+        let events = events(
+            asked(codex_tools()),
+            &[
+                call(0, Some("call_p"), Some("apply_patch"), "{\"input\":\"*** Begin"),
+                call(0, None, None, " Patch\\n\"}"),
+                call(1, Some("call_s"), Some("local_shell"), "{\"command\":[\"ls\",\"-la\"],\"workdir\":\"/w\"}"),
+                finish("tool_calls"),
+                DONE.to_owned(),
+            ],
+        );
+        assert_eq!(
+            names(&events),
+            [
+                "created",
+                "in_progress",
+                "output_item.added",
+                "custom_tool_call_input.delta",
+                "custom_tool_call_input.done",
+                "output_item.done",
+                "output_item.added",
+                "output_item.done",
+                "completed",
+            ]
+        );
+        assert_eq!(events[4].1["input"], "*** Begin Patch\n");
+        assert_eq!(
+            events[5].1["item"],
+            json!({"type": "custom_tool_call", "id": "ctc_r1_0", "status": "completed", "call_id": "call_p", "name": "apply_patch", "input": "*** Begin Patch\n"})
+        );
+        assert_eq!(
+            events[7].1["item"],
+            json!({"type": "local_shell_call", "id": "lsh_r1_1", "status": "completed", "call_id": "call_s",
+                   "action": {"type": "exec", "command": ["ls", "-la"], "timeout_ms": null, "working_directory": "/w", "env": {}, "user": null}})
+        );
+    }
+
+    #[test]
+    fn a_length_stop_is_incomplete_and_a_cut_stream_fails() {
+        let long =
+            events(asked(json!([])), &[delta(json!({"content": "Once upon"})), finish("length"), DONE.to_owned()]);
+        let (name, last) = long.last().unwrap();
+        assert_eq!(name, "response.incomplete");
+        assert_eq!(last["response"]["status"], "incomplete");
+        assert_eq!(last["response"]["incomplete_details"], json!({"reason": "max_output_tokens"}));
+        assert_eq!(last["response"]["output"][0]["status"], "incomplete");
+
+        let broken = r#"data: {"error": {"message": "upstream stream interrupted: reset", "type": "upstream_error", "code": "stream_interrupted"}}"#;
+        let cut = events(asked(json!([])), &[delta(json!({"content": "Hel"})), format!("{broken}\n\n")]);
+        let (name, last) = cut.last().unwrap();
+        assert_eq!(name, "response.failed");
+        assert_eq!(last["response"]["status"], "failed");
+        assert_eq!(
+            last["response"]["error"],
+            json!({"code": "stream_interrupted", "message": "upstream stream interrupted: reset"})
+        );
+        let ended_early = events(asked(json!([])), &[delta(json!({"content": "Hel"}))]);
+        assert_eq!(ended_early.last().unwrap().1["response"]["error"]["code"], "stream_interrupted");
+    }
+
+    #[test]
+    fn a_whole_completion_is_the_response_object() {
+        let completion = json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "model": "zai-glm-4.7",
+            "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant",
+                "content": "Checking.", "reasoning_content": "Think.",
+                "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "exec_command", "arguments": "{\"cmd\":\"ls\"}"}}]}}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 9, "completion_tokens_details": {"reasoning_tokens": 3}}
+        })
+        .to_string();
+        let completion: Completion = serde_json::from_str(&completion).unwrap();
+        let response = super::super::Responses::whole(completion, "resp_r1", asked(codex_tools()));
+        assert_eq!((response["id"].as_str(), response["object"].as_str()), (Some("resp_r1"), Some("response")));
+        assert_eq!((response["status"].as_str(), response["model"].as_str()), (Some("completed"), Some("glm")));
+        assert_eq!(
+            response["output"],
+            json!([
+                {"type": "reasoning", "id": "rs_r1_0", "summary": [{"type": "summary_text", "text": "Think."}], "encrypted_content": null},
+                {"type": "message", "id": "msg_r1_1", "status": "completed", "role": "assistant",
+                 "content": [{"type": "output_text", "text": "Checking.", "annotations": []}]},
+                {"type": "function_call", "id": "fc_r1_2", "status": "completed", "call_id": "call_1", "name": "exec_command", "arguments": "{\"cmd\":\"ls\"}"}
+            ])
+        );
+        assert_eq!(response["usage"]["output_tokens_details"]["reasoning_tokens"], 3);
+        assert_eq!(response["usage"]["total_tokens"], 21);
+    }
+}
