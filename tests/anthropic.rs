@@ -339,3 +339,20 @@ async fn an_http_1_0_client_gets_the_event_stream_close_delimited() {
     assert!(!head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{head}");
     assert_eq!(events(events_text.as_bytes()).last().unwrap().0, "message_stop");
 }
+
+#[actix_web::test]
+async fn a_silence_in_the_middle_of_the_stream_is_met_with_pings() {
+    let cerebras = MockUpstream::start(|_| Reply::Sse {
+        chunks: tool_call_stream(),
+        delay: Duration::from_millis(250),
+        gate: None,
+    });
+    let proxy = Proxy::start(config(&cerebras.url, &[("ANTHROPIC_PING_INTERVAL", "0.1")]));
+    let (status, _, body) = post(&proxy, "/v1/messages", &message(true), &[]).await;
+    assert_eq!(status, 200);
+    let events = events(&body);
+    let names = names(&events);
+    let first_delta = names.iter().position(|&n| n == "content_block_delta").unwrap();
+    assert!(names[first_delta..].contains(&"ping"), "pings after the stream began: {names:?}");
+    assert_eq!(*names.last().unwrap(), "message_stop");
+}

@@ -413,3 +413,26 @@ async fn a_provider_that_answers_whole_is_streamed_as_events() {
     assert_eq!(events.last().unwrap().0, "response.completed");
     assert_eq!(output_text(&events.last().unwrap().1["response"]), "Whole.");
 }
+
+#[actix_web::test]
+async fn a_silence_in_the_middle_of_the_stream_is_met_with_keepalives() {
+    let chunks = vec![
+        sse_delta(json!({"content": "Thinking"})),
+        sse_delta(json!({"content": " done."})),
+        sse_data(json!({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})),
+        "data: [DONE]\n\n".to_owned(),
+    ];
+    let cerebras = MockUpstream::start(move |_| Reply::Sse {
+        chunks: chunks.clone(),
+        delay: Duration::from_millis(350),
+        gate: None,
+    });
+    let proxy = Proxy::start(config(&cerebras.url, &[("ANTHROPIC_PING_INTERVAL", "0.1")]));
+    let (status, _, body) = post(&proxy, "/v1/responses", &codex_request(true), &[]).await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body.clone()).unwrap();
+    let first_delta = text.find("response.output_text.delta").unwrap();
+    let between = &text[first_delta..text.rfind("response.output_text.delta").unwrap()];
+    assert!(between.matches(": keepalive").count() >= 2, "keepalives between the deltas: {text}");
+    assert_eq!(events(&body).last().unwrap().0, "response.completed");
+}

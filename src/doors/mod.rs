@@ -37,8 +37,8 @@ pub trait Door: 'static {
     fn to_chat(body: &[u8]) -> Result<(Vec<u8>, Self::Asked), ProxyError>;
     /// Whether the client asked for a stream.
     fn streams(asked: &Self::Asked) -> bool;
-    /// A whole completion as this door's answer, `id` naming it.
-    fn whole(completion: Completion, id: &str, asked: Self::Asked) -> Value;
+    /// A whole completion as this door's answer (JSON), `id` naming it.
+    fn whole(completion: Completion, id: &str, asked: Self::Asked) -> Vec<u8>;
     /// The event stream of the answer `id`.
     fn events(id: String, asked: Self::Asked) -> EventStream<Self::Dialect>;
     /// A failure before the answer began, as this door's status and error body.

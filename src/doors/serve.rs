@@ -2,21 +2,24 @@
 //! translated into a chat completion, sent down the one pipeline, and the pipeline's typed
 //! reply rendered in the door's dialect: a whole answer, a stream of events, or an error.
 //!
-//! A streamed answer whose first byte is slow (a wait for a key, a slow upstream) is met with
-//! the door's keepalive once `ANTHROPIC_PING_INTERVAL` passes, so that nothing between the
-//! client and the proxy takes the silence for a dead connection; the answer then comes as
-//! events, or its failure as the door's error event.
+//! A streamed answer that falls silent is met with the door's keepalive once
+//! `ANTHROPIC_PING_INTERVAL` passes, and every interval while the silence lasts, so that
+//! nothing between the client and the proxy takes it for a dead connection: a slow first byte
+//! (a wait for a key, a slow upstream), then the answer's events or its failure as the door's
+//! error event; or a pause in the middle of the stream (a model reasoning without a word).
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderMap, HeaderName};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use bytes::Bytes;
 use futures_util::{stream, StreamExt};
+use tokio::time::Instant;
 
 use super::events::{Dialect, EventStream};
 use super::{Door, Failure};
@@ -92,7 +95,9 @@ async fn whole<D: Door>(
         Err(problem) => return error_response::<D>(&Failure::Broken(problem), Some(&reply.headers)),
     };
     match serde_json::from_slice::<Completion>(&body) {
-        Ok(completion) => like(&reply.headers, StatusCode::OK).json(D::whole(completion, id, asked)),
+        Ok(completion) => like(&reply.headers, StatusCode::OK)
+            .insert_header((header::CONTENT_TYPE, "application/json"))
+            .body(D::whole(completion, id, asked)),
         Err(_) => error_response::<D>(&Failure::broken(NO_COMPLETION), Some(&reply.headers)),
     }
 }
@@ -110,7 +115,7 @@ async fn events<D: Door>(
     };
     let head = sse(like(&reply.headers, StatusCode::OK));
     if reply.is_event_stream() {
-        return stream_body(head, Phase::Relaying(reply.body), events);
+        return stream_body(head, Phase::relaying(reply.body, state.ping_interval), events);
     }
     // A provider that answered whole: its answer as the events of a stream.
     match whole_completion(&mut reply.body, state).await {
@@ -193,12 +198,52 @@ enum Phase {
         first: Option<Vec<u8>>,
         state: Arc<AppState>,
     },
-    /// Translating the upstream's events as they come.
-    Relaying(ReplyBody),
+    /// Translating the upstream's events as they come, with a keepalive in each silence of
+    /// `period`.
+    Relaying {
+        body: ReplyBody,
+        silence: Silence,
+    },
     Done,
 }
 
+/// How long the stream has been silent: a timer set once a period, not once a chunk.
+struct Silence {
+    period: Duration,
+    last_sent: Instant,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Silence {
+    fn new(period: Duration) -> Self {
+        let now = Instant::now();
+        Self { period, last_sent: now, timer: Box::pin(tokio::time::sleep_until(now + period)) }
+    }
+
+    /// Resolves once nothing was sent for a whole period.
+    async fn passed(&mut self) {
+        loop {
+            (&mut self.timer).await;
+            let due = self.last_sent + self.period;
+            if Instant::now() >= due {
+                self.sent();
+                return;
+            }
+            self.timer.as_mut().reset(due);
+        }
+    }
+
+    fn sent(&mut self) {
+        self.last_sent = Instant::now();
+        self.timer.as_mut().reset(self.last_sent + self.period);
+    }
+}
+
 impl Phase {
+    fn relaying(body: ReplyBody, period: Duration) -> Self {
+        Phase::Relaying { body, silence: Silence::new(period) }
+    }
+
     /// The next events to send, possibly none yet; `None` when the stream is over.
     async fn next<D: Dialect>(&mut self, events: &mut EventStream<D>) -> Option<Vec<u8>> {
         match self {
@@ -220,19 +265,35 @@ impl Phase {
                 *self = next;
                 Some(out)
             }
-            Phase::Relaying(body) => match body.next().await {
-                Some(Ok(chunk)) => Some(events.push(&chunk)),
-                Some(Err(error)) => {
-                    *self = Phase::Done;
-                    let mut out = Vec::new();
-                    events.fail(&Failure::Broken(format!("upstream stream interrupted: {error}")), &mut out);
-                    Some(out)
+            Phase::Relaying { body, silence } => {
+                let chunk = tokio::select! {
+                    chunk = body.next() => chunk,
+                    () = silence.passed() => {
+                        let mut keepalive = Vec::new();
+                        events.keepalive(&mut keepalive);
+                        return Some(keepalive);
+                    }
+                };
+                match chunk {
+                    Some(Ok(chunk)) => {
+                        let out = events.push(&chunk);
+                        if !out.is_empty() {
+                            silence.last_sent = Instant::now();
+                        }
+                        Some(out)
+                    }
+                    Some(Err(error)) => {
+                        *self = Phase::Done;
+                        let mut out = Vec::new();
+                        events.fail(&Failure::Broken(format!("upstream stream interrupted: {error}")), &mut out);
+                        Some(out)
+                    }
+                    None => {
+                        *self = Phase::Done;
+                        Some(events.finish())
+                    }
                 }
-                None => {
-                    *self = Phase::Done;
-                    Some(events.finish())
-                }
-            },
+            }
         }
     }
 }
@@ -270,7 +331,7 @@ async fn after_waiting<D: Dialect>(
         }
     };
     if reply.is_event_stream() {
-        return (out, Phase::Relaying(reply.body));
+        return (out, Phase::relaying(reply.body, state.ping_interval));
     }
     match whole_completion(&mut reply.body, state).await {
         Ok(body) => match serde_json::from_slice::<Completion>(&body) {

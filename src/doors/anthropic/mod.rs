@@ -43,8 +43,9 @@ impl Door for Anthropic {
         asked.stream
     }
 
-    fn whole(completion: Completion, id: &str, asked: Asked) -> Value {
-        message::to_message(completion, id, &asked)
+    fn whole(completion: Completion, id: &str, asked: Asked) -> Vec<u8> {
+        // A message of plain fields always serialises.
+        serde_json::to_vec(&message::to_message(completion, id, &asked)).unwrap_or_default()
     }
 
     fn events(id: String, asked: Asked) -> EventStream<events::Anthropic> {

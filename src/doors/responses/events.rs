@@ -18,10 +18,12 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::request::Asked;
-use super::response::{ending, failed, Item, OutputText, Response, ShellAction, Status, SummaryText};
+use super::response::{
+    ending, failed, Incomplete, Item, OutputText, Response, ResponseUsage, ShellAction, Status, SummaryText,
+};
 use super::tools::{Kind, Origin};
 use crate::doors::blocks::{Block, Encoder, Piece};
 use crate::doors::events::{Dialect, End, EventStream};
@@ -31,19 +33,34 @@ use crate::wire::sse;
 
 /// The event stream of the response `id` (`resp_…`).
 pub fn stream(id: String, asked: Asked) -> EventStream<Responses> {
-    EventStream::new(Responses::new(id, asked))
+    EventStream::new(Responses::new(id, asked, true))
+}
+
+/// The same translation with its events left unwritten: a whole answer's response.
+pub fn quiet(id: String, asked: Asked) -> EventStream<Responses> {
+    EventStream::new(Responses::new(id, asked, false))
 }
 
 pub struct Responses {
     id: String,
     asked: Asked,
     created_at: u64,
+    /// Whether events are written, or only the response kept.
+    writes: bool,
     sequence: u64,
     output: Vec<Item>,
     /// The open item: its text, summary or arguments so far.
     open: Option<Open>,
-    /// The response's last state, once it ended.
-    ended: Option<Value>,
+    /// How the response ended, once it did.
+    ending: Ending,
+}
+
+#[derive(Default)]
+struct Ending {
+    status: Option<Status>,
+    incomplete: Option<Incomplete>,
+    error: Option<Value>,
+    usage: Option<ResponseUsage>,
 }
 
 struct Open {
@@ -58,15 +75,69 @@ enum OpenKind {
     Call { call_id: String, origin: Origin },
 }
 
+/// Every event's body: `type`, `sequence_number`, and the fields its type has.
+#[derive(Serialize, Default, Clone, Copy)]
+struct Event<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    sequence_number: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<&'a Response<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    item_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_index: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_index: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary_index: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    item: Option<&'a Item>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    part: Option<Part<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arguments: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delta: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<[(); 0]>,
+}
+
+/// A content or summary part, as its `.added` and `.done` events carry it.
+#[derive(Serialize, Clone, Copy)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Part<'a> {
+    OutputText { text: &'a str, annotations: [(); 0] },
+    SummaryText { text: &'a str },
+}
+
 impl Responses {
-    fn new(id: String, asked: Asked) -> Self {
+    fn new(id: String, asked: Asked, writes: bool) -> Self {
         let created_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |t| t.as_secs());
-        Self { id, asked, created_at, sequence: 0, output: Vec::new(), open: None, ended: None }
+        let output = Vec::new();
+        Self { id, asked, created_at, writes, sequence: 0, output, open: None, ending: Ending::default() }
     }
 
-    /// The whole response, once the answer ended: what a non-streamed answer is.
-    pub fn into_response(self) -> Value {
-        self.ended.unwrap_or_else(|| json!(Response::new(&self.id, self.created_at, &self.asked, &self.output)))
+    /// The whole response as JSON: what a non-streamed answer is.
+    pub fn into_response(self) -> Vec<u8> {
+        // A response of plain fields always serialises.
+        serde_json::to_vec(&self.response()).unwrap_or_default()
+    }
+
+    /// The response as it stands.
+    fn response(&self) -> Response<'_> {
+        let mut response = Response::new(&self.id, self.created_at, &self.asked, &self.output);
+        response.status = self.ending.status.unwrap_or(Status::InProgress);
+        response.incomplete_details = self.ending.incomplete;
+        response.error = self.ending.error.as_ref();
+        response.usage = self.ending.usage;
+        response
     }
 
     /// An item's id: its kind's prefix, the response's own id, and its place in the output.
@@ -74,36 +145,41 @@ impl Responses {
         format!("{prefix}_{}_{index}", self.id.trim_start_matches("resp_"))
     }
 
-    fn event(&mut self, out: &mut Vec<u8>, kind: &str, body: &impl Serialize) {
-        #[derive(Serialize)]
-        struct Event<'a, T> {
-            #[serde(rename = "type")]
-            kind: &'a str,
-            sequence_number: u64,
-            #[serde(flatten)]
-            body: &'a T,
+    fn event(&mut self, out: &mut Vec<u8>, event: Event) {
+        if self.writes {
+            let kind = event.kind;
+            sse::event(out, Some(kind), &Event { sequence_number: self.sequence, ..event });
+            self.sequence += 1;
         }
-        sse::event(out, Some(kind), &Event { kind, sequence_number: self.sequence, body });
-        self.sequence += 1;
     }
 
-    fn added(&mut self, out: &mut Vec<u8>, index: usize, item: &Item) {
-        self.event(out, "response.output_item.added", &json!({ "output_index": index, "item": item }));
+    /// An event about the whole response.
+    fn of_response(&mut self, out: &mut Vec<u8>, kind: &str) {
+        if self.writes {
+            let response = self.response();
+            let event = Event { kind, sequence_number: self.sequence, response: Some(&response), ..Event::default() };
+            sse::event(out, Some(kind), &event);
+            self.sequence += 1;
+        }
+    }
+
+    fn of_item(&mut self, out: &mut Vec<u8>, kind: &str, index: usize, item: &Item) {
+        if self.writes {
+            let event = Event {
+                kind,
+                sequence_number: self.sequence,
+                output_index: Some(index),
+                item: Some(item),
+                ..Event::default()
+            };
+            sse::event(out, Some(kind), &event);
+            self.sequence += 1;
+        }
     }
 
     fn done(&mut self, out: &mut Vec<u8>, index: usize, item: Item) {
-        self.event(out, "response.output_item.done", &json!({ "output_index": index, "item": &item }));
+        self.of_item(out, "response.output_item.done", index, &item);
         self.output.push(item);
-    }
-
-    /// The response as its last event carries it.
-    fn snapshot(&self, status: Status, incomplete: Option<Value>, error: Option<&Value>, end: Option<&End>) -> Value {
-        let mut response = Response::new(&self.id, self.created_at, &self.asked, &self.output);
-        response.status = status;
-        response.incomplete_details = incomplete;
-        response.error = error;
-        response.usage = end.and_then(|end| end.usage).map(Into::into);
-        json!(response)
     }
 }
 
@@ -156,18 +232,19 @@ impl Encoder for Responses {
             }
         };
         if let Some(item) = item {
-            self.added(out, index, &item);
+            self.of_item(out, "response.output_item.added", index, &item);
         }
+        let at = Event { item_id: Some(&open.id), output_index: Some(index), ..Event::default() };
         match open.kind {
             OpenKind::Reasoning => {
-                let part = json!({ "item_id": open.id, "output_index": index, "summary_index": 0,
-                                   "part": { "type": "summary_text", "text": "" } });
-                self.event(out, "response.reasoning_summary_part.added", &part);
+                let part = Some(Part::SummaryText { text: "" });
+                let event = Event { kind: "response.reasoning_summary_part.added", summary_index: Some(0), part, ..at };
+                self.event(out, event);
             }
             OpenKind::Text => {
-                let part = json!({ "item_id": open.id, "output_index": index, "content_index": 0,
-                                   "part": { "type": "output_text", "text": "", "annotations": [] } });
-                self.event(out, "response.content_part.added", &part);
+                let part = Some(Part::OutputText { text: "", annotations: [] });
+                let event = Event { kind: "response.content_part.added", content_index: Some(0), part, ..at };
+                self.event(out, event);
             }
             OpenKind::Call { .. } => {}
         }
@@ -175,7 +252,7 @@ impl Encoder for Responses {
     }
 
     fn piece(&mut self, index: usize, _: Piece, text: &str, out: &mut Vec<u8>) {
-        let Self { open, sequence, .. } = self;
+        let Self { open, sequence, writes, .. } = self;
         let Some(open) = open.as_mut() else { return };
         open.text.push_str(text);
         let (kind, place) = match &open.kind {
@@ -187,49 +264,59 @@ impl Encoder for Responses {
             // A custom tool's input and a shell's command are known once the call is whole.
             OpenKind::Call { .. } => return,
         };
-        delta(out, sequence, kind, &open.id, index, place, text);
+        if *writes {
+            delta(out, sequence, kind, &open.id, index, place, text);
+        }
     }
 
     fn close(&mut self, index: usize, out: &mut Vec<u8>) {
         let Some(Open { id, kind, text }) = self.open.take() else { return };
+        let at = Event { item_id: Some(&id), output_index: Some(index), ..Event::default() };
         match kind {
             OpenKind::Reasoning => {
-                let place = json!({ "item_id": id, "output_index": index, "summary_index": 0 });
-                self.event(out, "response.reasoning_summary_text.done", &with(&place, "text", json!(text)));
-                let part = json!({ "type": "summary_text", "text": text });
-                self.event(out, "response.reasoning_summary_part.done", &with(&place, "part", part));
+                let at = Event { summary_index: Some(0), ..at };
+                self.event(out, Event { kind: "response.reasoning_summary_text.done", text: Some(&text), ..at });
+                let part = Some(Part::SummaryText { text: &text });
+                self.event(out, Event { kind: "response.reasoning_summary_part.done", part, ..at });
                 let item = Item::Reasoning { id, summary: vec![SummaryText::new(text)], encrypted_content: None };
                 self.done(out, index, item);
             }
             OpenKind::Text => {
-                let place = json!({ "item_id": id, "output_index": index, "content_index": 0 });
-                let done = with(&with(&place, "text", json!(text)), "logprobs", json!([]));
-                self.event(out, "response.output_text.done", &done);
-                let part = OutputText::new(text);
-                self.event(out, "response.content_part.done", &with(&place, "part", json!(part)));
-                let item = Item::Message { id, status: "completed", role: "assistant", content: vec![part] };
-                self.done(out, index, item);
+                let at = Event { content_index: Some(0), ..at };
+                let done = Event { kind: "response.output_text.done", text: Some(&text), logprobs: Some([]), ..at };
+                self.event(out, done);
+                let part = Some(Part::OutputText { text: &text, annotations: [] });
+                self.event(out, Event { kind: "response.content_part.done", part, ..at });
+                let content = vec![OutputText::new(text)];
+                self.done(out, index, Item::Message { id, status: "completed", role: "assistant", content });
             }
             OpenKind::Call { call_id, origin } => {
-                let place = json!({ "item_id": id, "output_index": index });
                 let item = match origin.kind {
                     Kind::Function => {
-                        let done = with(&with(&place, "arguments", json!(text)), "name", json!(origin.name));
-                        self.event(out, "response.function_call_arguments.done", &done);
+                        let name = Some(origin.name.as_str());
+                        let done =
+                            Event { kind: "response.function_call_arguments.done", arguments: Some(&text), name, ..at };
+                        self.event(out, done);
                         let (name, namespace) = (origin.name, origin.namespace);
                         Item::FunctionCall { id, status: "completed", call_id, name, arguments: text, namespace }
                     }
                     Kind::Custom => {
                         let input = custom_input(&text);
-                        self.event(out, "response.custom_tool_call_input.delta", &with(&place, "delta", json!(input)));
-                        self.event(out, "response.custom_tool_call_input.done", &with(&place, "input", json!(input)));
+                        self.event(
+                            out,
+                            Event { kind: "response.custom_tool_call_input.delta", delta: Some(&input), ..at },
+                        );
+                        self.event(
+                            out,
+                            Event { kind: "response.custom_tool_call_input.done", input: Some(&input), ..at },
+                        );
                         let (name, namespace) = (origin.name, origin.namespace);
                         Item::CustomToolCall { id, status: "completed", call_id, name, input, namespace }
                     }
                     Kind::LocalShell => {
                         let action = shell_action(&text);
                         let mut item = Item::LocalShellCall { id, status: "in_progress", call_id, action };
-                        self.added(out, index, &item);
+                        self.of_item(out, "response.output_item.added", index, &item);
                         if let Item::LocalShellCall { status, .. } = &mut item {
                             *status = "completed";
                         }
@@ -244,9 +331,8 @@ impl Encoder for Responses {
 
 impl Dialect for Responses {
     fn start(&mut self, out: &mut Vec<u8>) {
-        let response = self.snapshot(Status::InProgress, None, None, None);
-        self.event(out, "response.created", &json!({ "response": response }));
-        self.event(out, "response.in_progress", &json!({ "response": response }));
+        self.of_response(out, "response.created");
+        self.of_response(out, "response.in_progress");
     }
 
     fn keepalive(&self, out: &mut Vec<u8>) {
@@ -260,17 +346,14 @@ impl Dialect for Responses {
                 last.cut_short();
             }
         }
-        let response = self.snapshot(status, incomplete, None, Some(&end));
+        self.ending = Ending { status: Some(status), incomplete, error: None, usage: end.usage.map(Into::into) };
         let kind = if status == Status::Incomplete { "response.incomplete" } else { "response.completed" };
-        self.event(out, kind, &json!({ "response": response }));
-        self.ended = Some(response);
+        self.of_response(out, kind);
     }
 
     fn fail(&mut self, failure: &Failure, out: &mut Vec<u8>) {
-        let error = failed(failure);
-        let response = self.snapshot(Status::Failed, None, Some(&error), None);
-        self.event(out, "response.failed", &json!({ "response": response }));
-        self.ended = Some(response);
+        self.ending = Ending { status: Some(Status::Failed), error: Some(failed(failure)), ..Ending::default() };
+        self.of_response(out, "response.failed");
     }
 }
 
@@ -307,13 +390,6 @@ fn delta(
     }
     out.extend_from_slice(b"}\n\n");
     *sequence += 1;
-}
-
-/// `object` with one more field.
-fn with(object: &Value, key: &str, value: Value) -> Value {
-    let mut object = object.clone();
-    object[key] = value;
-    object
 }
 
 /// A custom tool's input: the one string of the function's arguments, `{"input": "…"}`. A
@@ -355,6 +431,7 @@ mod tests {
     use crate::doors::Door;
     use crate::wire::chat::Completion;
     use crate::wire::chat_writer::Written;
+    use serde_json::json;
 
     /// What a request asked, with these tools offered.
     fn asked(tools: Value) -> Asked {
@@ -622,6 +699,7 @@ mod tests {
         .to_string();
         let completion: Completion = serde_json::from_str(&completion).unwrap();
         let response = super::super::Responses::whole(completion, "resp_r1", asked(codex_tools()));
+        let response: Value = serde_json::from_slice(&response).unwrap();
         assert_eq!((response["id"].as_str(), response["object"].as_str()), (Some("resp_r1"), Some("response")));
         assert_eq!((response["status"].as_str(), response["model"].as_str()), (Some("completed"), Some("glm")));
         assert_eq!(

@@ -38,9 +38,9 @@ impl Door for Responses {
         asked.stream
     }
 
-    /// The stream's own translation, its events left unsent: one mapping for both answers.
-    fn whole(completion: Completion, id: &str, asked: Asked) -> Value {
-        let mut stream = events::stream(id.to_owned(), asked);
+    /// The stream's own translation, its events left unwritten: one mapping for both answers.
+    fn whole(completion: Completion, id: &str, asked: Asked) -> Vec<u8> {
+        let mut stream = events::quiet(id.to_owned(), asked);
         stream.whole(completion);
         stream.into_dialect().into_response()
     }

@@ -121,17 +121,17 @@ pub struct Response<'a> {
     pub created_at: u64,
     pub status: Status,
     pub error: Option<&'a Value>,
-    pub incomplete_details: Option<Value>,
+    pub incomplete_details: Option<Incomplete>,
     pub instructions: Option<()>,
     pub max_output_tokens: Option<u64>,
     pub model: &'a str,
     pub output: &'a [Item],
     pub parallel_tool_calls: bool,
     pub previous_response_id: Option<()>,
-    pub reasoning: Value,
+    pub reasoning: ReasoningEcho<'a>,
     pub store: bool,
     pub temperature: Option<f64>,
-    pub text: Value,
+    pub text: TextEcho,
     pub tool_choice: &'a Value,
     pub tools: [(); 0],
     pub top_p: Option<f64>,
@@ -157,10 +157,13 @@ impl<'a> Response<'a> {
             output,
             parallel_tool_calls: echo.parallel_tool_calls,
             previous_response_id: None,
-            reasoning: json!({ "effort": echo.reasoning_effort, "summary": echo.reasoning_summary }),
+            reasoning: ReasoningEcho {
+                effort: echo.reasoning_effort.as_deref(),
+                summary: echo.reasoning_summary.as_deref(),
+            },
             store: echo.store,
             temperature: echo.temperature,
-            text: json!({ "format": { "type": "text" } }),
+            text: TextEcho { format: TextFormat { kind: "text" } },
             tool_choice: &echo.tool_choice,
             tools: [],
             top_p: echo.top_p,
@@ -172,12 +175,35 @@ impl<'a> Response<'a> {
     }
 }
 
+#[derive(Serialize)]
+pub struct ReasoningEcho<'a> {
+    effort: Option<&'a str>,
+    summary: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+pub struct TextEcho {
+    format: TextFormat,
+}
+
+#[derive(Serialize)]
+struct TextFormat {
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// Why a response is incomplete.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Incomplete {
+    reason: &'static str,
+}
+
 /// The status an answer ends with, and why it is incomplete: the length it was held to, or
 /// a filter.
-pub fn ending(finish_reason: Option<&str>) -> (Status, Option<Value>) {
+pub fn ending(finish_reason: Option<&str>) -> (Status, Option<Incomplete>) {
     match finish_reason {
-        Some("length") => (Status::Incomplete, Some(json!({ "reason": "max_output_tokens" }))),
-        Some("content_filter") => (Status::Incomplete, Some(json!({ "reason": "content_filter" }))),
+        Some("length") => (Status::Incomplete, Some(Incomplete { reason: "max_output_tokens" })),
+        Some("content_filter") => (Status::Incomplete, Some(Incomplete { reason: "content_filter" })),
         _ => (Status::Completed, None),
     }
 }
