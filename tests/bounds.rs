@@ -111,8 +111,13 @@ fn peak_rss_kb_after(path: &str, body: String) -> (u64, Vec<common::Received>) {
 
 /// `{"messages":[<first>,<filler>,<filler>,…]}`, 64 MiB long (less a kilobyte).
 fn history_of_64_mib(first: &str, filler: &str) -> String {
+    list_of_64_mib("messages", first, filler)
+}
+
+/// `{"<key>":[<first>,<filler>,<filler>,…]}`, 64 MiB long (less a kilobyte).
+fn list_of_64_mib(key: &str, first: &str, filler: &str) -> String {
     let mut body = String::with_capacity(64 << 20);
-    body.push_str("{\"model\":\"m\",\"max_tokens\":8,\"messages\":[");
+    body.push_str(&format!("{{\"model\":\"m\",\"max_tokens\":8,\"{key}\":["));
     body.push_str(first);
     // A kilobyte of room, for what a repair adds within MAX_BODY_BYTES.
     while body.len() < (64 << 20) - 1024 {
@@ -150,6 +155,20 @@ fn a_64_mib_anthropic_history_of_small_messages_is_translated_in_a_small_multipl
     let body = history_of_64_mib(first, r#"{"role":"user","content":""}"#);
     let sent = body.matches("\"role\"").count();
     let (peak_kb, received) = peak_rss_kb_after("/v1/messages", body);
+    assert!(peak_kb < EIGHT_BODIES_KB, "peak RSS {} MB", peak_kb / 1024);
+    let chat: Value = serde_json::from_slice(&received[0].body).unwrap();
+    let messages = chat["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), sent);
+    assert_eq!(messages[0], json!({"role": "user", "content": "x"}));
+    assert_eq!(messages[sent - 1], json!({"role": "user", "content": ""}));
+}
+
+#[test]
+fn a_64_mib_responses_input_of_small_items_is_translated_in_a_small_multiple_of_it() {
+    let first = r#"{"type":"message","role":"user","content":[{"type":"input_text","text":"x"}]}"#;
+    let body = list_of_64_mib("input", first, r#"{"role":"user","content":""}"#);
+    let sent = body.matches("\"role\"").count();
+    let (peak_kb, received) = peak_rss_kb_after("/v1/responses", body);
     assert!(peak_kb < EIGHT_BODIES_KB, "peak RSS {} MB", peak_kb / 1024);
     let chat: Value = serde_json::from_slice(&received[0].body).unwrap();
     let messages = chat["messages"].as_array().unwrap();
