@@ -31,9 +31,11 @@ async fn one_stream(client: &awc::Client, url: &str, headers: &[(String, String)
         request = request.insert_header((name.as_str(), value.as_str()));
     }
     let started = Instant::now();
-    // An Anthropic front door gets an Anthropic request; the answer's text carries the stamps.
+    // Each front door gets a request in its API; the answer's text carries the stamps.
     let body = if url.ends_with("/messages") {
         r#"{"model":"bench","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#
+    } else if url.ends_with("/responses") {
+        r#"{"model":"bench","stream":true,"input":"hi"}"#
     } else {
         r#"{"model":"bench","stream":true,"messages":[{"role":"user","content":"hi"}]}"#
     };
@@ -68,7 +70,9 @@ async fn one_stream(client: &awc::Client, url: &str, headers: &[(String, String)
     let numbers: Vec<usize> =
         events.iter().filter_map(|e| text_of(e.as_bytes())?.split(' ').next()?.parse().ok()).collect();
     let in_order = numbers.iter().enumerate().all(|(i, n)| i == *n);
-    let complete = events.last().is_some_and(|e| e.contains("[DONE]") || e.contains("message_stop"));
+    let complete = events
+        .last()
+        .is_some_and(|e| e.contains("[DONE]") || e.contains("message_stop") || e.contains("response.completed"));
     Some(StreamStats { ttfb: ttfb?, gaps, delays, widenings, chunks: events.len(), in_order, complete })
 }
 
@@ -77,10 +81,16 @@ fn sent_us(event: &[u8]) -> Option<u128> {
     text_of(event)?.split(' ').nth(1)?.parse().ok()
 }
 
-/// The text an event carries: OpenAI's `content`, or Anthropic's `text` delta.
+/// The text an event carries: OpenAI's `content`, Anthropic's `text` delta, or the Responses
+/// API's `delta` (its other events repeat the whole text, or carry none).
 fn text_of(event: &[u8]) -> Option<&str> {
     let event = std::str::from_utf8(event).ok()?;
-    let start = ["\"content\":\"", "\"text\":\""].iter().find_map(|key| Some(event.find(key)? + key.len()))?;
+    let keys: &[&str] = match (event.contains("response.output_text.delta"), event.contains("\"type\":\"response.")) {
+        (true, _) => &["\"delta\":\""],
+        (false, true) => return None,
+        (false, false) => &["\"content\":\"", "\"text\":\""],
+    };
+    let start = keys.iter().find_map(|key| Some(event.find(key)? + key.len()))?;
     let rest = &event[start..];
     Some(&rest[..rest.find('"')?])
 }
