@@ -39,8 +39,9 @@ pub trait Door: 'static {
     fn streams(asked: &Self::Asked) -> bool;
     /// A whole completion as this door's answer (JSON), `id` naming it.
     fn whole(completion: Completion, id: &str, asked: Self::Asked) -> Vec<u8>;
-    /// The event stream of the answer `id`.
-    fn events(id: String, asked: Self::Asked) -> EventStream<Self::Dialect>;
+    /// The event stream of the answer `id`; `keep` is the most of the answer it may hold
+    /// (`MAX_BODY_BYTES`), for a dialect whose last events repeat the answer.
+    fn events(id: String, asked: Self::Asked, keep: usize) -> EventStream<Self::Dialect>;
     /// A failure before the answer began, as this door's status and error body.
     fn error(failure: &Failure) -> (StatusCode, Value);
 }

@@ -71,8 +71,8 @@ pub async fn serve<D: Door>(
     }
     let mut outcome = Box::pin(outcome);
     match tokio::time::timeout(state.ping_interval, &mut outcome).await {
-        Ok(outcome) => events::<D>(outcome, D::events(id, asked), &state).await,
-        Err(_) => waiting(outcome, D::events(id, asked), state.into_inner()),
+        Ok(outcome) => events::<D>(outcome, D::events(id, asked, state.max_body_bytes), &state).await,
+        Err(_) => waiting(outcome, D::events(id, asked, state.max_body_bytes), state.into_inner()),
     }
 }
 

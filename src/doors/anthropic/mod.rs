@@ -48,7 +48,8 @@ impl Door for Anthropic {
         serde_json::to_vec(&message::to_message(completion, id, &asked)).unwrap_or_default()
     }
 
-    fn events(id: String, asked: Asked) -> EventStream<events::Anthropic> {
+    /// Anthropic's events repeat nothing: nothing is kept.
+    fn events(id: String, asked: Asked, _keep: usize) -> EventStream<events::Anthropic> {
         events::stream(id, asked)
     }
 

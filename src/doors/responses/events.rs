@@ -31,14 +31,15 @@ use crate::doors::Failure;
 use crate::wire::chat_writer::string;
 use crate::wire::sse;
 
-/// The event stream of the response `id` (`resp_…`).
-pub fn stream(id: String, asked: Asked) -> EventStream<Responses> {
-    EventStream::new(Responses::new(id, asked, true))
+/// The event stream of the response `id` (`resp_…`), keeping at most `keep` bytes of its
+/// output for the events that repeat it.
+pub fn stream(id: String, asked: Asked, keep: usize) -> EventStream<Responses> {
+    EventStream::new(Responses::new(id, asked, true, keep))
 }
 
 /// The same translation with its events left unwritten: a whole answer's response.
 pub fn quiet(id: String, asked: Asked) -> EventStream<Responses> {
-    EventStream::new(Responses::new(id, asked, false))
+    EventStream::new(Responses::new(id, asked, false, usize::MAX))
 }
 
 pub struct Responses {
@@ -47,6 +48,9 @@ pub struct Responses {
     created_at: u64,
     /// Whether events are written, or only the response kept.
     writes: bool,
+    /// The output's text kept so far, and the most it may be (`MAX_BODY_BYTES`).
+    kept: usize,
+    keep: usize,
     sequence: u64,
     output: Vec<Item>,
     /// The open item: its text, summary or arguments so far.
@@ -118,10 +122,15 @@ enum Part<'a> {
 }
 
 impl Responses {
-    fn new(id: String, asked: Asked, writes: bool) -> Self {
+    fn new(id: String, asked: Asked, writes: bool, keep: usize) -> Self {
         let created_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |t| t.as_secs());
-        let output = Vec::new();
-        Self { id, asked, created_at, writes, sequence: 0, output, open: None, ending: Ending::default() }
+        let (output, ending) = (Vec::new(), Ending::default());
+        Self { id, asked, created_at, writes, kept: 0, keep, sequence: 0, output, open: None, ending }
+    }
+
+    /// Whether the output outgrew what may be kept: the stream then fails at its end.
+    fn too_large(&self) -> bool {
+        self.kept > self.keep
     }
 
     /// The whole response as JSON: what a non-streamed answer is.
@@ -252,6 +261,10 @@ impl Encoder for Responses {
     }
 
     fn piece(&mut self, index: usize, _: Piece, text: &str, out: &mut Vec<u8>) {
+        self.kept += text.len();
+        if self.too_large() {
+            return;
+        }
         let Self { open, sequence, writes, .. } = self;
         let Some(open) = open.as_mut() else { return };
         open.text.push_str(text);
@@ -340,6 +353,11 @@ impl Dialect for Responses {
     }
 
     fn complete(&mut self, end: End, out: &mut Vec<u8>) {
+        if self.too_large() {
+            let why =
+                format!("the answer is larger than MAX_BODY_BYTES ({}), the most a streamed response keeps", self.keep);
+            return self.fail(&Failure::Broken(why), out);
+        }
         let (status, incomplete) = ending(end.finish_reason);
         if status == Status::Incomplete {
             if let Some(last) = self.output.last_mut() {
@@ -453,7 +471,7 @@ mod tests {
 
     /// The events of a recorded chat stream fed chunk by chunk, each as its name and data.
     fn events(asked: Asked, chunks: &[String]) -> Vec<(String, Value)> {
-        let mut stream = stream("resp_r1".into(), asked);
+        let mut stream = stream("resp_r1".into(), asked, 1 << 20);
         let mut out = Vec::new();
         for chunk in chunks {
             out.extend(stream.push(chunk.as_bytes()));
@@ -685,6 +703,19 @@ mod tests {
         );
         let ended_early = events(asked(json!([])), &[delta(json!({"content": "Hel"}))]);
         assert_eq!(ended_early.last().unwrap().1["response"]["error"]["code"], "stream_interrupted");
+    }
+
+    #[test]
+    fn an_output_larger_than_may_be_kept_fails_the_stream_at_its_end() {
+        let mut stream = stream("resp_r1".into(), asked(json!([])), 8);
+        let mut out = stream.push(delta(json!({"content": "Hello, "})).as_bytes());
+        out.extend(stream.push(delta(json!({"content": "world, and more"})).as_bytes()));
+        out.extend(stream.push(format!("{}{DONE}", finish("stop")).as_bytes()));
+        let events = parse(&out);
+        let (name, last) = events.last().unwrap();
+        assert_eq!(name, "response.failed");
+        assert!(last["response"]["error"]["message"].as_str().unwrap().contains("MAX_BODY_BYTES (8)"), "{last}");
+        assert_eq!(events.iter().filter(|(name, _)| name == "response.output_text.delta").count(), 1);
     }
 
     #[test]

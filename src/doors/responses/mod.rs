@@ -40,13 +40,14 @@ impl Door for Responses {
 
     /// The stream's own translation, its events left unwritten: one mapping for both answers.
     fn whole(completion: Completion, id: &str, asked: Asked) -> Vec<u8> {
+        // The completion was read within MAX_BODY_BYTES already.
         let mut stream = events::quiet(id.to_owned(), asked);
         stream.whole(completion);
         stream.into_dialect().into_response()
     }
 
-    fn events(id: String, asked: Asked) -> EventStream<events::Responses> {
-        events::stream(id, asked)
+    fn events(id: String, asked: Asked, keep: usize) -> EventStream<events::Responses> {
+        events::stream(id, asked, keep)
     }
 
     fn error(failure: &Failure) -> (StatusCode, Value) {
