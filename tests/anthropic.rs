@@ -6,9 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{
-    client, command, config, reasoned_completion, tool_call_stream, MockUpstream, Providers, Proxy, Received, Reply,
-};
+use common::{client, config, reasoned_completion, tool_call_stream, MockUpstream, Providers, Proxy, Received, Reply};
 use serde_json::{json, Value};
 
 const CATALOGUE: [(&str, &str); 2] = [
@@ -201,10 +199,7 @@ async fn a_rate_limited_key_rotates_to_the_next() {
 #[actix_web::test]
 async fn client_keys_are_read_from_x_api_key_and_refusals_are_anthropic_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("keys.db");
-    let output =
-        command(dir.path(), &[]).args(["keys", "--db"]).arg(&db).args(["add", "agent", "--quiet"]).output().unwrap();
-    let key = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let (db, key) = common::client_key(dir.path(), "agent");
     let cerebras = MockUpstream::start(answer("hello"));
     let auth = [("ENABLE_INCOMING_AUTH", "true"), ("INCOMING_KEY_DB", db.to_str().unwrap())];
     let proxy = Proxy::start(config(&cerebras.url, &[CATALOGUE[0], CATALOGUE[1], auth[0], auth[1]]));

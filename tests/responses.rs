@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    client, command, config, reasoned_completion, sse_data, sse_delta, tool_call_stream, MockUpstream, Providers,
-    Proxy, Received, Reply,
+    client, config, reasoned_completion, sse_data, sse_delta, tool_call_stream, MockUpstream, Providers, Proxy,
+    Received, Reply,
 };
 use serde_json::{json, Value};
 
@@ -286,10 +286,7 @@ async fn a_rate_limited_key_rotates_to_the_next() {
 #[actix_web::test]
 async fn client_keys_are_required_and_refusals_are_openai_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("keys.db");
-    let output =
-        command(dir.path(), &[]).args(["keys", "--db"]).arg(&db).args(["add", "codex", "--quiet"]).output().unwrap();
-    let key = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let (db, key) = common::client_key(dir.path(), "codex");
     let cerebras = MockUpstream::start(answer("hello"));
     let auth = [("ENABLE_INCOMING_AUTH", "true"), ("INCOMING_KEY_DB", db.to_str().unwrap())];
     let proxy = Proxy::start(config(&cerebras.url, &[CATALOGUE[0], CATALOGUE[1], auth[0], auth[1]]));

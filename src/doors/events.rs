@@ -170,3 +170,44 @@ impl<D: Dialect> EventStream<D> {
         self.dialect.complete(end, out);
     }
 }
+
+/// Chat-stream chunks as the providers send them, for the doors' tests.
+#[cfg(test)]
+pub mod recorded {
+    use serde_json::{json, Value};
+
+    pub const DONE: &str = "data: [DONE]\n\n";
+
+    pub fn data(chunk: Value) -> String {
+        format!("data: {chunk}\n\n")
+    }
+
+    /// A chunk with this piece of the message.
+    pub fn delta(delta: Value) -> String {
+        data(json!({"id": "c1", "object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": null}]}))
+    }
+
+    pub fn finish(reason: &str) -> String {
+        data(json!({"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]}))
+    }
+
+    /// The usage, in a last chunk of its own.
+    pub fn usage(prompt: u64, completion: u64, cached: u64) -> String {
+        data(json!({"id": "c1", "choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                    "prompt_tokens_details": {"cached_tokens": cached}}}))
+    }
+
+    /// A piece of the tool call `index`: its id and name come with its first piece.
+    pub fn call(index: usize, id: Option<&str>, name: Option<&str>, arguments: &str) -> String {
+        let mut function = json!({"arguments": arguments});
+        if let Some(name) = name {
+            function["name"] = json!(name);
+        }
+        let mut piece = json!({"index": index, "type": "function", "function": function});
+        if let Some(id) = id {
+            piece["id"] = json!(id);
+        }
+        delta(json!({"tool_calls": [piece]}))
+    }
+}

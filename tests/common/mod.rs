@@ -435,6 +435,14 @@ pub async fn http_1_0_post(address: &str, path: &str, body: &str) -> (String, St
     (head.to_owned(), body.to_owned())
 }
 
+/// A new key database in `dir` holding one client key named `name`: its path and the key.
+pub fn client_key(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String) {
+    let db = dir.join("keys.db");
+    let output = command(dir, &[]).args(["keys", "--db"]).arg(&db).args(["add", name, "--quiet"]).output().unwrap();
+    assert!(output.status.success(), "keys add: {}", String::from_utf8_lossy(&output.stderr));
+    (db, String::from_utf8(output.stdout).unwrap().trim().to_owned())
+}
+
 /// The Cerebras keys of a proxy started as a process.
 pub const PROCESS_KEYS: &str = r#"{"tls-key":"sk-tls-secret-value"}"#;
 

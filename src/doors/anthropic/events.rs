@@ -163,6 +163,7 @@ fn event(out: &mut Vec<u8>, data: &Event) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::doors::events::recorded::{call, delta, finish, usage};
     use crate::wire::chat::Completion;
     use serde_json::json;
     use std::collections::HashMap;
@@ -193,36 +194,6 @@ mod tests {
                 data
             })
             .collect()
-    }
-
-    fn data(chunk: Value) -> String {
-        format!("data: {chunk}\n\n")
-    }
-
-    fn delta(delta: Value) -> String {
-        data(
-            json!({"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": null}]}),
-        )
-    }
-
-    fn finish(reason: &str) -> String {
-        data(json!({"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]}))
-    }
-
-    fn usage(prompt: u64, completion: u64) -> String {
-        data(json!({"id": "c1", "choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": completion}}))
-    }
-
-    fn call(index: usize, id: Option<&str>, name: Option<&str>, arguments: &str) -> String {
-        let mut function = json!({"arguments": arguments});
-        if let Some(name) = name {
-            function["name"] = json!(name);
-        }
-        let mut piece = json!({"index": index, "type": "function", "function": function});
-        if let Some(id) = id {
-            piece["id"] = json!(id);
-        }
-        delta(json!({"tool_calls": [piece]}))
     }
 
     /// Each event's type, with its block index where it has one.
@@ -257,7 +228,7 @@ mod tests {
             delta(json!({"content": "Hel"})),
             delta(json!({"content": "lo!"})),
             finish("stop"),
-            usage(10, 4),
+            usage(10, 4, 0),
             "data: [DONE]\n\n".to_owned(),
         ];
         let events = events(&chunks.iter().map(String::as_str).collect::<Vec<_>>());
@@ -279,7 +250,7 @@ mod tests {
             call(0, None, None, "{\"ci"),
             call(0, None, None, "ty\":\"Paris\"}"),
             finish("tool_calls"),
-            usage(20, 8),
+            usage(20, 8, 0),
             "data: [DONE]\n\n".to_owned(),
         ];
         let events = events(&chunks.iter().map(String::as_str).collect::<Vec<_>>());

@@ -445,6 +445,7 @@ fn shell_action(arguments: &str) -> ShellAction {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::doors::events::recorded::{call, delta, finish, usage, DONE};
     use crate::doors::responses::tools::ToolTable;
     use crate::doors::Door;
     use crate::wire::chat::Completion;
@@ -503,39 +504,6 @@ mod tests {
         events.iter().map(|(name, _)| name.trim_start_matches("response.")).collect()
     }
 
-    fn data(chunk: Value) -> String {
-        format!("data: {chunk}\n\n")
-    }
-
-    fn delta(delta: Value) -> String {
-        data(
-            json!({"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": null}]}),
-        )
-    }
-
-    fn finish(reason: &str) -> String {
-        data(json!({"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]}))
-    }
-
-    fn usage(prompt: u64, completion: u64) -> String {
-        data(json!({"id": "c1", "choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                    "prompt_tokens_details": {"cached_tokens": 2}}}))
-    }
-
-    fn call(index: usize, id: Option<&str>, name: Option<&str>, arguments: &str) -> String {
-        let mut function = json!({"arguments": arguments});
-        if let Some(name) = name {
-            function["name"] = json!(name);
-        }
-        let mut piece = json!({"index": index, "type": "function", "function": function});
-        if let Some(id) = id {
-            piece["id"] = json!(id);
-        }
-        delta(json!({"tool_calls": [piece]}))
-    }
-
-    const DONE: &str = "data: [DONE]\n\n";
-
     #[test]
     fn a_stream_with_reasoning_text_and_usage_in_the_last_chunk_is_the_responses_sequence() {
         let events = events(
@@ -547,7 +515,7 @@ mod tests {
                 delta(json!({"content": "Hel"})),
                 delta(json!({"content": "lo!"})),
                 finish("stop"),
-                usage(10, 4),
+                usage(10, 4, 2),
                 DONE.to_owned(),
             ],
         );
