@@ -39,8 +39,8 @@ pub enum ProxyError {
     /// The client-key cache could not be reloaded for too long to be trusted.
     #[error("client keys cannot be checked: the key database has been unreadable for too long")]
     AuthUnavailable,
-    #[error("every Cerebras key is cooling down; the next is free in {}s", retry_after.as_secs())]
-    AllKeysCooling { retry_after: Duration },
+    #[error("every {provider} key is cooling down; the next is free in {}s", retry_after.as_secs())]
+    AllKeysCooling { provider: &'static str, retry_after: Duration },
     #[error("{}", .0.message())]
     Unauthorized(Refusal),
     /// The catalogue has no model by the requested name, or no configured provider serves it.
@@ -55,10 +55,10 @@ pub enum ProxyError {
     /// A parameter of the request that cannot be honoured here, named by `param`.
     #[error("{message}")]
     Unsupported { param: String, message: String },
-    /// Cerebras rejects every key and no alternative is configured: the message is the
+    /// A provider rejects every key and no provider comes after it: the message is the
     /// upstream's own (never a key).
-    #[error("Cerebras rejected every key in the pool: {message}")]
-    KeysRejected { message: String },
+    #[error("{provider} rejected every key in the pool: {message}")]
+    KeysRejected { provider: &'static str, message: String },
 }
 
 impl ProxyError {
@@ -82,7 +82,7 @@ impl ProxyError {
     /// How long the client should wait before it tries again, when that is known.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::AllKeysCooling { retry_after } => Some(*retry_after),
+            Self::AllKeysCooling { retry_after, .. } => Some(*retry_after),
             Self::UpstreamFailed { retry_after, .. } => *retry_after,
             Self::Overloaded(_) | Self::AuthUnavailable => Some(Duration::from_secs(1)),
             _ => None,
@@ -170,7 +170,7 @@ mod tests {
 
     #[test]
     fn cooling_answers_503_with_a_rounded_up_retry_after() {
-        let error = ProxyError::AllKeysCooling { retry_after: Duration::from_millis(1500) };
+        let error = ProxyError::AllKeysCooling { provider: "cerebras", retry_after: Duration::from_millis(1500) };
         let response = error.error_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "2");

@@ -12,22 +12,22 @@ use crate::actors::auth::AuthActor;
 use crate::actors::key_rotator::{ClearRejections, CurrentKey, KeyRotator};
 use crate::actors::key_sync::{Attach, KeySync};
 use crate::actors::logger::{Flush, LogFiles, LoggerActor};
-use crate::actors::upstream_router::{Health, ProviderRequests, UpstreamRouter};
+use crate::actors::upstream_router::{Health, UpstreamRouter};
 use crate::auth::gate::AuthGate;
 use crate::body_budget::BodyBudget;
 use crate::catalogue::Catalogue;
 use crate::config::{Config, ConfigError};
 use crate::db::{self, DbError};
-use crate::dispatch::Dispatcher;
+use crate::dispatch::{Dispatcher, Pool};
 use crate::doors::{anthropic, openai, responses};
 use crate::handlers::{models, status};
 use crate::logging::sink::{LogQueue, LogSink};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Preset};
 use crate::policy::circuit::CircuitView;
 use crate::policy::key_pool::Cooldowns;
-use crate::policy::routing::RoutingPolicy;
+use crate::policy::routing::{Route, RoutingPolicy};
 use crate::preflight;
-use crate::providers::ProviderKind;
+use crate::providers::Provider;
 use crate::request_id;
 use crate::state::AppState;
 use crate::upstream::client;
@@ -103,18 +103,55 @@ fn start_logs(config: &Config, metrics: &Metrics) -> Option<Arc<LogSink>> {
     Some(Arc::new(LogSink::new(logger, queue, metrics.log_records_dropped.clone(), body_limit)))
 }
 
-/// With `REDIS_URL`, the actor that shares key state with the other replicas.
-fn start_key_sync(config: &Config, metrics: &Metrics) -> Result<Option<Addr<KeySync>>, StartError> {
+/// With `REDIS_URL`, the actor that shares `provider`'s key state with the other replicas.
+/// Cerebras' names on Redis are the prefix's own, as before providers were pools; every other
+/// provider's are under `prefix:name`.
+fn start_key_sync(
+    config: &Config,
+    provider: &Provider,
+    metrics: &Metrics,
+) -> Result<Option<Addr<KeySync>>, StartError> {
     let Some(url) = &config.redis_url else {
-        log::info!("event=config shared_key_state=off");
         return Ok(None);
     };
-    let keys: Vec<(&str, &str)> =
-        config.cerebras_keys.iter().map(|key| (key.name.as_str(), key.secret.expose())).collect();
-    let sync = KeySync::new(url, &config.redis_prefix, &keys, metrics.redis_errors.clone(), metrics.redis_up.clone())
+    let prefix = match provider.id.index() {
+        0 => config.redis_prefix.clone(),
+        _ => format!("{}:{}", config.redis_prefix, provider.id.name()),
+    };
+    let keys: Vec<(&str, &str)> = provider.keys.iter().map(|key| (key.name.as_str(), key.secret.expose())).collect();
+    let sync = KeySync::new(url, &prefix, &keys, metrics.redis_errors.clone(), metrics.redis_up.clone())
         .map_err(|error| ConfigError::new("REDIS_URL", format!("is not usable: {error}")))?;
-    log::info!("event=config shared_key_state=redis prefix={}", config.redis_prefix);
     Ok(Some(Actor::start(sync)))
+}
+
+/// One provider's pool: its rotator (sharing on Redis with `REDIS_URL`) and published key.
+fn start_pool(
+    config: &Config,
+    provider: &Provider,
+    metrics: &Arc<Metrics>,
+) -> Result<(Pool, Option<Addr<KeySync>>), StartError> {
+    let cooldowns =
+        Cooldowns { rate_limited: config.cooldown, invalid: config.invalid_key_cooldown, max: config.max_cooldown };
+    let names: Vec<&str> = provider.keys.iter().map(|k| k.name.as_str()).collect();
+    log::info!(
+        "event=config provider={} keys={} names={} base_url={}",
+        provider.id.name(),
+        names.len(),
+        names.join(","),
+        provider.base_url
+    );
+    let current = CurrentKey::default();
+    let key_sync = start_key_sync(config, provider, metrics)?;
+    let (id, keys, published, rotator_metrics) = (provider.id, provider.keys.clone(), current.clone(), metrics.clone());
+    let (max_waiting, shared) = (config.max_waiting_requests, key_sync.clone().map(Addr::recipient));
+    let rotator = Supervisor::start(move |_| {
+        KeyRotator::new(id, keys, cooldowns, max_waiting, rotator_metrics, published).sharing(shared)
+    });
+    if let Some(sync) = &key_sync {
+        sync.do_send(Attach(rotator.clone().recipient()));
+    }
+    let attempts = metrics.attempts.with_label_values(&[provider.id.name()]);
+    Ok((Pool { provider: provider.clone(), rotator, current, attempts }, key_sync))
 }
 
 /// How often usage is flushed and the key cache reloaded: revocations land within two.
@@ -173,9 +210,9 @@ fn drain_on_signals(server: actix_web::dev::ServerHandle, timeout: Duration) {
     });
 }
 
-/// On SIGHUP, every key the upstream rejected is tried again: for an operator who fixed the
+/// On SIGHUP, every key an upstream rejected is tried again: for an operator who fixed the
 /// keys' account (or the upstream's outage that rejected them) and wants no wait.
-fn clear_rejections_on_sighup(rotator: Addr<KeyRotator>) {
+fn clear_rejections_on_sighup(rotators: Vec<Addr<KeyRotator>>) {
     use actix_web::rt::signal::unix::{signal, SignalKind};
     let Ok(mut hangups) = signal(SignalKind::hangup()) else {
         log::warn!("event=sighup_unavailable");
@@ -184,15 +221,15 @@ fn clear_rejections_on_sighup(rotator: Addr<KeyRotator>) {
     actix_web::rt::spawn(async move {
         while hangups.recv().await.is_some() {
             log::info!("event=sighup action=clear_key_rejections");
-            rotator.do_send(ClearRejections);
+            rotators.iter().for_each(|rotator| rotator.do_send(ClearRejections));
         }
     });
 }
 
 /// The catalogue at start, and a warning for each public model no configured provider serves.
-fn log_catalogue(catalogue: &Catalogue, configured: &[ProviderKind]) {
+fn log_catalogue(catalogue: &Catalogue) {
     log::info!("event=config models=\"{}\"", catalogue.public_names());
-    for model in catalogue.unserved(configured) {
+    for model in catalogue.unserved() {
         log::warn!(
             "event=model_unserved model={model:?} problem=\"no configured provider has an id for it: its requests get 404\""
         );
@@ -220,79 +257,68 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let metrics = Arc::new(Metrics::new()?);
     let auth = start_auth(&config, &metrics)?;
     let logs = start_logs(&config, &metrics);
-    let cooldowns =
-        Cooldowns { rate_limited: config.cooldown, invalid: config.invalid_key_cooldown, max: config.max_cooldown };
-    let keys = config.cerebras_keys.clone();
-    let key_names: Vec<&str> = config.cerebras_keys.iter().map(|k| k.name.as_str()).collect();
-    log::info!(
-        "event=config cerebras_keys={} names={} base_url={}",
-        keys.len(),
-        key_names.join(","),
-        config.cerebras_base_url
-    );
-    // Two full passes over the keys, so a request that waited out a cooldown still gets its turn.
-    let max_key_attempts = 2 * keys.len() + 1;
-    let rotator_metrics = metrics.clone();
-    let current_key = CurrentKey::default();
-    let published = current_key.clone();
-    let max_waiting = config.max_waiting_requests;
-    let key_sync = start_key_sync(&config, &metrics)?;
-    let shared = key_sync.clone().map(Addr::recipient);
-    let rotator = Supervisor::start(move |_| {
-        KeyRotator::new(keys, cooldowns, max_waiting, rotator_metrics, published).sharing(shared)
-    });
-    if let Some(sync) = &key_sync {
-        sync.do_send(Attach(rotator.clone().recipient()));
+    if config.redis_url.is_some() {
+        log::info!("event=config shared_key_state=redis prefix={}", config.redis_prefix);
+    } else {
+        log::info!("event=config shared_key_state=off");
     }
-    clear_rejections_on_sighup(rotator.clone());
+    let mut pools = Vec::with_capacity(config.providers.len());
+    let mut key_syncs = Vec::new();
+    for provider in &config.providers {
+        let (pool, key_sync) = start_pool(&config, provider, &metrics)?;
+        pools.push(pool);
+        key_syncs.extend(key_sync);
+    }
+    clear_rejections_on_sighup(pools.iter().map(|pool| pool.rotator.clone()).collect());
 
-    let configured: Vec<ProviderKind> =
-        std::iter::once(ProviderKind::Cerebras).chain(config.alternatives.iter().map(|a| a.kind)).collect();
-    let mut models: Vec<(ProviderKind, &str)> = config
-        .alternatives
+    let presets: Vec<Preset> = config
+        .providers
         .iter()
-        .flat_map(|a| [(a.kind, a.model.as_str()), (a.kind, a.vision_model.as_str())])
+        .map(|p| Preset { name: p.id.name(), keys: p.keys.iter().map(|k| k.name.as_str()).collect() })
         .collect();
+    let configured_models = config.providers.iter().flat_map(|provider| {
+        let models = provider.model.iter().chain(&provider.vision_model);
+        models.map(move |model| (provider.id.name(), model.as_str()))
+    });
+    let catalogue_models = config.catalogue.iter().flat_map(|catalogue| catalogue.ids());
+    metrics.preset(&presets, configured_models.chain(catalogue_models));
     if let Some(catalogue) = &config.catalogue {
-        models.extend(catalogue.ids().filter(|(provider, _)| configured.contains(provider)));
-        log_catalogue(catalogue, &configured);
+        log_catalogue(catalogue);
     }
-    metrics.preset(&configured, &key_names, &models);
-    let names: Vec<&str> = configured.iter().map(|k| k.name()).collect();
+    let names: Vec<&str> = config.providers.iter().map(|p| p.id.name()).collect();
     log::info!(
         "event=config providers={} token_threshold={} fallback_on_cooldown={}",
         names.join(","),
         config.token_threshold,
-        config.fallback_on_cooldown
+        config.providers[0].fallback_on_cooldown
     );
+    let routes = config.providers.iter().map(|provider| Route {
+        any_request: provider.any_request(),
+        vision: provider.vision_model.is_some(),
+        long_requests: provider.long_requests,
+    });
     let routing = Arc::new(RoutingPolicy {
-        alternatives: config.alternatives.iter().map(|alternative| alternative.kind).collect(),
+        providers: routes.collect(),
         token_threshold: config.token_threshold,
         chars_per_token: config.chars_per_token,
     });
-    let provider_requests = Arc::new(ProviderRequests::default());
-    let health: Health = Arc::new(std::sync::RwLock::new([CircuitView::CLOSED; 3]));
-    let (counted, published, circuit, router_metrics) =
-        (provider_requests.clone(), health.clone(), config.circuit, metrics.clone());
+    let health: Health = Arc::new(std::sync::RwLock::new(vec![CircuitView::CLOSED; config.providers.len()]));
+    let ids: Vec<_> = config.providers.iter().map(|provider| provider.id).collect();
+    let unconfigured = config.unconfigured_providers.clone();
+    let (published, circuit, router_metrics) = (health.clone(), config.circuit, metrics.clone());
     let router = Supervisor::start(move |_| {
-        UpstreamRouter::new(&configured, counted.clone(), circuit, published.clone(), router_metrics.clone())
+        UpstreamRouter::new(ids.clone(), &unconfigured, circuit, published.clone(), router_metrics.clone())
     });
 
     let state = web::Data::new(AppState {
         dispatcher: Dispatcher {
-            rotator,
-            current_key,
+            pools,
             router,
             health,
-            provider_requests,
             routing,
             catalogue: config.catalogue.clone(),
-            cerebras_base_url: config.cerebras_base_url.clone(),
-            alternatives: config.alternatives.clone(),
-            max_key_attempts,
             max_key_wait: config.max_key_wait,
             idle_timeout: config.timeouts.idle,
-            fallback_on_cooldown: config.fallback_on_cooldown,
             metrics: metrics.clone(),
         },
         auth: auth.clone(),
@@ -303,7 +329,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         body_timeout: config.client_timeouts.body,
         started: Instant::now(),
         ping_interval: config.anthropic_ping_interval,
-        key_sync,
+        key_syncs,
     });
 
     let worker_config = config.clone();

@@ -27,6 +27,7 @@ pub struct AppState {
     /// `ANTHROPIC_PING_INTERVAL`: how long a streamed Anthropic answer may be silent before a
     /// ping, while the upstream has not answered.
     pub ping_interval: Duration,
-    /// Present with `REDIS_URL`: the key state shared with the other replicas.
-    pub key_sync: Option<Addr<KeySync>>,
+    /// With `REDIS_URL`, one per provider, in their order: the key state shared with the other
+    /// replicas. Empty without.
+    pub key_syncs: Vec<Addr<KeySync>>,
 }

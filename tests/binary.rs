@@ -136,7 +136,10 @@ async fn sighup_has_rejected_keys_tried_again_at_once() {
         actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(served, "after SIGHUP the key is tried again");
-    assert!(running.log_lines().iter().any(|line| line.contains("event=key_rejections_cleared keys=1")));
+    assert!(running
+        .log_lines()
+        .iter()
+        .any(|line| line.contains("event=key_rejections_cleared provider=cerebras keys=1")));
 }
 
 #[actix_web::test]

@@ -140,7 +140,7 @@ async fn a_failover_is_logged_with_every_attempt_and_no_secret_reaches_any_log_f
         [
             ("cerebras".to_owned(), json!("key1"), json!(429)),
             ("cerebras".to_owned(), json!("key2"), json!(503)),
-            ("synthetic".to_owned(), Value::Null, json!(200)),
+            ("synthetic".to_owned(), json!("key1"), json!(200)),
         ]
     );
     assert_eq!(record["attempts"][1]["error"], "HTTP 503");

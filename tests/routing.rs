@@ -22,7 +22,7 @@ async fn a_long_request_goes_to_synthetic_with_only_the_model_rewritten() {
     let (status, headers, body) = providers.chat(&long_chat()).await;
     assert_eq!((status, body), (200, completion("synthetic")));
     assert_eq!(headers.get("x-glm-proxy-provider").unwrap(), "synthetic");
-    assert!(headers.get("x-glm-proxy-key").is_none());
+    assert_eq!(headers.get("x-glm-proxy-key").unwrap(), "key1", "a single key is a pool of one named key1");
     assert_eq!(providers.hits(), (0, 1, 0));
 
     let seen = &providers.synthetic.received()[0];
@@ -200,7 +200,7 @@ async fn when_nothing_answers_the_client_gets_a_502_naming_each_provider() {
     let mut response = client().post(proxy.at("/v1/chat/completions")).send_json(&chat_body(false)).await.unwrap();
     assert_eq!(response.status(), 502);
     let message = response.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().to_owned();
-    for target in ["cerebras/key1 (cannot connect", "synthetic (cannot connect", "zai (cannot connect"] {
+    for target in ["cerebras/key1 (cannot connect", "synthetic/key1 (cannot connect", "zai/key1 (cannot connect"] {
         assert!(message.contains(target), "{target} in {message}");
     }
     assert!(!message.contains("sk-"), "{message}");

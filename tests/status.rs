@@ -84,7 +84,7 @@ async fn metrics_count_requests_cooldowns_failovers_and_waits() {
     assert_eq!(value(r#"glm_proxy_requests_total{provider="cerebras",status="200"}"#), 1.0);
     assert_eq!(value(r#"glm_proxy_requests_total{provider="synthetic",status="200"}"#), 1.0);
     assert_eq!(value(r#"glm_proxy_requests_total{provider="proxy",status="400"}"#), 1.0);
-    assert_eq!(value(r#"glm_proxy_key_cooldowns_total{key="key1"}"#), 1.0);
+    assert_eq!(value(r#"glm_proxy_key_cooldowns_total{key="key1",provider="cerebras"}"#), 1.0);
     assert_eq!(value(r#"glm_proxy_failovers_total{from="cerebras",reason="server_error"}"#), 1.0);
     assert!(value(r#"glm_proxy_upstream_ttfb_seconds_count{provider="cerebras"}"#) >= 3.0);
     assert_eq!(value(r#"glm_proxy_request_duration_seconds_count{provider="synthetic"}"#), 1.0);
@@ -92,7 +92,7 @@ async fn metrics_count_requests_cooldowns_failovers_and_waits() {
         metrics.contains_key("glm_proxy_in_flight_streams") && metrics.contains_key("glm_proxy_in_flight_requests")
     );
     assert_eq!(value("glm_proxy_log_records_dropped_total"), 0.0);
-    assert_eq!(value("glm_proxy_key_wait_seconds_count"), 0.0);
+    assert_eq!(value(r#"glm_proxy_key_wait_seconds_count{provider="cerebras"}"#), 0.0);
     assert!(!text.contains("sk-"), "no key value in metrics");
 }
 
@@ -112,18 +112,18 @@ async fn every_family_has_samples_from_the_start_and_the_key_gauges_follow_a_429
     let text = metrics_now().await;
     let at_start = samples(&text);
     for series in [
-        r#"glm_proxy_keys{state="available"}"#,
-        r#"glm_proxy_key_state{key="key1",state="available"}"#,
+        r#"glm_proxy_keys{provider="cerebras",state="available"}"#,
+        r#"glm_proxy_key_state{key="key1",provider="cerebras",state="available"}"#,
         r#"glm_proxy_failovers_total{from="cerebras",reason="server_error"}"#,
-        r#"glm_proxy_key_cooldowns_total{key="key2"}"#,
-        r#"glm_proxy_circuit_opens_total{provider="zai"}"#,
+        r#"glm_proxy_key_cooldowns_total{key="key2",provider="cerebras"}"#,
+        r#"glm_proxy_circuit_opens_total{provider="cerebras"}"#,
         r#"glm_proxy_auth_failures_total{code="invalid_api_key"}"#,
         r#"glm_proxy_requests_total{provider="cerebras",status="200"}"#,
         r#"glm_proxy_tokens_total{kind="prompt",model="",provider="cerebras"}"#,
     ] {
         assert!(at_start.contains_key(series), "{series} missing at start from\n{text}");
     }
-    assert_eq!(at_start[r#"glm_proxy_keys{state="available"}"#], 2.0);
+    assert_eq!(at_start[r#"glm_proxy_keys{provider="cerebras",state="available"}"#], 2.0);
     assert!(text.contains("glm_proxy_build_info{version="));
     assert!(text.contains("process_resident_memory_bytes") || !cfg!(target_os = "linux"));
     // Every family in the exposition has at least one sample.
@@ -145,10 +145,10 @@ async fn every_family_has_samples_from_the_start_and_the_key_gauges_follow_a_429
         actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
         after = samples(&metrics_now().await);
     }
-    assert_eq!(after[r#"glm_proxy_keys{state="available"}"#], 1.0);
-    assert_eq!(after[r#"glm_proxy_keys{state="cooling"}"#], 1.0);
-    assert_eq!(after[r#"glm_proxy_key_state{key="key1",state="cooling"}"#], 1.0);
-    assert_eq!(after[r#"glm_proxy_key_state{key="key1",state="available"}"#], 0.0);
+    assert_eq!(after[r#"glm_proxy_keys{provider="cerebras",state="available"}"#], 1.0);
+    assert_eq!(after[r#"glm_proxy_keys{provider="cerebras",state="cooling"}"#], 1.0);
+    assert_eq!(after[r#"glm_proxy_key_state{key="key1",provider="cerebras",state="cooling"}"#], 1.0);
+    assert_eq!(after[r#"glm_proxy_key_state{key="key1",provider="cerebras",state="available"}"#], 0.0);
     assert_eq!(after[prompt], 12.0);
     assert_eq!(after[r#"glm_proxy_tokens_total{kind="completion",model="llama-3.3-70b",provider="cerebras"}"#], 5.0);
 }

@@ -1,5 +1,6 @@
-//! `KeyRotator`: owns the Cerebras keys' state, their cooldown timers and the requests
-//! waiting for a key. It does no I/O; handlers ask it for a key and report back.
+//! `KeyRotator`: owns one provider's keys' state, their cooldown timers and the requests
+//! waiting for one of its keys. It does no I/O; handlers ask it for a key and report back.
+//! Every provider has one, the same way.
 //!
 //! It also publishes the current key in a [`CurrentKey`] cell that workers read without a
 //! message: the common case (a usable current key) then costs no mailbox round trip. Only when
@@ -19,6 +20,7 @@ use prometheus::IntGauge;
 
 use crate::metrics::Metrics;
 use crate::policy::key_pool::{Availability, Cooldowns, KeyGrant, KeyPool, KeyState, KeyStatus, KeyVerdict};
+use crate::providers::ProviderId;
 use crate::shared::events::{from_wall_ms, state, to_wall_ms};
 
 /// Asks for a key. With `wait`, an all-cooling answer carries a ticket that yields the
@@ -71,7 +73,7 @@ pub struct Report {
 pub struct GetStatus;
 
 /// The keys as `/_status` shows them.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct RotatorStatus {
     pub keys: Vec<KeyStatus>,
     pub current_key: std::sync::Arc<str>,
@@ -83,7 +85,7 @@ pub struct RotatorStatus {
 pub type CurrentKey = Arc<RwLock<Option<KeyGrant>>>;
 
 /// The requests waiting for a key: at most `max` at once (`MAX_WAITING_REQUESTS`), counted in
-/// the `glm_proxy_requests_waiting_for_key` gauge.
+/// the provider's `glm_proxy_requests_waiting_for_key` gauge.
 struct Waiters {
     senders: Vec<oneshot::Sender<Result<KeyGrant, String>>>,
     max: usize,
@@ -120,6 +122,7 @@ impl Waiters {
 }
 
 pub struct KeyRotator {
+    provider: ProviderId,
     keys: Vec<NamedKey>,
     current: CurrentKey,
     metrics: Arc<Metrics>,
@@ -134,6 +137,7 @@ pub struct KeyRotator {
 
 impl KeyRotator {
     pub fn new(
+        provider: ProviderId,
         keys: Vec<NamedKey>,
         cooldowns: Cooldowns,
         max_waiting: usize,
@@ -141,10 +145,11 @@ impl KeyRotator {
         current: CurrentKey,
     ) -> Self {
         let pool = KeyPool::new(&keys, cooldowns);
-        let gauge = metrics.requests_waiting_for_key.clone();
+        let gauge = metrics.requests_waiting_for_key.with_label_values(&[provider.name()]);
         let waiters = Waiters { senders: Vec::new(), max: max_waiting, gauge };
+        let served_shared = Vec::new();
         let mut rotator =
-            Self { keys, current, metrics, cooldowns, pool, waiters, shared: None, served_shared: Vec::new() };
+            Self { provider, keys, current, metrics, cooldowns, pool, waiters, shared: None, served_shared };
         rotator.publish();
         rotator
     }
@@ -194,11 +199,13 @@ impl KeyRotator {
         let states =
             [(KeyState::Available, "available"), (KeyState::CoolingDown, "cooling"), (KeyState::Invalid, "invalid")];
         let keys = self.pool.status(now);
+        let provider = self.provider.name();
         for (state, label) in states {
             let count = keys.iter().filter(|key| key.state == state).count();
-            self.metrics.keys.with_label_values(&[label]).set(count as i64);
+            self.metrics.keys.with_label_values(&[provider, label]).set(count as i64);
             for key in &keys {
-                self.metrics.key_state.with_label_values(&[&key.name, label]).set(i64::from(key.state == state));
+                let is = i64::from(key.state == state);
+                self.metrics.key_state.with_label_values(&[provider, &key.name, label]).set(is);
             }
         }
     }
@@ -286,7 +293,7 @@ impl Handler<ClearRejections> for KeyRotator {
     fn handle(&mut self, _: ClearRejections, ctx: &mut Context<Self>) {
         let _ = guarded(self, ctx, |this, _| {
             let cleared = this.pool.clear_invalid(Instant::now());
-            log::info!("event=key_rejections_cleared keys={cleared}");
+            log::info!("event=key_rejections_cleared provider={} keys={cleared}", this.provider.name());
             this.share(Share::ClearRejections);
             this.wake_waiters();
         });
@@ -305,10 +312,10 @@ impl Handler<Report> for KeyRotator {
             let rested = this.pool.report(msg.index, &msg.verdict, now);
             this.wake_waiters();
             if let Some(until) = rested {
-                let name = this.pool.grant(msg.index).name;
-                this.metrics.key_cooldowns.with_label_values(&[&*name]).inc();
+                let (provider, name) = (this.provider.name(), this.pool.grant(msg.index).name);
+                this.metrics.key_cooldowns.with_label_values(&[provider, &*name]).inc();
                 log::warn!(
-                    "event=key_cooldown key={name} seconds={:.1} reason={:?}",
+                    "event=key_cooldown provider={provider} key={name} seconds={:.1} reason={:?}",
                     (until - now).as_secs_f64(),
                     msg.verdict.reason().to_string()
                 );
@@ -339,7 +346,8 @@ impl Handler<Apply> for KeyRotator {
                     };
                     if let Some(until) = this.pool.apply_rest(index, until, state(invalid), now) {
                         log::info!(
-                            "event=key_cooldown_shared key={} seconds={:.1}",
+                            "event=key_cooldown_shared provider={} key={} seconds={:.1}",
+                            this.provider.name(),
                             this.pool.grant(index).name,
                             (until - now).as_secs_f64()
                         );
@@ -383,7 +391,8 @@ mod tests {
         let cooldowns =
             Cooldowns { rate_limited: cooldown, invalid: Duration::from_secs(3600), max: Duration::from_secs(86_400) };
         let metrics = Arc::new(Metrics::new().unwrap());
-        Supervisor::start(move |_| KeyRotator::new(keys, cooldowns, 2, metrics, CurrentKey::default()))
+        let provider = ProviderId::new(0, "cerebras");
+        Supervisor::start(move |_| KeyRotator::new(provider, keys, cooldowns, 2, metrics, CurrentKey::default()))
     }
 
     /// A message whose handling panics, to prove the supervisor restarts the rotator.

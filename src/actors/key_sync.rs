@@ -78,6 +78,19 @@ pub struct SyncStatus {
     pub requests_all_replicas: BTreeMap<String, u64>,
 }
 
+impl SyncStatus {
+    /// Two providers' sync as one: unavailable if either is, with both's errors; the
+    /// requests per key stay this one's.
+    pub fn and(mut self, other: SyncStatus) -> SyncStatus {
+        if other.state != "connected" {
+            self.state = other.state;
+        }
+        self.errors += other.errors;
+        self.last_error = self.last_error.or(other.last_error);
+        self
+    }
+}
+
 /// How long one Redis command may take, and the pause between attempts to reach Redis.
 const TIMEOUT: Duration = Duration::from_millis(500);
 const RETRY: Duration = Duration::from_secs(1);

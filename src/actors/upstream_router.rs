@@ -1,6 +1,6 @@
 //! `UpstreamRouter`: owns each provider's health, a circuit (see `policy::circuit`), and what
-//! routing learns over time: per-provider counts, routing decisions and tool-call repairs, all
-//! shown by `/_status`.
+//! routing learns over time: errors, routing decisions and tool-call repairs, all shown by
+//! `/_status` beside the attempts and failovers that the metrics count.
 //!
 //! Workers read the circuits from a published [`Health`] snapshot, the way they read the
 //! rotator's current key, and report outcomes by `do_send`. Only a request that finds a
@@ -9,41 +9,28 @@
 //! put a mailbox round trip, and one thread, on every request's path.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use serde::Serialize;
 
+use super::key_rotator::RotatorStatus;
 use super::supervision::{guarded, ActorFault, Named};
 use crate::metrics::Metrics;
 use crate::policy::circuit::{Circuit, CircuitLabel, CircuitPolicy, CircuitView, HealthFault};
+use crate::policy::fault::Reason;
 use crate::policy::routing::RouteReason;
-use crate::providers::ProviderKind;
+use crate::providers::ProviderId;
 use crate::transform::tool_repair::Repairs;
 
-/// Attempts per provider. Every request makes one, so workers count them in place rather
-/// than send a message each; the router reads them when asked for its status.
-#[derive(Debug, Default)]
-pub struct ProviderRequests([AtomicU64; 3]);
-
-impl ProviderRequests {
-    pub fn count(&self, provider: ProviderKind) {
-        self.0[provider as usize].fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn get(&self, provider: ProviderKind) -> u64 {
-        self.0[provider as usize].load(Ordering::Relaxed)
-    }
-}
-
-/// Each provider's circuit as last published, indexed by `ProviderKind`.
-pub type Health = Arc<RwLock<[CircuitView; 3]>>;
+/// Each provider's circuit as last published, indexed by `ProviderId::index`.
+pub type Health = Arc<RwLock<Vec<CircuitView>>>;
 
 /// Reads a provider's published circuit.
-pub fn circuit_of(health: &Health, provider: ProviderKind) -> CircuitView {
-    health.read().unwrap_or_else(PoisonError::into_inner)[provider as usize]
+pub fn circuit_of(health: &Health, provider: ProviderId) -> CircuitView {
+    let views = health.read().unwrap_or_else(PoisonError::into_inner);
+    views.get(provider.index()).copied().unwrap_or(CircuitView::CLOSED)
 }
 
 /// What happened at a provider. Sent with `do_send`: nobody waits for it.
@@ -52,16 +39,14 @@ pub fn circuit_of(health: &Health, provider: ProviderKind) -> CircuitView {
 pub enum ProviderEvent {
     /// An attempt got no usable answer. `health` is set when the failure tells on the provider
     /// as a whole; `reason` says what it was.
-    Failed { provider: ProviderKind, health: Option<HealthFault>, reason: String },
+    Failed { provider: ProviderId, health: Option<HealthFault>, reason: String },
     /// A provider with strikes against it, or on probation, answered.
-    Answered { provider: ProviderKind },
+    Answered { provider: ProviderId },
     /// A probe ended without an outcome (its client left): the next request may probe.
-    ProbeAbandoned { provider: ProviderKind },
-    /// A request left this provider for the next one.
-    Failover { from: ProviderKind },
+    ProbeAbandoned { provider: ProviderId },
     /// A history was repaired before it went upstream.
     Repaired(Repairs),
-    /// A request was planned past Cerebras (too long, or images).
+    /// A request was planned past some providers (too long, or images).
     Routed(RouteReason),
 }
 
@@ -70,18 +55,18 @@ pub enum ProviderEvent {
 #[derive(Message)]
 #[rtype(result = "Result<Result<(), Duration>, ActorFault>")]
 pub struct ClaimProbe {
-    pub provider: ProviderKind,
+    pub provider: ProviderId,
 }
 
 /// The probe's pass: reports the probe abandoned if dropped before its outcome was reported.
 pub struct ProbeGuard {
     router: Addr<UpstreamRouter>,
-    provider: ProviderKind,
+    provider: ProviderId,
     settled: bool,
 }
 
 impl ProbeGuard {
-    pub fn new(router: Addr<UpstreamRouter>, provider: ProviderKind) -> Self {
+    pub fn new(router: Addr<UpstreamRouter>, provider: ProviderId) -> Self {
         Self { router, provider, settled: false }
     }
 
@@ -116,6 +101,9 @@ pub struct ProviderCounts {
     pub circuit_opens: u64,
     /// Why the last attempt that got no usable answer failed.
     pub last_error: Option<String>,
+    /// The provider's key pool, added by `/_status` from its rotator.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<RotatorStatus>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -128,68 +116,73 @@ pub struct RepairCounts {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RoutingStatus {
     pub providers: BTreeMap<&'static str, ProviderCounts>,
-    /// Requests planned past Cerebras, by reason (serialised in snake_case: `too_long`, `images`).
+    /// Requests planned past some providers, by reason (serialised in snake_case: `too_long`,
+    /// `images`).
     pub routed: BTreeMap<RouteReason, u64>,
     pub tool_call_repairs: RepairCounts,
 }
 
 pub struct UpstreamRouter {
     status: RoutingStatus,
-    requests: Arc<ProviderRequests>,
-    circuits: [Circuit; 3],
+    /// The configured providers, in order: they index `circuits`.
+    providers: Vec<ProviderId>,
+    circuits: Vec<Circuit>,
     policy: CircuitPolicy,
     health: Health,
     metrics: Arc<Metrics>,
 }
 
 impl UpstreamRouter {
-    /// `configured` lists the providers in use: Cerebras and the alternatives with a key.
+    /// `providers` are the configured ones, in order; `unconfigured` the built-in names shown
+    /// in `/_status` as not configured.
     pub fn new(
-        configured: &[ProviderKind],
-        requests: Arc<ProviderRequests>,
+        providers: Vec<ProviderId>,
+        unconfigured: &[&'static str],
         policy: CircuitPolicy,
         health: Health,
         metrics: Arc<Metrics>,
     ) -> Self {
         let mut status = RoutingStatus::default();
-        for kind in ProviderKind::ALL {
-            let counts = ProviderCounts { configured: configured.contains(&kind), ..ProviderCounts::default() };
-            status.providers.insert(kind.name(), counts);
+        for name in unconfigured {
+            status.providers.insert(name, ProviderCounts::default());
         }
-        let router = Self { status, requests, circuits: Default::default(), policy, health, metrics };
+        for provider in &providers {
+            status.providers.insert(provider.name(), ProviderCounts { configured: true, ..ProviderCounts::default() });
+        }
+        let circuits = vec![Circuit::default(); providers.len()];
+        let router = Self { status, providers, circuits, policy, health, metrics };
         router.publish();
         router
     }
 
-    fn counts(&mut self, provider: ProviderKind) -> &mut ProviderCounts {
-        self.status.providers.entry(provider.name()).or_default()
-    }
-
     fn publish(&self) {
-        let views = self.circuits.each_ref().map(Circuit::view);
+        let views = self.circuits.iter().map(Circuit::view).collect();
         *self.health.write().unwrap_or_else(PoisonError::into_inner) = views;
-        for kind in ProviderKind::ALL {
-            let open = self.circuits[kind as usize].label() != CircuitLabel::Closed;
-            self.metrics.circuit_open.with_label_values(&[kind.name()]).set(i64::from(open));
+        for (provider, circuit) in self.providers.iter().zip(&self.circuits) {
+            let open = circuit.label() != CircuitLabel::Closed;
+            self.metrics.circuit_open.with_label_values(&[provider.name()]).set(i64::from(open));
         }
     }
 
-    fn failed(&mut self, provider: ProviderKind, health: Option<HealthFault>, reason: String) {
-        let counts = self.counts(provider);
+    fn circuit(&mut self, provider: ProviderId) -> Option<&mut Circuit> {
+        self.circuits.get_mut(provider.index())
+    }
+
+    fn failed(&mut self, provider: ProviderId, health: Option<HealthFault>, reason: String) {
+        let counts = self.status.providers.entry(provider.name()).or_default();
         counts.errors += 1;
         counts.last_error = Some(reason.clone());
-        let Some(fault) = health else {
+        let policy = self.policy;
+        let Some(opened) = health.and_then(|fault| self.circuit(provider)?.failed(fault, Instant::now(), &policy))
+        else {
             return;
         };
-        let opened = self.circuits[provider as usize].failed(fault, Instant::now(), &self.policy);
-        if let Some(period) = opened {
-            log::warn!(
-                "event=circuit_open provider={} seconds={:.1} reason={reason:?}",
-                provider.name(),
-                period.as_secs_f64()
-            );
-            self.metrics.circuit_opens.with_label_values(&[provider.name()]).inc();
-        }
+        log::warn!(
+            "event=circuit_open provider={} seconds={:.1} reason={reason:?}",
+            provider.name(),
+            opened.as_secs_f64()
+        );
+        self.metrics.circuit_opens.with_label_values(&[provider.name()]).inc();
     }
 }
 
@@ -205,7 +198,7 @@ impl Actor for UpstreamRouter {
 /// start closed again, the sane state when nothing is known.
 impl Supervised for UpstreamRouter {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        self.circuits = Default::default();
+        self.circuits = vec![Circuit::default(); self.providers.len()];
         self.publish();
     }
 }
@@ -218,15 +211,18 @@ impl Handler<ProviderEvent> for UpstreamRouter {
             match event {
                 ProviderEvent::Failed { provider, health, reason } => this.failed(provider, health, reason),
                 ProviderEvent::Answered { provider } => {
-                    if this.circuits[provider as usize].label() == CircuitLabel::HalfOpen {
-                        log::info!("event=circuit_closed provider={}", provider.name());
+                    if let Some(circuit) = this.circuit(provider) {
+                        if circuit.label() == CircuitLabel::HalfOpen {
+                            log::info!("event=circuit_closed provider={}", provider.name());
+                        }
+                        circuit.answered();
                     }
-                    this.circuits[provider as usize].answered();
                 }
                 ProviderEvent::ProbeAbandoned { provider } => {
-                    this.circuits[provider as usize].abandon_probe(Instant::now());
+                    if let Some(circuit) = this.circuit(provider) {
+                        circuit.abandon_probe(Instant::now());
+                    }
                 }
-                ProviderEvent::Failover { from } => this.counts(from).failovers += 1,
                 ProviderEvent::Routed(reason) => *this.status.routed.entry(reason).or_default() += 1,
                 ProviderEvent::Repaired(repairs) => {
                     let counts = &mut this.status.tool_call_repairs;
@@ -245,7 +241,7 @@ impl Handler<ClaimProbe> for UpstreamRouter {
 
     fn handle(&mut self, msg: ClaimProbe, ctx: &mut Context<Self>) -> Self::Result {
         guarded(self, ctx, |this, _| {
-            let claimed = this.circuits[msg.provider as usize].claim_probe(Instant::now());
+            let claimed = this.circuit(msg.provider).map_or(Ok(()), |circuit| circuit.claim_probe(Instant::now()));
             this.publish();
             claimed
         })
@@ -259,10 +255,14 @@ impl Handler<GetRoutingStatus> for UpstreamRouter {
         guarded(self, ctx, |this, _| {
             let now = Instant::now();
             let mut status = this.status.clone();
-            for kind in ProviderKind::ALL {
-                let circuit = &this.circuits[kind as usize];
-                let counts = status.providers.entry(kind.name()).or_default();
-                counts.requests = this.requests.get(kind);
+            for (provider, circuit) in this.providers.iter().zip(&this.circuits) {
+                let name = provider.name();
+                let counts = status.providers.entry(name).or_default();
+                counts.requests = this.metrics.attempts.with_label_values(&[name]).get();
+                counts.failovers = Reason::LABELS
+                    .iter()
+                    .map(|reason| this.metrics.failovers.with_label_values(&[name, reason]).get())
+                    .sum();
                 counts.state = circuit.label();
                 counts.open_for = circuit.open_for(now);
                 counts.circuit_opens = circuit.opens;

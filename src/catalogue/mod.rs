@@ -11,14 +11,14 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use self::glob::Glob;
-use crate::providers::ProviderKind;
+use crate::providers::ProviderId;
 
 /// A public model: the id each provider serves it under, if it does.
 #[derive(Debug, PartialEq, Eq)]
 pub struct PublicModel {
     pub name: String,
-    /// Indexed by `ProviderKind::index`.
-    ids: [Option<ProviderModel>; 3],
+    /// Indexed by `ProviderId::index`; see [`Catalogue::providers`].
+    ids: Vec<Option<ProviderModel>>,
 }
 
 /// One provider's ids for a public model.
@@ -30,8 +30,8 @@ pub struct ProviderModel {
 }
 
 impl PublicModel {
-    pub fn on(&self, provider: ProviderKind) -> Option<&ProviderModel> {
-        self.ids[provider.index()].as_ref()
+    pub fn on(&self, provider: ProviderId) -> Option<&ProviderModel> {
+        self.ids.get(provider.index())?.as_ref()
     }
 }
 
@@ -45,6 +45,11 @@ struct Alias {
 
 #[derive(Debug, Default)]
 pub struct Catalogue {
+    /// The provider names a model may name: the configured providers in their order (so a
+    /// name's position is its `ProviderId::index`), then the built-in names not configured.
+    providers: Vec<&'static str>,
+    /// How many of `providers` are configured.
+    configured: usize,
     /// In the operator's order.
     models: Vec<Arc<PublicModel>>,
     /// Tried in the operator's order; the first match wins.
@@ -62,8 +67,14 @@ pub enum CatalogueError {
 
 impl Catalogue {
     /// Reads `MODELS` (or the `MODELS_FILE` text) and `MODEL_ALIASES`, both JSON objects whose
-    /// order is kept.
-    pub fn parse(models: &str, aliases: Option<&str>) -> Result<Self, CatalogueError> {
+    /// order is kept. `configured` are the providers in use; a model may also name a built-in
+    /// provider among `unconfigured`, which then serves it nowhere.
+    pub fn parse(
+        models: &str,
+        aliases: Option<&str>,
+        configured: &[ProviderId],
+        unconfigured: &[&'static str],
+    ) -> Result<Self, CatalogueError> {
         let object = |text: &str| -> Result<Map<String, Value>, String> {
             match serde_json::from_str::<Value>(text) {
                 Ok(Value::Object(object)) => Ok(object),
@@ -71,10 +82,29 @@ impl Catalogue {
                 Err(error) => Err(format!("not valid JSON at character {}", error.column())),
             }
         };
-        let mut catalogue = Catalogue::default();
+        let mut providers: Vec<&'static str> = configured.iter().map(|provider| provider.name()).collect();
+        for name in unconfigured {
+            if !providers.contains(name) {
+                providers.push(name);
+            }
+        }
+        let mut catalogue = Catalogue { configured: configured.len(), providers, ..Catalogue::default() };
         for (name, ids) in object(models).map_err(CatalogueError::Models)? {
-            let ids = provider_ids(&name, ids).map_err(CatalogueError::Models)?;
-            catalogue.models.push(Arc::new(PublicModel { name, ids }));
+            let Value::Object(ids) = ids else {
+                return Err(CatalogueError::Models(format!("{name:?} must map provider names to model ids")));
+            };
+            let mut model = PublicModel { name, ids: vec![None; catalogue.providers.len()] };
+            for (provider, id) in ids {
+                let index = catalogue.providers.iter().position(|known| *known == provider).ok_or_else(|| {
+                    let known = catalogue.providers.join(", ");
+                    CatalogueError::Models(format!(
+                        "{:?} names the provider {provider:?}; the providers are {known}",
+                        model.name
+                    ))
+                })?;
+                model.ids[index] = Some(provider_model(&model.name, &provider, &id).map_err(CatalogueError::Models)?);
+            }
+            catalogue.models.push(Arc::new(model));
         }
         if catalogue.models.is_empty() {
             return Err(CatalogueError::Models("it names no model".to_owned()));
@@ -111,14 +141,28 @@ impl Catalogue {
         names
     }
 
-    /// Every provider id the catalogue names, vision ids included.
-    pub fn ids(&self) -> impl Iterator<Item = (ProviderKind, &str)> {
+    /// Gives `provider` its id for the public model `name` (a `PROVIDERS_FILE` entry's
+    /// `models`), as if `MODELS` named it.
+    pub fn add(&mut self, provider: ProviderId, name: &str, id: &Value) -> Result<(), String> {
+        let ids = provider_model(name, provider.name(), id)?;
+        let model = self
+            .models
+            .iter_mut()
+            .find(|model| model.name == name)
+            .ok_or_else(|| format!("names {name:?}, which is no public model in MODELS"))?;
+        // Only at start, before the catalogue is shared: the model has one owner.
+        let model = Arc::get_mut(model).ok_or_else(|| "the catalogue is in use already".to_owned())?;
+        model.ids[provider.index()] = Some(ids);
+        Ok(())
+    }
+
+    /// Every configured provider's ids, vision ids included, by provider name.
+    pub fn ids(&self) -> impl Iterator<Item = (&'static str, &str)> {
         self.models.iter().flat_map(|model| {
-            ProviderKind::ALL.into_iter().filter_map(|provider| Some((provider, model.on(provider)?))).flat_map(
-                |(provider, ids)| {
-                    std::iter::once(ids.id.as_str()).chain(ids.vision.as_deref()).map(move |id| (provider, id))
-                },
-            )
+            let configured = model.ids.iter().zip(&self.providers).take(self.configured);
+            configured.filter_map(|(ids, name)| Some((*name, ids.as_ref()?))).flat_map(|(name, ids)| {
+                std::iter::once(ids.id.as_str()).chain(ids.vision.as_deref()).map(move |id| (name, id))
+            })
         })
     }
 
@@ -129,8 +173,8 @@ impl Catalogue {
     }
 
     /// The public models that no configured provider serves, for a warning at start.
-    pub fn unserved(&self, configured: &[ProviderKind]) -> Vec<&str> {
-        let served = |model: &PublicModel| configured.iter().any(|&provider| model.on(provider).is_some());
+    pub fn unserved(&self) -> Vec<&str> {
+        let served = |model: &PublicModel| model.ids.iter().take(self.configured).any(Option::is_some);
         self.models.iter().filter(|model| !served(model)).map(|model| model.name.as_str()).collect()
     }
 
@@ -140,15 +184,17 @@ impl Catalogue {
             .models
             .iter()
             .map(|model| {
-                let ids: Map<String, Value> = ProviderKind::ALL
-                    .into_iter()
-                    .filter_map(|provider| {
-                        let ids = model.on(provider)?;
+                let ids: Map<String, Value> = model
+                    .ids
+                    .iter()
+                    .zip(&self.providers)
+                    .filter_map(|(ids, provider)| {
+                        let ids = ids.as_ref()?;
                         let shown = match &ids.vision {
                             None => json!(ids.id),
                             Some(vision) => json!({ "id": ids.id, "vision": vision }),
                         };
-                        Some((provider.name().to_owned(), shown))
+                        Some(((*provider).to_owned(), shown))
                     })
                     .collect();
                 (model.name.clone(), Value::Object(ids))
@@ -160,30 +206,18 @@ impl Catalogue {
     }
 }
 
-/// `{"cerebras": "id", "zai": {"id": "id", "vision": "id"}}`: a provider not named does not
-/// serve the model.
-fn provider_ids(name: &str, ids: Value) -> Result<[Option<ProviderModel>; 3], String> {
-    let Value::Object(ids) = ids else {
-        return Err(format!("{name:?} must map provider names to model ids"));
+/// One provider's entry for a public model: `"id"` or `{"id": "id", "vision": "id"}`. A
+/// provider a model does not name does not serve it.
+fn provider_model(name: &str, provider: &str, id: &Value) -> Result<ProviderModel, String> {
+    let text = |value: Option<&Value>| value.and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
+    let ids = match id {
+        Value::String(_) => text(Some(id)).map(|id| ProviderModel { id, vision: None }),
+        Value::Object(fields) => {
+            text(fields.get("id")).map(|id| ProviderModel { id, vision: text(fields.get("vision")) })
+        }
+        _ => None,
     };
-    let mut found: [Option<ProviderModel>; 3] = Default::default();
-    for (provider, id) in ids {
-        let kind = ProviderKind::ALL.into_iter().find(|kind| kind.name() == provider).ok_or_else(|| {
-            format!("{name:?} names the provider {provider:?}; the providers are cerebras, synthetic and zai")
-        })?;
-        let text = |value: Option<&Value>| value.and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
-        let ids = match &id {
-            Value::String(_) => text(Some(&id)).map(|id| ProviderModel { id, vision: None }),
-            Value::Object(fields) => {
-                text(fields.get("id")).map(|id| ProviderModel { id, vision: text(fields.get("vision")) })
-            }
-            _ => None,
-        };
-        let ids =
-            ids.ok_or_else(|| format!(r#"{name:?}/{provider}: give a model id, or {{"id": "...", "vision": "..."}}"#))?;
-        found[kind.index()] = Some(ids);
-    }
-    Ok(found)
+    ids.ok_or_else(|| format!(r#"{name:?}/{provider}: give a model id, or {{"id": "...", "vision": "..."}}"#))
 }
 
 #[cfg(test)]
@@ -196,19 +230,30 @@ mod tests {
     }"#;
     const ALIASES: &str = r#"{"claude-*haiku*": "glm-flash", "claude-*": "glm", "gpt-4o": "glm"}"#;
 
+    const CEREBRAS: &str = "cerebras";
+
+    fn providers() -> [ProviderId; 3] {
+        [ProviderId::new(0, CEREBRAS), ProviderId::new(1, "synthetic"), ProviderId::new(2, "zai")]
+    }
+
+    fn parse(models: &str, aliases: Option<&str>) -> Result<Catalogue, CatalogueError> {
+        Catalogue::parse(models, aliases, &providers(), &[])
+    }
+
     fn catalogue() -> Catalogue {
-        Catalogue::parse(MODELS, Some(ALIASES)).unwrap()
+        parse(MODELS, Some(ALIASES)).unwrap()
     }
 
     #[test]
     fn public_names_map_to_each_providers_id() {
         let catalogue = catalogue();
         let glm = catalogue.resolve("glm").unwrap();
-        assert_eq!(glm.on(ProviderKind::Cerebras).unwrap().id, "zai-glm-4.7");
-        assert_eq!(glm.on(ProviderKind::Synthetic).unwrap().vision, None);
-        assert_eq!(glm.on(ProviderKind::Zai).unwrap().vision.as_deref(), Some("glm-4.6v"));
+        let [cerebras, synthetic, zai] = providers();
+        assert_eq!(glm.on(cerebras).unwrap().id, "zai-glm-4.7");
+        assert_eq!(glm.on(synthetic).unwrap().vision, None);
+        assert_eq!(glm.on(zai).unwrap().vision.as_deref(), Some("glm-4.6v"));
         let flash = catalogue.resolve("glm-flash").unwrap();
-        assert!(flash.on(ProviderKind::Cerebras).is_none(), "a provider not named does not serve it");
+        assert!(flash.on(cerebras).is_none(), "a provider not named does not serve it");
     }
 
     #[test]
@@ -221,7 +266,7 @@ mod tests {
         assert_eq!(resolved("gpt-4o-mini"), None);
         assert_eq!(resolved("zai-glm-4.7"), None, "provider ids are no public names");
         // The other order shadows the haiku alias.
-        let shadowed = Catalogue::parse(MODELS, Some(r#"{"claude-*": "glm", "claude-*haiku*": "glm-flash"}"#)).unwrap();
+        let shadowed = parse(MODELS, Some(r#"{"claude-*": "glm", "claude-*haiku*": "glm-flash"}"#)).unwrap();
         assert_eq!(shadowed.resolve("claude-3-5-haiku").unwrap().name, "glm");
     }
 
@@ -233,20 +278,32 @@ mod tests {
 
     #[test]
     fn models_no_configured_provider_serves_are_named() {
-        assert_eq!(catalogue().unserved(&[ProviderKind::Cerebras]), ["glm-flash"]);
-        assert!(catalogue().unserved(&ProviderKind::ALL).is_empty());
+        assert!(catalogue().unserved().is_empty());
+        let cerebras_only = Catalogue::parse(MODELS, None, &providers()[..1], &["synthetic", "zai"]).unwrap();
+        assert_eq!(cerebras_only.unserved(), ["glm-flash"], "zai is a known name, but not configured");
+        assert_eq!(cerebras_only.ids().collect::<Vec<_>>(), [(CEREBRAS, "zai-glm-4.7")]);
+    }
+
+    #[test]
+    fn a_provider_from_the_providers_file_adds_its_ids() {
+        let second = ProviderId::new(3, "cerebras-b");
+        let mut catalogue = Catalogue::parse(MODELS, None, &[providers().as_slice(), &[second]].concat(), &[]).unwrap();
+        catalogue.add(second, "glm", &json!("zai-glm-4.7")).unwrap();
+        assert_eq!(catalogue.resolve("glm").unwrap().on(second).unwrap().id, "zai-glm-4.7");
+        assert!(catalogue.add(second, "nope", &json!("x")).unwrap_err().contains("no public model"));
+        assert_eq!(catalogue.status()["models"]["glm"]["cerebras-b"], "zai-glm-4.7");
     }
 
     #[test]
     fn mistakes_are_named() {
-        let models = |text| Catalogue::parse(text, None).unwrap_err().to_string();
+        let models = |text| parse(text, None).unwrap_err().to_string();
         assert!(models("[]").contains("not an object"));
         assert!(models("{glm}").contains("not valid JSON at character 2"));
         assert!(models("{}").contains("names no model"));
         assert!(models(r#"{"glm": "zai-glm-4.7"}"#).contains("must map provider names"));
         assert!(models(r#"{"glm": {"cerebas": "x"}}"#).contains("\"cerebas\""));
         assert!(models(r#"{"glm": {"zai": {"vision": "v"}}}"#).contains("glm\"/zai: give a model id"));
-        let alias = Catalogue::parse(MODELS, Some(r#"{"claude-*": "claude"}"#)).unwrap_err();
+        let alias = parse(MODELS, Some(r#"{"claude-*": "claude"}"#)).unwrap_err();
         assert!(alias.to_string().contains("\"claude-*\" maps to \"claude\", which is no public model"));
     }
 

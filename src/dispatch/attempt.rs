@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 
 use super::reply::{HeldAnswer, Source};
 use super::trail::Trail;
-use super::{Dispatcher, Outgoing};
+use super::{Dispatcher, Outgoing, Pool};
 use crate::actors::supervision::ask;
 use crate::actors::upstream_router::{circuit_of, ClaimProbe, ProbeGuard, ProviderEvent};
 use crate::body_budget::{read_into, Buffered, Stopped};
@@ -21,7 +21,7 @@ use crate::policy::circuit::Admission;
 use crate::policy::encoding::{is_encoded, plain};
 use crate::policy::fault::{classify, Fault, Outcome, Reason};
 use crate::policy::key_pool::KeyVerdict;
-use crate::providers::ProviderKind;
+use crate::providers::ProviderId;
 use crate::secret::Secret;
 
 /// Error bodies are small; past this much, the rest is not kept.
@@ -36,6 +36,8 @@ pub struct Target<'a> {
     /// Whether a next provider exists: only then is a success's first chunk read before
     /// committing to it (a spent quota can hide in a 200).
     pub can_fail_over: bool,
+    /// The provider's pool: its fault rules and its attempts' counter.
+    pub pool: &'a Pool,
 }
 
 /// What an attempt brought back for the client.
@@ -66,7 +68,7 @@ pub struct Pass {
 
 impl Dispatcher {
     /// May this request go to `provider` now? `Err` is how long its circuit stays open.
-    pub(super) async fn admit(&self, provider: ProviderKind) -> Result<Pass, Duration> {
+    pub(super) async fn admit(&self, provider: ProviderId) -> Result<Pass, Duration> {
         let view = circuit_of(&self.health, provider);
         match view.admission(Instant::now()) {
             Admission::Go => Ok(Pass { probe: None, watched: view.strikes > 0 }),
@@ -92,15 +94,17 @@ impl Dispatcher {
     ) -> (Fault, Answer) {
         let started = Instant::now();
         let provider = target.source.provider;
+        let rules = &target.pool.provider.faults;
         let (mut fault, answer, status) = match send(client, outgoing, &target).await {
             Err(error) => {
-                (classify(&Outcome::NoAnswer(no_answer_reason(&error)), SystemTime::now()), Answer::Nothing, None)
+                let outcome = Outcome::NoAnswer(no_answer_reason(&error));
+                (classify(&outcome, rules, SystemTime::now()), Answer::Nothing, None)
             }
             Ok(response) => {
                 let ttfb = started.elapsed().as_secs_f64();
                 self.metrics.upstream_ttfb.with_label_values(&[provider.name()]).observe(ttfb);
                 let status = response.status().as_u16();
-                let (fault, answer) = read(response, &target.source, target.can_fail_over, self.idle_timeout).await;
+                let (fault, answer) = read(response, &target, self.idle_timeout).await;
                 (fault, answer, Some(status))
             }
         };
@@ -108,7 +112,7 @@ impl Dispatcher {
             // An upstream may quote the key it refused; the message goes to clients and logs.
             *message = message.replace(target.key.expose(), "***");
         }
-        self.provider_requests.count(provider);
+        target.pool.attempts.inc();
         let reason = fault.reason();
         match &fault {
             Fault::Provider(health, reason) => self.router.do_send(ProviderEvent::Failed {
@@ -132,7 +136,11 @@ impl Dispatcher {
         }
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         let outcome = reason.as_ref().map_or_else(|| "answered".to_owned(), Reason::to_string);
-        log::debug!("event=attempt target={} outcome={outcome:?} ms={duration_ms:.1}", target.source.target());
+        log::debug!(
+            "event=attempt provider={} key={} outcome={outcome:?} ms={duration_ms:.1}",
+            provider.name(),
+            target.source.key_name.as_deref().unwrap_or("-")
+        );
         trail.attempts.push(AttemptLog {
             provider: provider.name(),
             key: target.source.key_name.clone(),
@@ -149,7 +157,8 @@ impl Dispatcher {
 
 /// Reads what classifying an answer needs, then classifies it: an error answer whole, the
 /// first chunk of a success that may still fail over, nothing of any other success.
-async fn read(mut response: ClientResponse, source: &Source, can_fail_over: bool, idle: Duration) -> (Fault, Answer) {
+async fn read(mut response: ClientResponse, target: &Target<'_>, idle: Duration) -> (Fault, Answer) {
+    let (source, rules) = (&target.source, &target.pool.provider.faults);
     let status = response.status();
     let now = SystemTime::now();
     if !status.is_success() {
@@ -162,23 +171,23 @@ async fn read(mut response: ClientResponse, source: &Source, can_fail_over: bool
             headers: &held.headers,
             body: body.as_deref().unwrap_or_default(),
         };
-        return (classify(&outcome, now), Answer::Held(held));
+        return (classify(&outcome, rules, now), Answer::Held(held));
     }
-    let first = if can_fail_over && !is_encoded(response.headers()) {
+    let first = if target.can_fail_over && !is_encoded(response.headers()) {
         match tokio::time::timeout(idle, response.next()).await {
             Ok(None) => None,
             Ok(Some(Ok(chunk))) => Some(chunk),
             Ok(Some(Err(error))) => {
                 let reason = Reason::ConnectionLost(format!("the answer broke: {error}"));
-                return (classify(&Outcome::NoAnswer(reason), now), Answer::Nothing);
+                return (classify(&Outcome::NoAnswer(reason), rules, now), Answer::Nothing);
             }
-            Err(_) => return (classify(&Outcome::NoAnswer(Reason::IdleTimeout), now), Answer::Nothing),
+            Err(_) => return (classify(&Outcome::NoAnswer(Reason::IdleTimeout), rules, now), Answer::Nothing),
         }
     } else {
         None
     };
     let body = first.as_deref().unwrap_or_default();
-    let fault = classify(&Outcome::Answer { status: status.as_u16(), headers: response.headers(), body }, now);
+    let fault = classify(&Outcome::Answer { status: status.as_u16(), headers: response.headers(), body }, rules, now);
     let answer = match fault {
         Fault::None => Answer::Live { response, first },
         _ => Answer::Held(HeldAnswer {

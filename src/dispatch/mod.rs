@@ -1,7 +1,8 @@
 //! Runs one client request through its plan: the routing rules order the providers, circuits
-//! pass over the ones that are down, the `KeyRotator` hands out Cerebras keys, and each
-//! attempt's fault (`policy::fault`) says whether to answer, try another key, or move on to
-//! the next provider.
+//! pass over the ones that are down, each provider's `KeyRotator` hands out its keys, and each
+//! attempt's fault (`policy::fault`), judged by `policy::second_opinion`, says whether to
+//! answer, try another key, or move on to the next provider. Every provider is a pool of keys,
+//! and goes through the same loop.
 //!
 //! Runs on the worker that accepted the request, with that worker's client: the actors only
 //! decide, so the bytes never queue behind one thread.
@@ -22,21 +23,23 @@ use actix::Addr;
 use actix_web::http::header::HeaderMap;
 use actix_web::http::{Method, StatusCode};
 use bytes::Bytes;
+use prometheus::IntCounter;
 
 use self::attempt::{Answer, Target};
 use self::reply::{relay, HeldAnswer, Reply, ReplyBody};
 use self::trail::Trail;
 use crate::actors::key_rotator::{Acquire, AcquireOther, Acquired, CurrentKey, KeyRotator, Report};
 use crate::actors::supervision::ask;
-use crate::actors::upstream_router::{Health, ProviderEvent, ProviderRequests, UpstreamRouter};
+use crate::actors::upstream_router::{Health, ProviderEvent, UpstreamRouter};
 use crate::catalogue::{Catalogue, PublicModel};
 use crate::error::ProxyError;
 use crate::logging::record::AttemptLog;
 use crate::metrics::Metrics;
-use crate::policy::fault::{Fault, Reason};
-use crate::policy::key_pool::{KeyGrant, KeyVerdict};
-use crate::policy::routing::{plan, RouteReason, RoutingPolicy, Step};
-use crate::providers::{Alternative, ProviderKind};
+use crate::policy::fault::Reason;
+use crate::policy::key_pool::KeyGrant;
+use crate::policy::routing::{plan, RouteReason, RoutingPolicy};
+use crate::policy::second_opinion::{Decision, SecondOpinion};
+use crate::providers::Provider;
 use crate::transform::model::{with_model, ModelSlot};
 use crate::transform::token_estimate::ChatFacts;
 
@@ -77,26 +80,30 @@ pub struct Chat {
     pub public: Option<Arc<PublicModel>>,
 }
 
-/// What a dispatch needs from the application, shared by all workers.
-pub struct Dispatcher {
+/// One provider as the dispatcher uses it: its data, its keys' rotator and the key that
+/// rotator last published, and its attempts' counter.
+pub struct Pool {
+    pub provider: Provider,
     pub rotator: Addr<KeyRotator>,
     /// The rotator's published current key: read without a message on the common path.
-    pub current_key: CurrentKey,
+    pub current: CurrentKey,
+    /// `glm_proxy_upstream_attempts_total` for this provider, looked up once.
+    pub attempts: IntCounter,
+}
+
+/// What a dispatch needs from the application, shared by all workers.
+pub struct Dispatcher {
+    /// Every configured provider, in the failover order (`ProviderId::index`).
+    pub pools: Vec<Pool>,
     pub router: Addr<UpstreamRouter>,
     /// The router's published circuits: read without a message on the common path.
     pub health: Health,
-    /// Attempts per provider, counted here; the router reads them for `/_status`.
-    pub provider_requests: Arc<ProviderRequests>,
     /// The routing rules, applied here: planning is pure and needs no round trip.
     pub routing: Arc<RoutingPolicy>,
     /// Public model names and each provider's ids; `None` passes models as clients send them.
     pub catalogue: Option<Arc<Catalogue>>,
-    pub cerebras_base_url: String,
-    pub alternatives: Vec<Alternative>,
-    pub max_key_attempts: usize,
     pub max_key_wait: Duration,
     pub idle_timeout: Duration,
-    pub fallback_on_cooldown: bool,
     pub metrics: Arc<Metrics>,
 }
 
@@ -108,17 +115,10 @@ pub struct Dispatched {
     pub attempts: Vec<AttemptLog>,
 }
 
-/// A 402, 403 or 500 from one key, waiting for a second key to say whose fault it is.
-struct Suspect {
-    index: usize,
-    reason: Reason,
-    answer: Option<HeldAnswer>,
-}
-
-/// Why no Cerebras key could be had.
+/// Why no key of a provider could be had.
 enum NoKey {
     /// Every key rests; waiting was not allowed, or would take too long.
-    Cooling(ProxyError),
+    Cooling(Duration),
     /// Every key is rejected: the upstream's message.
     Rejected(String),
     /// The rotator is restarting.
@@ -128,9 +128,12 @@ enum NoKey {
 impl Dispatcher {
     /// Whether a configured provider serves the public model.
     pub fn serves(&self, model: &PublicModel) -> bool {
-        std::iter::once(ProviderKind::Cerebras)
-            .chain(self.alternatives.iter().map(|alternative| alternative.kind))
-            .any(|provider| model.on(provider).is_some())
+        self.pools.iter().any(|pool| model.on(pool.provider.id).is_some())
+    }
+
+    /// The Cerebras pool: the first provider, always configured.
+    pub fn primary(&self) -> &Pool {
+        &self.pools[0]
     }
 
     pub async fn dispatch(&self, client: &awc::Client, outgoing: Outgoing) -> Dispatched {
@@ -141,8 +144,8 @@ impl Dispatcher {
 
     async fn run(&self, client: &awc::Client, outgoing: &Outgoing, trail: &mut Trail) -> Result<Reply, ProxyError> {
         let public = outgoing.chat.as_ref().and_then(|chat| chat.public.as_deref());
-        let plan = plan(&self.routing, outgoing.chat.as_ref().map(|chat| chat.facts), |provider| {
-            public.is_none_or(|model| model.on(provider).is_some())
+        let plan = plan(&self.routing, outgoing.chat.as_ref().map(|chat| chat.facts), |index| {
+            public.is_none_or(|model| model.on(self.pools[index].provider.id).is_some())
         });
         if plan.reason != RouteReason::Default {
             log::info!("event=routed reason={}", plan.reason.label());
@@ -150,136 +153,93 @@ impl Dispatcher {
         }
         for (position, step) in plan.steps.iter().enumerate() {
             let can_fail_over = position + 1 < plan.steps.len();
-            let (provider, reply) = match *step {
-                Step::Cerebras => {
-                    (ProviderKind::Cerebras, self.via_cerebras(client, outgoing, can_fail_over, trail).await?)
-                }
-                Step::Alternative { index, vision } => {
-                    let alternative = &self.alternatives[index];
-                    let reply = self.via_alternative(client, outgoing, alternative, vision, can_fail_over, trail);
-                    (alternative.kind, reply.await)
-                }
-            };
-            if let Some(reply) = reply {
+            let pool = &self.pools[step.provider];
+            if let Some(reply) = self.via(client, outgoing, pool, step.vision, can_fail_over, trail).await? {
                 return Ok(reply);
             }
             if can_fail_over {
                 let reason = trail.last_reason().map_or("other", Reason::label);
-                log::warn!("event=failover from={} reason={reason}", provider.name());
-                self.metrics.failovers.with_label_values(&[provider.name(), reason]).inc();
-                self.router.do_send(ProviderEvent::Failover { from: provider });
+                let from = pool.provider.id.name();
+                log::warn!("event=failover from={from} reason={reason}");
+                self.metrics.failovers.with_label_values(&[from, reason]).inc();
             }
         }
         trail.finish()
     }
 
-    /// Cerebras with key rotation. `None` when the request should go to the next provider.
-    async fn via_cerebras(
+    /// One provider, its keys in rotation. `None` when the request should go to the next one.
+    async fn via(
         &self,
         client: &awc::Client,
         outgoing: &Outgoing,
+        pool: &Pool,
+        vision: bool,
         can_fail_over: bool,
         trail: &mut Trail,
     ) -> Result<Option<Reply>, ProxyError> {
-        let mut pass = match self.admit(ProviderKind::Cerebras).await {
+        let provider = &pool.provider;
+        let mut pass = match self.admit(provider.id).await {
             Ok(pass) => pass,
             Err(retry_after) => {
-                trail.pass_over(ProviderKind::Cerebras, retry_after);
+                trail.pass_over(provider.id, retry_after);
                 return Ok(None);
             }
         };
-        let url = format!("{}{}", self.cerebras_base_url, outgoing.path_and_query);
-        let (model, body) = match outgoing.chat.as_ref().and_then(|chat| Some((chat, chat.public.as_ref()?))) {
-            Some((chat, public)) => {
-                let id = public.on(ProviderKind::Cerebras).map_or("", |ids| ids.id.as_str());
-                (Some(Arc::from(id)), outgoing.body_with(chat, id))
-            }
-            None => (outgoing.model.clone(), outgoing.body.clone()),
-        };
+        let url = format!("{}{}", provider.base_url, outgoing.path_and_query);
+        let chat = outgoing.chat.as_ref();
+        let (model, body) =
+            match chat.and_then(|chat| Some((chat, provider.model_for(chat.public.as_deref(), vision)?))) {
+                Some((chat, model)) => (Some(Arc::from(model)), outgoing.body_with(chat, model)),
+                None => (outgoing.model.clone(), outgoing.body.clone()),
+            };
         let wait_deadline = Instant::now() + self.max_key_wait;
-        let wait = !(self.fallback_on_cooldown && can_fail_over);
-        let mut suspect: Option<Suspect> = None;
-        for attempt in 0..self.max_key_attempts {
-            let key = match suspect.as_ref().map(|suspect| suspect.index) {
-                None => match self.next_key(attempt, wait_deadline, wait).await {
+        // Only where no provider comes after, or where the provider says to wait for its keys.
+        let wait = !(provider.fallback_on_cooldown && can_fail_over);
+        let mut opinion = SecondOpinion::default();
+        // The unproven answer a second key is asked about.
+        let mut suspect: Option<HeldAnswer> = None;
+        for attempt in 0..provider.max_attempts() {
+            let key = match opinion.avoiding() {
+                None => match self.next_key(pool, attempt, wait_deadline, wait).await {
                     Ok(key) => key,
-                    Err(no_key) => return self.no_key(no_key, can_fail_over, trail),
+                    Err(no_key) => return self.no_key(provider, no_key, can_fail_over, trail),
                 },
-                Some(avoid) => match ask(&self.rotator, AcquireOther { avoid }).await? {
+                Some(avoid) => match ask(&pool.rotator, AcquireOther { avoid }).await? {
                     Some(key) => key,
-                    // No second opinion to be had: the error stands as the request's.
                     None => break,
                 },
             };
-            let source =
-                Source { provider: ProviderKind::Cerebras, key_name: Some(key.name.clone()), model: model.clone() };
+            let source = Source { provider: provider.id, key_name: Some(key.name.clone()), model: model.clone() };
             let target =
-                Target { url: &url, body: body.clone(), key: &key.secret, source: source.clone(), can_fail_over };
+                Target { url: &url, body: body.clone(), key: &key.secret, source: source.clone(), can_fail_over, pool };
             let (fault, answer) = self.attempt(client, outgoing, target, &mut pass, trail).await;
-            match fault {
-                Fault::None => {
+            match opinion.judge(key.index, fault) {
+                Decision::Deliver { blame } => {
                     key.served.fetch_add(1, Ordering::Relaxed);
-                    if let Some(Suspect { index, reason, .. }) = suspect {
-                        // Another key succeeded where this one failed: it was the key's after all.
-                        self.rotator.do_send(Report { index, verdict: KeyVerdict::Failed { reason } });
+                    if let Some((index, verdict)) = blame {
+                        pool.rotator.do_send(Report { index, verdict });
                     }
                     return Ok(Some(self.deliver(answer, &source, trail)));
                 }
-                Fault::Key(verdict) => {
-                    self.rotator.do_send(Report { index: key.index, verdict });
+                Decision::Rest(verdict) => {
+                    pool.rotator.do_send(Report { index: key.index, verdict });
                     trail.keep(answer.held());
                 }
-                Fault::Unproven(reason) if suspect.is_none() => {
-                    suspect = Some(Suspect { index: key.index, reason, answer: answer.held() });
-                }
-                // A second key got it too: the request's fault, and no key is marked.
-                Fault::Unproven(reason) => {
-                    return Ok(self.request_fault(Suspect { index: key.index, reason, answer: answer.held() }, trail))
-                }
-                Fault::Unservable(_) | Fault::Provider(..) => {
-                    trail.keep(suspect.and_then(|suspect| suspect.answer));
+                Decision::AskAnother { .. } => suspect = answer.held(),
+                Decision::DeliverKept => return Ok(deliver_kept(answer.held().or(suspect), trail)),
+                Decision::MoveOn => {
+                    trail.keep(suspect);
                     trail.keep(answer.held());
                     return Ok(None);
                 }
             }
         }
-        Ok(suspect.and_then(|suspect| self.request_fault(suspect, trail)))
-    }
-
-    /// One try at an alternative, with its model written into the body. Whatever fails there
-    /// moves the request on: an alternative has one key, and no second opinion.
-    async fn via_alternative(
-        &self,
-        client: &awc::Client,
-        outgoing: &Outgoing,
-        alternative: &Alternative,
-        vision: bool,
-        can_fail_over: bool,
-        trail: &mut Trail,
-    ) -> Option<Reply> {
-        let chat = outgoing.chat.as_ref()?;
-        let mut pass = match self.admit(alternative.kind).await {
-            Ok(pass) => pass,
-            Err(retry_after) => {
-                trail.pass_over(alternative.kind, retry_after);
-                return None;
-            }
-        };
-        let model = alternative.model_for(chat.public.as_deref(), vision);
-        let source = Source { provider: alternative.kind, key_name: None, model: Some(model.into()) };
-        let url = format!("{}{}", alternative.base_url, outgoing.path_and_query);
-        let target = Target {
-            url: &url,
-            body: outgoing.body_with(chat, model),
-            key: &alternative.key,
-            source: source.clone(),
-            can_fail_over,
-        };
-        match self.attempt(client, outgoing, target, &mut pass, trail).await {
-            (Fault::None, answer) => Some(self.deliver(answer, &source, trail)),
-            (_, answer) => {
-                trail.keep(answer.held());
-                None
+        // No second key to ask, or no attempt left.
+        match opinion.unanswered(can_fail_over) {
+            Decision::DeliverKept => Ok(deliver_kept(suspect, trail)),
+            _ => {
+                trail.keep(suspect);
+                Ok(None)
             }
         }
     }
@@ -297,60 +257,57 @@ impl Dispatcher {
         trail.deliver(source, reply)
     }
 
-    /// A 402/403/500 that is the request's: a second key got it too, or none could check. A
-    /// 500 moves on to the next provider like a 503 (another may serve what Cerebras cannot);
-    /// a 402/403 goes back to the client as the upstream sent it.
-    fn request_fault(&self, suspect: Suspect, trail: &mut Trail) -> Option<Reply> {
-        match (suspect.reason, suspect.answer) {
-            (Reason::Status(500), answer) | (_, answer @ None) => {
-                trail.keep(answer);
-                None
-            }
-            (_, Some(held)) => {
-                let source = held.source.clone();
-                Some(trail.deliver(&source, held.into_reply()))
-            }
-        }
-    }
-
     /// The sticky key, or the first to come free if every key rests, within the wait budget.
-    async fn next_key(&self, attempt: usize, wait_deadline: Instant, wait: bool) -> Result<KeyGrant, NoKey> {
+    async fn next_key(
+        &self,
+        pool: &Pool,
+        attempt: usize,
+        wait_deadline: Instant,
+        wait: bool,
+    ) -> Result<KeyGrant, NoKey> {
         // A retry asks the rotator, whose mailbox holds the report that rested the failed key;
         // the published key may not show that report yet.
         if attempt == 0 {
-            if let Some(key) = self.current_key.read().unwrap_or_else(PoisonError::into_inner).clone() {
+            if let Some(key) = pool.current.read().unwrap_or_else(PoisonError::into_inner).clone() {
                 return Ok(key);
             }
         }
-        let acquired = ask(&self.rotator, Acquire { wait }).await.map_err(NoKey::Unavailable)?;
+        let acquired = ask(&pool.rotator, Acquire { wait }).await.map_err(NoKey::Unavailable)?;
         let (free_in, ticket) = match acquired {
             Acquired::Ready(grant) => return Ok(grant),
             Acquired::AllRejected { message } => return Err(NoKey::Rejected(message)),
             Acquired::AllCooling { free_in, ticket } => (free_in, ticket),
         };
         let budget = wait_deadline.saturating_duration_since(Instant::now());
-        let cooling = || NoKey::Cooling(ProxyError::AllKeysCooling { retry_after: free_in });
         let Some(ticket) = ticket.filter(|_| free_in <= budget) else {
-            return Err(cooling());
+            return Err(NoKey::Cooling(free_in));
         };
-        log::info!("event=waiting_for_key seconds={:.2}", free_in.as_secs_f64());
+        let provider = pool.provider.id.name();
+        log::info!("event=waiting_for_key provider={provider} seconds={:.2}", free_in.as_secs_f64());
         let waiting = Instant::now();
         let waited = tokio::time::timeout(budget, ticket).await;
-        self.metrics.key_wait.observe(waiting.elapsed().as_secs_f64());
+        self.metrics.key_wait.with_label_values(&[provider]).observe(waiting.elapsed().as_secs_f64());
         match waited {
             Ok(Ok(Ok(grant))) => Ok(grant),
             Ok(Ok(Err(message))) => Err(NoKey::Rejected(message)),
             Ok(Err(_)) => Err(NoKey::Unavailable(ProxyError::ActorUnavailable("key rotator"))),
-            Err(_) => Err(cooling()),
+            Err(_) => Err(NoKey::Cooling(free_in)),
         }
     }
 
-    /// No key to be had: the alternatives take the request where they can, else the client
-    /// is told why.
-    fn no_key(&self, no_key: NoKey, can_fail_over: bool, trail: &mut Trail) -> Result<Option<Reply>, ProxyError> {
-        let source = Source::provider(ProviderKind::Cerebras);
+    /// No key to be had: the next provider takes the request where it can, else the client is
+    /// told why.
+    fn no_key(
+        &self,
+        provider: &Provider,
+        no_key: NoKey,
+        can_fail_over: bool,
+        trail: &mut Trail,
+    ) -> Result<Option<Reply>, ProxyError> {
+        let source = Source::provider(provider.id);
+        let name = provider.id.name();
         match no_key {
-            NoKey::Cooling(_) if can_fail_over && self.fallback_on_cooldown => {
+            NoKey::Cooling(_) if can_fail_over && provider.fallback_on_cooldown => {
                 trail.fail(&source, Reason::AllKeysCooling);
                 Ok(None)
             }
@@ -358,8 +315,16 @@ impl Dispatcher {
                 trail.fail(&source, Reason::AllKeysRejected);
                 Ok(None)
             }
-            NoKey::Rejected(message) => Err(ProxyError::KeysRejected { message }),
-            NoKey::Cooling(error) | NoKey::Unavailable(error) => Err(error),
+            NoKey::Rejected(message) => Err(ProxyError::KeysRejected { provider: name, message }),
+            NoKey::Cooling(retry_after) => Err(ProxyError::AllKeysCooling { provider: name, retry_after }),
+            NoKey::Unavailable(error) => Err(error),
         }
     }
+}
+
+/// An error answer that is the request's, here: the client gets it as the upstream sent it.
+fn deliver_kept(kept: Option<HeldAnswer>, trail: &mut Trail) -> Option<Reply> {
+    let held = kept?;
+    let source = held.source.clone();
+    Some(trail.deliver(&source, held.into_reply()))
 }

@@ -24,7 +24,7 @@ use crate::body_budget::{read_into, BodyPermit, Buffered, Refused, Stopped};
 use crate::logging::tap::Tap;
 use crate::metrics::Meter;
 use crate::policy::encoding::is_encoded;
-use crate::providers::ProviderKind;
+use crate::providers::ProviderId;
 use crate::state::AppState;
 use crate::transform::answer_tail::Tail;
 use crate::upstream::headers::relays_response_header;
@@ -32,13 +32,13 @@ use crate::upstream::relay::{Interrupted, Relay};
 
 /// Names the provider that answered.
 pub const PROVIDER_HEADER: HeaderName = HeaderName::from_static("x-glm-proxy-provider");
-/// Names the Cerebras key (its name, never its value) that answered.
+/// Names the provider's key (its name, never its value) that answered.
 pub const KEY_HEADER: HeaderName = HeaderName::from_static("x-glm-proxy-key");
 
 /// Who an attempt went to, and the model it asked for.
 #[derive(Debug, Clone)]
 pub struct Source {
-    pub provider: ProviderKind,
+    pub provider: ProviderId,
     pub key_name: Option<std::sync::Arc<str>>,
     /// The body's `model` as this provider got it (`None` when the request had none).
     pub model: Option<std::sync::Arc<str>>,
@@ -46,7 +46,7 @@ pub struct Source {
 
 impl Source {
     /// The provider alone, for what is said of it rather than of one attempt.
-    pub fn provider(provider: ProviderKind) -> Self {
+    pub fn provider(provider: ProviderId) -> Self {
         Self { provider, key_name: None, model: None }
     }
 

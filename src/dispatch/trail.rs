@@ -7,7 +7,7 @@ use super::reply::{HeldAnswer, Reply, Source};
 use crate::error::{AttemptFailure, ProxyError};
 use crate::logging::record::AttemptLog;
 use crate::policy::fault::Reason;
-use crate::providers::ProviderKind;
+use crate::providers::ProviderId;
 
 #[derive(Default)]
 pub struct Trail {
@@ -32,7 +32,7 @@ impl Trail {
     }
 
     /// A provider passed over because its circuit is open until `retry_after` from now.
-    pub fn pass_over(&mut self, provider: ProviderKind, retry_after: Duration) {
+    pub fn pass_over(&mut self, provider: ProviderId, retry_after: Duration) {
         self.fail(&Source::provider(provider), Reason::CircuitOpen);
         self.retry_after = Some(self.retry_after.map_or(retry_after, |soonest| soonest.min(retry_after)));
     }

@@ -62,8 +62,8 @@ mod tests {
 
     #[test]
     fn the_listing_takes_the_clients_shape() {
-        let catalogue =
-            Catalogue::parse(r#"{"glm":{"zai":"glm-4.7"}}"#, Some(r#"{"gpt-4o":"glm","claude-*":"glm"}"#)).unwrap();
+        let aliases = r#"{"gpt-4o":"glm","claude-*":"glm"}"#;
+        let catalogue = Catalogue::parse(r#"{"glm":{"zai":"glm-4.7"}}"#, Some(aliases), &[], &["zai"]).unwrap();
         let openai = listed(&catalogue, false);
         assert_eq!(openai["object"], "list");
         let ids: Vec<&str> = openai["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();

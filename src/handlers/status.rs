@@ -13,6 +13,8 @@ use crate::error::ProxyError;
 use crate::policy::key_pool::KeyStatus;
 use crate::state::AppState;
 
+/// The seed's fields (`keys`, `current_key`, `requests_waiting_for_key`) are Cerebras';
+/// every provider's pool is under `providers`.
 #[derive(Serialize)]
 struct StatusBody {
     keys: Vec<KeyStatus>,
@@ -30,27 +32,42 @@ struct StatusBody {
 }
 
 pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ProxyError> {
-    let rotator = ask(&state.dispatcher.rotator, GetStatus).await?;
-    let routing = ask(&state.dispatcher.router, GetRoutingStatus).await?;
-    let redis = match &state.key_sync {
-        Some(sync) => Some(sync.send(GetSyncStatus).await.map_err(|_| ProxyError::ActorUnavailable("key sync"))?),
-        None => None,
-    };
+    let dispatcher = &state.dispatcher;
+    let mut routing = ask(&dispatcher.router, GetRoutingStatus).await?;
+    let mut primary = None;
+    for pool in &dispatcher.pools {
+        let pool_status = ask(&pool.rotator, GetStatus).await?;
+        primary.get_or_insert_with(|| pool_status.clone());
+        if let Some(counts) = routing.providers.get_mut(pool.provider.id.name()) {
+            counts.pool = Some(pool_status);
+        }
+    }
+    let primary = primary.ok_or(ProxyError::ActorUnavailable("key rotator"))?;
+    let mut redis: Option<SyncStatus> = None;
+    for sync in &state.key_syncs {
+        let one = sync.send(GetSyncStatus).await.map_err(|_| ProxyError::ActorUnavailable("key sync"))?;
+        redis = Some(match redis {
+            // The first is Cerebras': its counts are the seed's; the others add their errors.
+            None => one,
+            Some(all) => all.and(one),
+        });
+    }
     Ok(HttpResponse::Ok().json(StatusBody {
-        keys: rotator.keys,
-        current_key: rotator.current_key,
-        requests_waiting_for_key: rotator.requests_waiting_for_key,
+        keys: primary.keys,
+        current_key: primary.current_key,
+        requests_waiting_for_key: primary.requests_waiting_for_key,
         uptime_seconds: state.started.elapsed().as_secs(),
         log_records_dropped: state.logs.as_ref().map_or(0, |logs| logs.dropped()),
         routing,
-        catalogue: state.dispatcher.catalogue.as_ref().map(|catalogue| catalogue.status()),
+        catalogue: dispatcher.catalogue.as_ref().map(|catalogue| catalogue.status()),
         redis,
     }))
 }
 
 /// Liveness for container health checks: cheap, and 503 if an actor is gone.
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
-    if state.dispatcher.rotator.connected() && state.dispatcher.router.connected() {
+    let rotators = state.dispatcher.pools.iter().all(|pool| pool.rotator.connected());
+    if rotators && state.dispatcher.router.connected() {
         HttpResponse::Ok().json(json!({ "status": "ok" }))
     } else {
         HttpResponse::ServiceUnavailable().json(json!({ "status": "unavailable" }))

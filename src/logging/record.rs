@@ -19,7 +19,7 @@ use crate::wire::chat::Usage;
 #[derive(Debug, Clone)]
 pub struct AttemptLog {
     pub provider: &'static str,
-    /// The Cerebras key's name, never its value.
+    /// The provider key's name, never its value.
     pub key: Option<Arc<str>>,
     pub status: Option<u16>,
     pub error: Option<String>,

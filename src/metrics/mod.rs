@@ -12,13 +12,11 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub use self::meter::Meter;
 use crate::policy::fault::Reason;
-use crate::providers::ProviderKind;
 
 pub struct Metrics {
     registry: Registry,
@@ -26,16 +24,20 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     /// Requests that left a provider for the next, by provider and kind of reason.
     pub failovers: IntCounterVec,
+    /// Keys put to rest or rejected, by provider and key name.
     pub key_cooldowns: IntCounterVec,
-    /// Cerebras keys by state (`available`, `cooling`, `invalid`).
+    /// Keys by provider and state (`available`, `cooling`, `invalid`).
     pub keys: IntGaugeVec,
-    /// 1 for each key's current state, by key name and state.
+    /// 1 for each key's current state, by provider, key name and state.
     pub key_state: IntGaugeVec,
     /// Times a provider's circuit opened.
     pub circuit_opens: IntCounterVec,
     /// 1 while a provider's circuit is open or probing, else 0.
     pub circuit_open: IntGaugeVec,
-    pub key_wait: Histogram,
+    /// Time requests waited for a key, by provider.
+    pub key_wait: HistogramVec,
+    /// Attempts sent to each provider.
+    pub attempts: IntCounterVec,
     /// From sending to an upstream until its answer's head arrived.
     pub upstream_ttfb: HistogramVec,
     /// From the request's arrival until the last byte of the answer was handed to the client.
@@ -50,8 +52,8 @@ pub struct Metrics {
     pub in_flight_streams: IntGauge,
     /// Request body bytes reserved from `MAX_BUFFERED_BODY_BYTES` now.
     pub body_bytes_buffered: IntGauge,
-    /// Requests waiting for a Cerebras key now (at most `MAX_WAITING_REQUESTS`).
-    pub requests_waiting_for_key: IntGauge,
+    /// Requests waiting for a key now, by provider (at most `MAX_WAITING_REQUESTS` each).
+    pub requests_waiting_for_key: IntGaugeVec,
     /// Client-key cache reloads that failed.
     pub auth_reload_failures: IntCounter,
     /// Seconds since the client-key cache was last reloaded.
@@ -70,6 +72,12 @@ pub struct Metrics {
     pub redis_errors: IntCounter,
     /// Model names used as labels so far.
     models: RwLock<HashSet<Arc<str>>>,
+}
+
+/// One provider's series to preset: its name and its keys' names.
+pub struct Preset<'a> {
+    pub name: &'a str,
+    pub keys: Vec<&'a str>,
 }
 
 /// Buckets from 1 ms to 5 min: fast first bytes and long streams both land somewhere useful.
@@ -105,17 +113,20 @@ impl Metrics {
         Ok(Self {
             requests: counters("requests_total", "Answers sent to clients", &["provider", "status"])?,
             failovers: counters("failovers_total", "Requests that moved on to the next provider", &["from", "reason"])?,
-            key_cooldowns: counters("key_cooldowns_total", "Cerebras keys put to rest or rejected", &["key"])?,
-            keys: gauges("keys", "Cerebras keys by state", &["state"])?,
-            key_state: gauges("key_state", "1 for each Cerebras key's current state", &["key", "state"])?,
+            key_cooldowns: counters(
+                "key_cooldowns_total",
+                "Provider keys put to rest or rejected",
+                &["provider", "key"],
+            )?,
+            keys: gauges("keys", "Provider keys by state", &["provider", "state"])?,
+            key_state: gauges("key_state", "1 for each provider key's current state", &["provider", "key", "state"])?,
+            attempts: counters("upstream_attempts_total", "Attempts sent to each provider", &["provider"])?,
             circuit_opens: counters("circuit_opens_total", "Times a provider's circuit opened", &["provider"])?,
             circuit_open: gauges("circuit_open", "1 while a provider's circuit is open or half-open", &["provider"])?,
-            key_wait: registered(
-                r,
-                Histogram::with_opts(seconds(
-                    "key_wait_seconds",
-                    "Time requests waited for a Cerebras key to come free",
-                ))?,
+            key_wait: histograms(
+                "key_wait_seconds",
+                "Time requests waited for a provider's key to come free",
+                &["provider"],
             )?,
             upstream_ttfb: histograms(
                 "upstream_ttfb_seconds",
@@ -140,9 +151,10 @@ impl Metrics {
                 "body_bytes_buffered",
                 "Request body bytes held at once (MAX_BUFFERED_BODY_BYTES)",
             )?,
-            requests_waiting_for_key: gauge(
+            requests_waiting_for_key: gauges(
                 "requests_waiting_for_key",
-                "Requests waiting for a Cerebras key to come free (MAX_WAITING_REQUESTS)",
+                "Requests waiting for a provider's key to come free (MAX_WAITING_REQUESTS)",
+                &["provider"],
             )?,
             auth_reload_failures: counter(
                 "auth_reload_failures_total",
@@ -164,31 +176,35 @@ impl Metrics {
     }
 
     /// Gives every labelled family its known series at zero: per provider, per reason, per
-    /// key, per state, per refusal code. `models` are the alternatives' configured models.
-    pub fn preset(&self, providers: &[ProviderKind], keys: &[&str], models: &[(ProviderKind, &str)]) {
-        for provider in ProviderKind::ALL {
-            let name = provider.name();
+    /// key, per state, per refusal code. `models` are the provider ids requests may name.
+    pub fn preset<'m>(&self, providers: &[Preset<'_>], models: impl Iterator<Item = (&'static str, &'m str)>) {
+        for provider in providers {
+            let name = provider.name;
             self.circuit_opens.with_label_values(&[name]);
             self.circuit_open.with_label_values(&[name]);
-        }
-        for provider in providers {
-            let name = provider.name();
             self.requests.with_label_values(&[name, "200"]);
             self.upstream_ttfb.with_label_values(&[name]);
             self.request_duration.with_label_values(&[name]);
+            self.attempts.with_label_values(&[name]);
+            self.key_wait.with_label_values(&[name]);
+            self.requests_waiting_for_key.with_label_values(&[name]);
             for reason in Reason::LABELS {
                 self.failovers.with_label_values(&[name, reason]);
+            }
+            for key in &provider.keys {
+                self.key_cooldowns.with_label_values(&[name, key]);
+            }
+            for kind in ["prompt", "completion"] {
+                // A provider that passes the client's model is labelled with none.
+                self.tokens.with_label_values(&[name, "", kind]);
             }
         }
         self.requests.with_label_values(&["proxy", "502"]);
         self.request_duration.with_label_values(&["proxy"]);
-        for (provider, model) in models.iter().copied().chain([(ProviderKind::Cerebras, "")]) {
+        for (provider, model) in models {
             for kind in ["prompt", "completion"] {
-                self.tokens.with_label_values(&[provider.name(), &self.model_label(model), kind]);
+                self.tokens.with_label_values(&[provider, &self.model_label(model), kind]);
             }
-        }
-        for key in keys {
-            self.key_cooldowns.with_label_values(&[key]);
         }
         for code in ["missing_authorization", "invalid_authorization", "invalid_api_key"] {
             self.auth_failures.with_label_values(&[code]);

@@ -147,8 +147,19 @@ impl fmt::Display for Reason {
     }
 }
 
-/// Whose fault `outcome` is. `now` reads HTTP-date `Retry-After` values.
-pub fn classify(outcome: &Outcome, now: SystemTime) -> Fault {
+/// What is peculiar to one provider's answers: data on the provider, not code per provider.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FaultRules {
+    /// It sends `x-ratelimit-reset-*` windows beside `x-ratelimit-remaining-*` (Cerebras).
+    pub reset_windows: bool,
+    /// A 200 whose first chunk holds this text is a spent quota (the built-in providers'
+    /// "token quota is not enough"): it fails over.
+    pub quota_message: Option<String>,
+}
+
+/// Whose fault `outcome` is, by `rules` of the provider that answered. `now` reads HTTP-date
+/// `Retry-After` values.
+pub fn classify(outcome: &Outcome, rules: &FaultRules, now: SystemTime) -> Fault {
     let (status, headers, body) = match outcome {
         Outcome::NoAnswer(reason @ Reason::Unreachable(_)) => {
             return Fault::Provider(HealthFault::Unreachable, reason.clone())
@@ -158,8 +169,8 @@ pub fn classify(outcome: &Outcome, now: SystemTime) -> Fault {
         Outcome::Answer { status, headers, body } => (*status, *headers, *body),
     };
     match status {
-        200..=299 if says_quota_exhausted(body) => Fault::Unservable(Reason::QuotaExhausted),
-        429 => Fault::Key(KeyVerdict::RateLimited { requested: requested_wait(headers, now) }),
+        200..=299 if says_quota_exhausted(body, rules) => Fault::Unservable(Reason::QuotaExhausted),
+        429 => Fault::Key(KeyVerdict::RateLimited { requested: requested_wait(headers, rules.reset_windows, now) }),
         401 => Fault::Key(KeyVerdict::Rejected { message: upstream_message(body) }),
         400 if error_code(body).as_deref() == Some("context_length_exceeded") => {
             Fault::Unservable(Reason::ContextLengthExceeded)
@@ -174,8 +185,8 @@ pub fn classify(outcome: &Outcome, now: SystemTime) -> Fault {
 }
 
 /// A 200 that is really a spent quota, as some providers answer.
-fn says_quota_exhausted(body: &[u8]) -> bool {
-    memchr::memmem::find(body, b"token quota is not enough").is_some()
+fn says_quota_exhausted(body: &[u8], rules: &FaultRules) -> bool {
+    rules.quota_message.as_ref().is_some_and(|message| memchr::memmem::find(body, message.as_bytes()).is_some())
 }
 
 /// `error.code`, or a top-level `code` (Cerebras' shape for context-length errors).
@@ -216,12 +227,17 @@ mod tests {
         answer_with(status, &HeaderMap::new(), body)
     }
 
+    /// Z.ai's rules: the quota message, and no reset windows.
+    fn zai() -> FaultRules {
+        FaultRules { reset_windows: false, quota_message: Some("token quota is not enough".into()) }
+    }
+
     fn answer_with(status: u16, headers: &HeaderMap, body: &str) -> Fault {
-        classify(&Outcome::Answer { status, headers, body: body.as_bytes() }, SystemTime::now())
+        classify(&Outcome::Answer { status, headers, body: body.as_bytes() }, &zai(), SystemTime::now())
     }
 
     fn no_answer(reason: Reason) -> Fault {
-        classify(&Outcome::NoAnswer(reason), SystemTime::now())
+        classify(&Outcome::NoAnswer(reason), &zai(), SystemTime::now())
     }
 
     // One test per row of README's fault table, in its order.
@@ -311,6 +327,19 @@ mod tests {
     fn a_200_that_says_the_quota_is_spent_fails_over() {
         let body = r#"{"choices":[{"message":{"content":"Sorry, token quota is not enough."}}]}"#;
         assert_eq!(answer(200, body), Fault::Unservable(Reason::QuotaExhausted));
+        let outcome = Outcome::Answer { status: 200, headers: &HeaderMap::new(), body: body.as_bytes() };
+        let without = classify(&outcome, &FaultRules::default(), SystemTime::now());
+        assert_eq!(without, Fault::None, "only a provider that says so answers a spent quota with a 200");
+    }
+
+    #[test]
+    fn reset_windows_are_read_only_from_a_provider_that_sends_them() {
+        let window = headers(&[("x-ratelimit-reset-requests-day", "900"), ("x-ratelimit-remaining-requests-day", "0")]);
+        let outcome = Outcome::Answer { status: 429, headers: &window, body: b"" };
+        let cerebras = FaultRules { reset_windows: true, quota_message: None };
+        let waits = [&cerebras, &zai()].map(|rules| classify(&outcome, rules, SystemTime::now()));
+        assert_eq!(waits[0], Fault::Key(KeyVerdict::RateLimited { requested: Some(Duration::from_secs(900)) }));
+        assert_eq!(waits[1], Fault::Key(KeyVerdict::RateLimited { requested: None }));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The state of the Cerebras keys and the rules that change it, as plain data.
+//! The state of one provider's keys and the rules that change it, as plain data.
 //!
 //! Pure: every call takes `now`, so cooldown arithmetic is tested without sleeping.
 //! The `KeyRotator` actor owns one `KeyPool` and adds timers and waiting requests.
@@ -126,7 +126,7 @@ pub struct KeyPool {
 impl KeyPool {
     /// A pool with every key available and the first one current.
     pub fn new(keys: &[NamedKey], cooldowns: Cooldowns) -> Self {
-        assert!(!keys.is_empty(), "config validation guarantees at least one Cerebras key");
+        assert!(!keys.is_empty(), "config validation guarantees every provider at least one key");
         let keys = keys
             .iter()
             .map(|k| Key {

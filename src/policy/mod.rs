@@ -5,7 +5,9 @@
 //! - [`routing`]: which providers a request goes to, in order; "why did this go to Z.ai?" is
 //!   answered there together with `fault`'s failover rows.
 //! - [`rate_limit`]: how long an upstream asks a key to stay away.
-//! - [`key_pool`]: the Cerebras keys' state and cooldown arithmetic.
+//! - [`second_opinion`]: what the attempts at one provider mean together (a 402/403/500
+//!   is the key's or the request's once a second key has answered).
+//! - [`key_pool`]: one provider's keys' state and cooldown arithmetic.
 //! - [`circuit`]: a provider's health: closed, open until a deadline, probing.
 //! - [`encoding`]: what a compressed answer says, for the fault rules.
 
@@ -17,6 +19,7 @@ pub mod fault;
 pub mod key_pool;
 pub mod rate_limit;
 pub mod routing;
+pub mod second_opinion;
 
 /// `now + wait`, or the latest instant the clock can hold: deadline arithmetic never panics,
 /// whatever an upstream asks for.

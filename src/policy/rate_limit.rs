@@ -8,10 +8,12 @@ const RESET_PREFIX: &str = "x-ratelimit-reset-";
 const REMAINING_PREFIX: &str = "x-ratelimit-remaining-";
 
 /// The wait an upstream's 429 asks for: the longest of `Retry-After` (seconds or HTTP date)
-/// and the `x-ratelimit-reset-*` windows that are exhausted. `None` when it names none.
-pub fn requested_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+/// and, from a provider that sends them (`windows`), the `x-ratelimit-reset-*` windows that
+/// are exhausted. `None` when it names none.
+pub fn requested_wait(headers: &HeaderMap, windows: bool, now: SystemTime) -> Option<Duration> {
     let retry_after = headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| parse_retry_after(v, now));
-    retry_after.into_iter().chain(exhausted_window_reset(headers)).max()
+    let window = if windows { exhausted_window_reset(headers) } else { None };
+    retry_after.into_iter().chain(window).max()
 }
 
 /// `Retry-After: 40` or `Retry-After: Wed, 25 Nov 2026 11:00:00 GMT`.
@@ -61,7 +63,7 @@ mod tests {
 
     #[test]
     fn retry_after_in_seconds() {
-        let wait = requested_wait(&headers(&[("retry-after", "40")]), SystemTime::now());
+        let wait = requested_wait(&headers(&[("retry-after", "40")]), true, SystemTime::now());
         assert_eq!(wait, Some(Duration::from_secs(40)));
     }
 
@@ -69,9 +71,9 @@ mod tests {
     fn retry_after_as_an_http_date() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let date = httpdate::fmt_http_date(now + Duration::from_secs(90));
-        assert_eq!(requested_wait(&headers(&[("retry-after", &date)]), now), Some(Duration::from_secs(90)));
+        assert_eq!(requested_wait(&headers(&[("retry-after", &date)]), true, now), Some(Duration::from_secs(90)));
         let past = httpdate::fmt_http_date(now - Duration::from_secs(90));
-        assert_eq!(requested_wait(&headers(&[("retry-after", &past)]), now), Some(Duration::ZERO));
+        assert_eq!(requested_wait(&headers(&[("retry-after", &past)]), true, now), Some(Duration::ZERO));
     }
 
     #[test]
@@ -82,22 +84,22 @@ mod tests {
             ("x-ratelimit-reset-tokens-minute", "12"),
             ("x-ratelimit-remaining-tokens-minute", "5000"),
         ]);
-        assert_eq!(requested_wait(&headers, SystemTime::now()), Some(Duration::from_secs_f64(30000.5)));
+        assert_eq!(requested_wait(&headers, true, SystemTime::now()), Some(Duration::from_secs_f64(30000.5)));
     }
 
     #[test]
     fn without_remaining_counts_the_soonest_reset_is_used_and_retry_after_can_exceed_it() {
         let soonest = headers(&[("x-ratelimit-reset-tokens-minute", "12"), ("x-ratelimit-reset-requests-day", "900")]);
-        assert_eq!(requested_wait(&soonest, SystemTime::now()), Some(Duration::from_secs(12)));
+        assert_eq!(requested_wait(&soonest, true, SystemTime::now()), Some(Duration::from_secs(12)));
         let both = headers(&[("x-ratelimit-reset-tokens-minute", "12"), ("retry-after", "30")]);
-        assert_eq!(requested_wait(&both, SystemTime::now()), Some(Duration::from_secs(30)));
+        assert_eq!(requested_wait(&both, true, SystemTime::now()), Some(Duration::from_secs(30)));
     }
 
     #[test]
     fn garbage_is_ignored() {
         let garbage = headers(&[("retry-after", "soon"), ("x-ratelimit-reset-tokens-minute", "-3")]);
-        assert_eq!(requested_wait(&garbage, SystemTime::now()), None);
-        assert_eq!(requested_wait(&HeaderMap::new(), SystemTime::now()), None);
+        assert_eq!(requested_wait(&garbage, true, SystemTime::now()), None);
+        assert_eq!(requested_wait(&HeaderMap::new(), true, SystemTime::now()), None);
     }
 
     mod any_headers {
@@ -157,7 +159,7 @@ mod tests {
                         insert(format!("x-ratelimit-remaining-{window}"), remaining);
                     }
                 }
-                let requested = requested_wait(&headers, SystemTime::now());
+                let requested = requested_wait(&headers, true, SystemTime::now());
                 let max = Duration::from_secs(100);
                 let cooldowns = Cooldowns { rate_limited: Duration::from_secs(1), invalid: Duration::from_secs(10), max };
                 let mut pool = KeyPool::new(&[NamedKey { name: "k".into(), secret: Secret::new("sk") }], cooldowns);

@@ -80,10 +80,11 @@ mod tests {
 
     #[test]
     fn the_proxys_own_errors_keep_their_message_and_map_their_status() {
-        let cooling = ProxyError::AllKeysCooling { retry_after: std::time::Duration::from_secs(3) };
+        let cooling =
+            ProxyError::AllKeysCooling { provider: "cerebras", retry_after: std::time::Duration::from_secs(3) };
         let (status, body) = of(&Failure::Proxy(cooling));
         assert_eq!((status, body["error"]["type"].as_str()), (529, Some("overloaded_error")));
-        assert!(body["error"]["message"].as_str().unwrap().starts_with("every Cerebras key is cooling down"));
+        assert!(body["error"]["message"].as_str().unwrap().starts_with("every cerebras key is cooling down"));
         assert_eq!(of(&Failure::broken("cut")).1["error"], json!({"type": "api_error", "message": "cut"}));
     }
 }

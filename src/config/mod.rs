@@ -3,13 +3,15 @@
 //! Every default lives here. A bad value stops the program with one line naming the
 //! variable; no error message ever contains a key value.
 
+mod providers;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::catalogue::{Catalogue, CatalogueError};
 use crate::policy::circuit::CircuitPolicy;
-use crate::providers::{Alternative, ProviderKind};
+use crate::providers::Provider;
 use crate::secret::Secret;
 
 /// A problem with one variable; `Display` is the one line printed at start.
@@ -26,7 +28,7 @@ impl ConfigError {
     }
 }
 
-/// A Cerebras key with the operator's name for it. Only the name is ever shown.
+/// A provider key with the operator's name for it. Only the name is ever shown.
 #[derive(Debug, Clone)]
 pub struct NamedKey {
     pub name: String,
@@ -89,8 +91,11 @@ pub struct Config {
     pub port: u16,
     /// HTTP worker threads; each has its own upstream client.
     pub workers: usize,
-    pub cerebras_base_url: String,
-    pub cerebras_keys: Vec<NamedKey>,
+    /// Every configured provider, in failover order: Cerebras, Synthetic and Z.ai where their
+    /// keys are set, and `PROVIDERS_FILE`'s where it puts them.
+    pub providers: Vec<Provider>,
+    /// The built-in providers without keys, shown in `/_status` as not configured.
+    pub unconfigured_providers: Vec<&'static str>,
     /// Cooldown after a 429, at least: a longer Retry-After wins, up to `max_cooldown`.
     pub cooldown: Duration,
     /// How long a key answered with 401 stays out of rotation.
@@ -111,15 +116,11 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Extra trusted CA certificates (PEM), the OpenSSL convention.
     pub ssl_cert_file: Option<PathBuf>,
-    /// Synthetic then Z.ai, each only if its key is set.
-    pub alternatives: Vec<Alternative>,
     /// Requests estimated above this many tokens go to the alternatives.
     pub token_threshold: f64,
     pub chars_per_token: f64,
     /// Public model names and each provider's ids (`MODELS` or `MODELS_FILE`, `MODEL_ALIASES`).
     pub catalogue: Option<Arc<Catalogue>>,
-    /// Go to the alternatives instead of waiting when every Cerebras key rests.
-    pub fallback_on_cooldown: bool,
     /// Require a client key (from the key database) on every proxied request.
     pub enable_incoming_auth: bool,
     pub key_db: crate::db::Location,
@@ -163,12 +164,11 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
         let default_workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let providers = providers::read(&env)?;
         let config = Self {
             host: env.string("HOST", "0.0.0.0"),
             port: env.parsed("PORT", 18080)?,
             workers: env.parsed("WORKERS", default_workers)?,
-            cerebras_base_url: env.base_url("CEREBRAS_BASE_URL", "https://api.cerebras.ai/v1")?,
-            cerebras_keys: parse_keys(env.get("CEREBRAS_API_KEYS"))?,
             cooldown: env.seconds("CEREBRAS_COOLDOWN", 60.0)?,
             invalid_key_cooldown: env.seconds("INVALID_KEY_COOLDOWN", 3600.0)?,
             max_cooldown: env.seconds("MAX_COOLDOWN", 86_400.0)?,
@@ -193,11 +193,9 @@ impl Config {
                 pool_idle: env.positive_seconds("UPSTREAM_KEEPALIVE", 4.0)?,
             },
             ssl_cert_file: env.get("SSL_CERT_FILE").map(PathBuf::from),
-            alternatives: alternatives(&env)?,
-            catalogue: catalogue(&env)?,
+            catalogue: catalogue(&env, &providers)?,
             token_threshold: env.parsed("TOKEN_THRESHOLD", 120_000.0)?,
             chars_per_token: env.parsed("CHARS_PER_TOKEN", 1.7)?,
-            fallback_on_cooldown: env.flag("FALLBACK_ON_COOLDOWN", false)?,
             enable_incoming_auth: env.flag("ENABLE_INCOMING_AUTH", false)?,
             key_db: crate::db::location_from_env(&lookup),
             key_db_disagreement: crate::db::disagreement(&lookup),
@@ -221,6 +219,8 @@ impl Config {
             anthropic_ping_interval: env.positive_seconds("ANTHROPIC_PING_INTERVAL", 5.0)?,
             redis_url: env.get("REDIS_URL").map(|url| url.trim().to_owned()),
             redis_prefix: env.string("REDIS_KEY_PREFIX", "glm-proxy"),
+            providers: providers.providers,
+            unconfigured_providers: providers.unconfigured,
         };
         config.validate()?;
         Ok(config)
@@ -273,65 +273,9 @@ impl Config {
     }
 }
 
-/// `CEREBRAS_API_KEYS`: a JSON object of name → key, in the operator's order.
-fn parse_keys(raw: Option<String>) -> Result<Vec<NamedKey>, ConfigError> {
-    const VAR: &str = "CEREBRAS_API_KEYS";
-    let raw = raw
-        .ok_or_else(|| ConfigError::new(VAR, r#"is required: a JSON object of name → key, e.g. {"key1":"csk-..."}"#))?;
-    // Where and what kind of error, never serde's message: it could quote part of a key.
-    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&raw).map_err(|e| {
-        let what = match e.classify() {
-            serde_json::error::Category::Data => "JSON, but not an object".to_owned(),
-            serde_json::error::Category::Eof => "cut short".to_owned(),
-            _ => format!("not valid JSON at character {}", e.column()),
-        };
-        let quoting = r#"in a .env file, single-quote it: CEREBRAS_API_KEYS='{"key1":"csk-..."}'"#;
-        ConfigError::new(VAR, format!("is not a JSON object of name → key: {what} ({quoting})"))
-    })?;
-    if object.is_empty() {
-        return Err(ConfigError::new(VAR, "holds no key: give at least one name → key"));
-    }
-    object
-        .into_iter()
-        .map(|(name, value)| match value {
-            serde_json::Value::String(key) if !key.trim().is_empty() && !name.is_empty() => {
-                Ok(NamedKey { name, secret: Secret::new(key.trim()) })
-            }
-            _ => Err(ConfigError::new(
-                VAR,
-                format!("entry {name:?} is not a non-empty string key (names must be non-empty too)"),
-            )),
-        })
-        .collect()
-}
-
-/// Synthetic, then Z.ai: each configured only when its key is set.
-fn alternatives(env: &Env) -> Result<Vec<Alternative>, ConfigError> {
-    let mut alternatives = Vec::new();
-    if let Some(key) = env.get("SYNTHETIC_API_KEY") {
-        alternatives.push(Alternative {
-            kind: ProviderKind::Synthetic,
-            base_url: env.base_url("SYNTHETIC_BASE_URL", "https://api.synthetic.new/openai/v1")?,
-            key: Secret::new(key.trim()),
-            model: env.string("SYNTHETIC_MODEL", "hf:zai-org/GLM-4.6"),
-            vision_model: env.string("SYNTHETIC_VISION_MODEL", "hf:Qwen/Qwen3-VL-235B-A22B-Instruct"),
-        });
-    }
-    if let Some(key) = env.get("ZAI_API_KEY") {
-        let model = env.string("ZAI_MODEL", "glm-4.6");
-        alternatives.push(Alternative {
-            kind: ProviderKind::Zai,
-            base_url: env.base_url("ZAI_BASE_URL", "https://api.z.ai/api/coding/paas/v4")?,
-            key: Secret::new(key.trim()),
-            vision_model: model.clone(),
-            model,
-        });
-    }
-    Ok(alternatives)
-}
-
-/// The model catalogue, from `MODELS` or the file `MODELS_FILE` names, with `MODEL_ALIASES`.
-fn catalogue(env: &Env) -> Result<Option<Arc<Catalogue>>, ConfigError> {
+/// The model catalogue, from `MODELS` or the file `MODELS_FILE` names, with `MODEL_ALIASES`,
+/// and the ids `PROVIDERS_FILE` gives its providers.
+fn catalogue(env: &Env, providers: &providers::Providers) -> Result<Option<Arc<Catalogue>>, ConfigError> {
     let (models, var) = match (env.get("MODELS"), env.get("MODELS_FILE")) {
         (Some(_), Some(_)) => return Err(ConfigError::new("MODELS_FILE", "and MODELS are both set: give one")),
         (Some(models), None) => (models, "MODELS"),
@@ -343,12 +287,29 @@ fn catalogue(env: &Env) -> Result<Option<Arc<Catalogue>>, ConfigError> {
         (None, None) if env.get("MODEL_ALIASES").is_some() => {
             return Err(ConfigError::new("MODEL_ALIASES", "needs MODELS (or MODELS_FILE): aliases map onto its names"))
         }
-        (None, None) => return Ok(None),
+        (None, None) => match providers.models.first() {
+            Some((provider, _)) => {
+                let problem = format!("gives {:?} models, which needs MODELS (or MODELS_FILE)", provider.name());
+                return Err(ConfigError::new("PROVIDERS_FILE", problem));
+            }
+            None => return Ok(None),
+        },
     };
-    Catalogue::parse(&models, env.get("MODEL_ALIASES").as_deref()).map(|c| Some(Arc::new(c))).map_err(|error| {
-        let var = if matches!(error, CatalogueError::Aliases(_)) { "MODEL_ALIASES" } else { var };
-        ConfigError::new(var, error.to_string())
-    })
+    let ids: Vec<_> = providers.providers.iter().map(|provider| provider.id).collect();
+    let aliases = env.get("MODEL_ALIASES");
+    let mut catalogue =
+        Catalogue::parse(&models, aliases.as_deref(), &ids, &providers.unconfigured).map_err(|error| {
+            let var = if matches!(error, CatalogueError::Aliases(_)) { "MODEL_ALIASES" } else { var };
+            ConfigError::new(var, error.to_string())
+        })?;
+    for (provider, models) in &providers.models {
+        for (name, id) in models {
+            catalogue.add(*provider, name, id).map_err(|problem| {
+                ConfigError::new("PROVIDERS_FILE", format!("{:?} models: {problem}", provider.name()))
+            })?;
+        }
+    }
+    Ok(Some(Arc::new(catalogue)))
 }
 
 /// Typed reads of environment variables, each error naming its variable.
@@ -403,18 +364,20 @@ impl Env<'_> {
 
     /// An `http(s)://host[:port][/path]` URL, kept without its trailing slash.
     fn base_url(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
-        let url = self.string(name, default).trim().trim_end_matches('/').to_owned();
-        let uri: awc::http::Uri =
-            url.parse().map_err(|_| ConfigError::new(name, format!("is not a valid URL: {url:?}")))?;
-        let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
-        if !scheme_ok || uri.host().is_none() || uri.query().is_some() {
-            return Err(ConfigError::new(
-                name,
-                format!("must be an http:// or https:// URL with a host and no query, got {url:?}"),
-            ));
-        }
-        Ok(url)
+        let url = self.string(name, default);
+        valid_base_url(&url).ok_or_else(|| {
+            let url = url.trim();
+            ConfigError::new(name, format!("must be an http:// or https:// URL with a host and no query, got {url:?}"))
+        })
     }
+}
+
+/// `url` as a base URL (`http(s)://host[:port][/path]`, no query), without its trailing slash.
+fn valid_base_url(url: &str) -> Option<String> {
+    let url = url.trim().trim_end_matches('/');
+    let uri: awc::http::Uri = url.parse().ok()?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    (scheme_ok && uri.host().is_some() && uri.query().is_none()).then(|| url.to_owned())
 }
 
 #[cfg(test)]
@@ -436,7 +399,7 @@ mod tests {
         assert_eq!(config.host, "0.0.0.0");
         assert_eq!(config.cooldown, Duration::from_secs(60));
         assert_eq!(config.max_body_bytes, 64 * MIB);
-        assert_eq!(config.cerebras_base_url, "https://api.cerebras.ai/v1");
+        assert_eq!(config.providers[0].base_url, "https://api.cerebras.ai/v1");
         assert_eq!(config.timeouts.first_byte, Duration::from_secs(300));
         assert_eq!(config.max_cooldown, Duration::from_secs(86_400));
         assert_eq!(config.circuit.threshold, 3);
@@ -456,9 +419,9 @@ mod tests {
     #[test]
     fn keys_keep_the_operators_order() {
         let config = config(&[KEYS]).unwrap();
-        let names: Vec<_> = config.cerebras_keys.iter().map(|k| k.name.as_str()).collect();
+        let names: Vec<_> = config.providers[0].keys.iter().map(|k| k.name.as_str()).collect();
         assert_eq!(names, ["b", "a"]);
-        assert_eq!(config.cerebras_keys[1].secret.expose(), "sk-1");
+        assert_eq!(config.providers[0].keys[1].secret.expose(), "sk-1");
     }
 
     #[test]
@@ -502,16 +465,119 @@ mod tests {
 
     #[test]
     fn alternatives_are_configured_by_their_keys_in_order() {
-        assert!(config(&[KEYS]).unwrap().alternatives.is_empty());
+        let alone = config(&[KEYS]).unwrap();
+        assert_eq!(
+            (alone.providers.len(), alone.unconfigured_providers.as_slice()),
+            (1, ["synthetic", "zai"].as_slice())
+        );
         let config = config(&[KEYS, ("ZAI_API_KEY", "sk-z"), ("SYNTHETIC_API_KEY", "sk-s")]).unwrap();
-        let kinds: Vec<_> = config.alternatives.iter().map(|a| a.kind).collect();
-        assert_eq!(kinds, [ProviderKind::Synthetic, ProviderKind::Zai]);
-        assert_eq!(config.alternatives[0].model, "hf:zai-org/GLM-4.6");
-        assert_eq!(config.alternatives[0].vision_model, "hf:Qwen/Qwen3-VL-235B-A22B-Instruct");
-        assert_eq!(config.alternatives[1].base_url, "https://api.z.ai/api/coding/paas/v4");
-        assert_eq!(config.alternatives[1].model, "glm-4.6");
+        let names: Vec<_> = config.providers.iter().map(|p| (p.id.index(), p.id.name())).collect();
+        assert_eq!(names, [(0, "cerebras"), (1, "synthetic"), (2, "zai")]);
+        let [cerebras, synthetic, zai] = [&config.providers[0], &config.providers[1], &config.providers[2]];
+        assert_eq!(synthetic.model.as_deref(), Some("hf:zai-org/GLM-4.6"));
+        assert_eq!(synthetic.vision_model.as_deref(), Some("hf:Qwen/Qwen3-VL-235B-A22B-Instruct"));
+        assert_eq!(zai.base_url, "https://api.z.ai/api/coding/paas/v4");
+        assert_eq!(zai.model.as_deref(), Some("glm-4.6"));
+        assert_eq!(
+            (synthetic.keys.len(), &*synthetic.keys[0].name, synthetic.keys[0].secret.expose()),
+            (1, "key1", "sk-s")
+        );
         assert!((config.token_threshold - 120_000.0).abs() < f64::EPSILON);
-        assert!(!config.fallback_on_cooldown);
+        assert!(!cerebras.fallback_on_cooldown && synthetic.fallback_on_cooldown);
+        assert!(cerebras.faults.reset_windows && !zai.faults.reset_windows);
+        assert_eq!(zai.faults.quota_message.as_deref(), Some("token quota is not enough"));
+        assert_eq!(cerebras.faults.quota_message, zai.faults.quota_message);
+        assert!(!cerebras.long_requests && cerebras.any_request() && !zai.any_request());
+    }
+
+    #[test]
+    fn alternatives_take_pools_of_keys_but_not_both_forms() {
+        let pools = config(&[KEYS, ("SYNTHETIC_API_KEYS", r#"{"pack1":"sk-s1","pack2":"sk-s2"}"#)]).unwrap();
+        let names: Vec<_> = pools.providers[1].keys.iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(names, ["pack1", "pack2"]);
+        let both = config(&[KEYS, ("ZAI_API_KEYS", r#"{"a":"sk-secret"}"#), ("ZAI_API_KEY", "sk-secret")]);
+        let message = both.unwrap_err().to_string();
+        assert!(message.starts_with("ZAI_API_KEYS and ZAI_API_KEY are both set"), "{message}");
+        assert!(!message.contains("sk-secret"));
+        let broken = config(&[KEYS, ("SYNTHETIC_API_KEYS", r#"{"a":"sk-secret""#)]).unwrap_err().to_string();
+        assert!(broken.starts_with("SYNTHETIC_API_KEYS is not a JSON object of name → key: cut short"), "{broken}");
+    }
+
+    fn providers_file(text: &str) -> (tempfile::NamedTempFile, String) {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        let path = file.path().to_str().unwrap().to_owned();
+        (file, path)
+    }
+
+    #[test]
+    fn the_providers_file_adds_providers_where_they_go() {
+        let (_file, path) = providers_file(
+            r#"[{"name": "cerebras-b", "base_url": "https://api.cerebras.ai/v1/", "keys": {"b1": "csk-b1"},
+                 "after": "cerebras", "long_requests": false, "rate_limit_headers": true},
+                {"name": "vllm", "base_url": "http://10.0.0.5:8000/v1", "keys": {"local": "none"}, "model": "glm-4.6",
+                 "models": {"glm": "zai-org/GLM-4.6"}}]"#,
+        );
+        let models = r#"{"glm": {"cerebras": "zai-glm-4.7", "zai": "glm-4.7"}}"#;
+        let config = config(&[KEYS, ("ZAI_API_KEY", "sk-z"), ("PROVIDERS_FILE", &path), ("MODELS", models)]).unwrap();
+        let names: Vec<_> = config.providers.iter().map(|p| p.id.name()).collect();
+        assert_eq!(names, ["cerebras", "cerebras-b", "zai", "vllm"]);
+        let [second, vllm] = [&config.providers[1], &config.providers[3]];
+        assert_eq!(second.base_url, "https://api.cerebras.ai/v1");
+        assert!(second.any_request() && !second.long_requests && second.faults.reset_windows);
+        assert!(second.fallback_on_cooldown, "a file provider moves on by default");
+        assert_eq!(vllm.id.index(), 3);
+        let glm = config.catalogue.unwrap().resolve("glm").unwrap().clone();
+        assert_eq!(glm.on(vllm.id).unwrap().id, "zai-org/GLM-4.6");
+        assert!(glm.on(second.id).is_none(), "a provider the catalogue does not name does not serve it");
+    }
+
+    #[test]
+    fn mistakes_in_the_providers_file_name_the_entry_and_never_a_key() {
+        let cases: &[(&str, &str)] = &[
+            (r#"[{"name": "x","#, "PROVIDERS_FILE is not valid JSON: Eof at line 1 column 14"),
+            ("{}", "PROVIDERS_FILE must hold a JSON array"),
+            (
+                r#"[{"name": "Bad Name", "base_url": "http://h", "keys": {"a": "sk-secret"}}]"#,
+                r#"PROVIDERS_FILE entry 1: name "Bad Name" must be"#,
+            ),
+            (
+                r#"[{"name": "zai", "base_url": "http://h", "keys": {"a": "sk-secret"}}]"#,
+                r#"PROVIDERS_FILE entry 1: name "zai" is taken"#,
+            ),
+            (
+                r#"[{"name": "x", "base_url": "ftp://h", "keys": {"a": "sk-secret"}}]"#,
+                r#"PROVIDERS_FILE entry 1: "x" base_url must be"#,
+            ),
+            (
+                r#"[{"name": "x", "base_url": "http://h", "keys": "sk-secret"}]"#,
+                r#"PROVIDERS_FILE entry 1: "x" needs "keys""#,
+            ),
+            (
+                r#"[{"name": "x", "base_url": "http://h", "keys": {"a": 7}}]"#,
+                r#"PROVIDERS_FILE entry 1: "x" keys entry "a""#,
+            ),
+            (
+                r#"[{"name": "x", "base_url": "http://h", "keys": {"a": "sk-secret"}, "after": "zai"}]"#,
+                r#"PROVIDERS_FILE entry 1: "x" comes after "zai""#,
+            ),
+            (
+                r#"[{"name": "x", "base_url": "http://h", "keys": {"a": "sk-secret"}, "modle": "m"}]"#,
+                r#"PROVIDERS_FILE entry 1: has the unknown field "modle""#,
+            ),
+            (
+                r#"[{"name": "x", "base_url": "http://h", "keys": {"a": "sk-secret"}, "models": {"glm": "m"}}]"#,
+                r#"PROVIDERS_FILE gives "x" models, which needs MODELS"#,
+            ),
+        ];
+        for (text, expected) in cases {
+            let (_file, path) = providers_file(text);
+            let message = config(&[KEYS, ("PROVIDERS_FILE", &path)]).unwrap_err().to_string();
+            assert!(message.starts_with(expected), "{message:?} should start with {expected:?}");
+            assert!(!message.contains("sk-secret"), "{message:?} leaks a key");
+        }
+        let missing = config(&[KEYS, ("PROVIDERS_FILE", "/nonexistent.json")]).unwrap_err().to_string();
+        assert!(missing.starts_with("PROVIDERS_FILE cannot be read"), "{missing}");
     }
 
     #[test]
@@ -543,6 +609,6 @@ mod tests {
         let config =
             config(&[KEYS, ("CEREBRAS_COOLDOWN", "0.25"), ("CEREBRAS_BASE_URL", "http://127.0.0.1:9/v1/")]).unwrap();
         assert_eq!(config.cooldown, Duration::from_millis(250));
-        assert_eq!(config.cerebras_base_url, "http://127.0.0.1:9/v1");
+        assert_eq!(config.providers[0].base_url, "http://127.0.0.1:9/v1");
     }
 }
