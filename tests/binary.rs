@@ -11,13 +11,23 @@ use serde_json::Value;
 #[test]
 fn bad_configuration_stops_with_one_clear_line_and_no_key() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&[(&str, &str)], &str); 3] = [
+    let keys = ("CEREBRAS_API_KEYS", common::PROCESS_KEYS);
+    let cases: [(&[(&str, &str)], &str); 6] = [
         (&[], "CEREBRAS_API_KEYS is required"),
         (&[("CEREBRAS_API_KEYS", "sk-bare-secret-key")], "CEREBRAS_API_KEYS is not a JSON object of name → key"),
         (
             &[("CEREBRAS_API_KEYS", common::PROCESS_KEYS), ("UPSTREAM_TIMEOUT", "soon")],
             "UPSTREAM_TIMEOUT is not a valid number",
         ),
+        (
+            &[keys, ("SYNTHETIC_API_KEYS", r#"{"pack1":"sk-secret-1"}"#), ("SYNTHETIC_API_KEY", "sk-secret-2")],
+            "SYNTHETIC_API_KEYS and SYNTHETIC_API_KEY are both set",
+        ),
+        (
+            &[keys, ("ZAI_API_KEYS", r#"{"z1":"sk-secret-1"}"#), ("ZAI_API_KEY", "sk-secret-2")],
+            "ZAI_API_KEYS and ZAI_API_KEY are both set",
+        ),
+        (&[keys, ("PROVIDERS_FILE", "/nonexistent/providers.json")], "PROVIDERS_FILE cannot be read"),
     ];
     for (vars, expected) in cases {
         let output = command(dir.path(), vars).output().unwrap();

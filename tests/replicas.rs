@@ -129,10 +129,15 @@ async fn status(replica: &ProxyProcess) -> Value {
     client().get(format!("{}/_status", replica.url)).send().await.unwrap().json().await.unwrap()
 }
 
-/// A key's state in a replica's `/_status`.
+/// A Cerebras key's state in a replica's `/_status`.
 async fn key_state(replica: &ProxyProcess, key: &str) -> String {
+    pool_key_state(replica, "", key).await
+}
+
+/// A key's state in the pool at `pool` (a JSON pointer) of a replica's `/_status`.
+async fn pool_key_state(replica: &ProxyProcess, pool: &str, key: &str) -> String {
     let status = status(replica).await;
-    let keys = status["keys"].as_array().unwrap();
+    let keys = status.pointer(&format!("{pool}/keys")).unwrap().as_array().unwrap();
     keys.iter().find(|k| k["name"] == key).unwrap()["state"].as_str().unwrap().to_owned()
 }
 
@@ -180,6 +185,40 @@ async fn a_429_on_one_replica_rests_the_key_on_the_other() {
     // Each replica adds what its keys served to the totals every second.
     let totals = async || status(&a).await["redis"]["requests_all_replicas"]["key2"] == 2;
     assert!(until(totals).await.is_some(), "{}", status(&a).await["redis"]);
+}
+
+#[actix_web::test]
+async fn a_429_on_a_synthetic_key_rests_it_on_the_other_replica() {
+    let Some(redis) = service("TEST_REDIS_URL") else { return };
+    let on_redis = OnRedis::new(&redis, &redis);
+    let cerebras = MockUpstream::start(|_| Reply::ok(completion("cerebras")));
+    let synthetic = MockUpstream::start(|request| match request.key() {
+        "sk-s1" => Reply::rate_limited(Some(60)),
+        _ => Reply::ok(completion("synthetic")),
+    });
+    // Long requests (over a threshold of 100 tokens) go to Synthetic first.
+    let vars = [
+        // The same key names as Cerebras': the pools are apart on Redis all the same.
+        ("SYNTHETIC_API_KEYS", r#"{"key1":"sk-s1","key2":"sk-s2"}"#),
+        ("SYNTHETIC_BASE_URL", synthetic.url.as_str()),
+        ("TOKEN_THRESHOLD", "100"),
+    ];
+    let (a, b) = (on_redis.replica(&cerebras, &vars), on_redis.replica(&cerebras, &vars));
+    assert!(redis_becomes(&b, "connected").await);
+    let long = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x".repeat(400)}]});
+    let long_chat = async |replica: &ProxyProcess| {
+        let url = format!("{}/v1/chat/completions", replica.url);
+        client().post(url).send_json(&long).await.unwrap().status().as_u16()
+    };
+
+    assert_eq!(long_chat(&a).await, 200);
+    assert_eq!(synthetic.keys_used(), ["sk-s1", "sk-s2"], "A met the 429 and rotated within Synthetic");
+    let honoured = until(async || pool_key_state(&b, "/providers/synthetic", "key1").await == "cooling_down").await;
+    assert!(honoured.expect("B never heard of the 429") < Duration::from_secs(1));
+    assert_eq!(long_chat(&b).await, 200);
+    assert_eq!(synthetic.keys_used()[2..], ["sk-s2"], "B never tried the resting key");
+    assert!(cerebras.received().is_empty());
+    assert_eq!(key_state(&b, "key1").await, "available", "Cerebras' key1 is another pool's");
 }
 
 #[actix_web::test]
