@@ -237,8 +237,8 @@ fn skip<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
 }
 
 /// A value passed over unparsed, held to what serde_json's full parse would accept: skipping
-/// does not check numbers' range nor escapes, and a body the proxy accepts must be one serde_json
-/// accepts (or rewriting it for an alternative would fail).
+/// does not check numbers' range nor escapes, and invalid JSON is the proxy's to refuse, before
+/// any provider is tried (see `json_strict`).
 fn checked<E: de::Error>(raw: &RawValue) -> Result<(), E> {
     json_strict::check_value(raw.get()).map_err(E::custom)
 }

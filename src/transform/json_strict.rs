@@ -1,8 +1,9 @@
 //! The two things serde_json's fast skipping lets pass and its full parse refuses: numbers
 //! beyond `f64`'s range, and `\u` escapes that are lone surrogates. The chat reader passes over
 //! the values it does not need without parsing them, and checks each such value here: far
-//! cheaper than unescaping its strings. With it, a body the proxy accepts is one serde_json
-//! accepts, so a body rewritten for an alternative always parses.
+//! cheaper than unescaping its strings. With it, a body the proxy accepts is one a strict
+//! parser upstream accepts too: invalid JSON gets the proxy's own 400 at once, instead of being
+//! sent to each provider in turn and coming back as an upstream error.
 
 use std::sync::OnceLock;
 
