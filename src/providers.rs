@@ -4,8 +4,6 @@
 //! Synthetic, Z.ai) are defined this way from their variables (`config::providers`), and
 //! `PROVIDERS_FILE` adds more.
 
-use std::sync::{Mutex, PoisonError};
-
 use crate::catalogue::PublicModel;
 use crate::config::NamedKey;
 use crate::policy::fault::FaultRules;
@@ -36,8 +34,8 @@ impl ProviderId {
 /// source, log and metric, so they hold no reference count. The set grows only with the names
 /// configured, once each.
 fn intern(name: &str) -> &'static str {
-    static NAMES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
-    let mut names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
+    static NAMES: parking_lot::Mutex<Vec<&'static str>> = parking_lot::Mutex::new(Vec::new());
+    let mut names = NAMES.lock();
     if let Some(known) = names.iter().find(|known| **known == name) {
         return known;
     }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use actix::{Actor, Addr, Arbiter, Supervisor, SyncArbiter};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
+use arc_swap::ArcSwap;
 
 use crate::actors::auth::AuthActor;
 use crate::actors::key_rotator::{ClearRejections, CurrentKey, KeyRotator};
@@ -302,7 +303,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         token_threshold: config.token_threshold,
         chars_per_token: config.chars_per_token,
     });
-    let health: Health = Arc::new(std::sync::RwLock::new(vec![CircuitView::CLOSED; config.providers.len()]));
+    let health: Health = Arc::new(ArcSwap::from_pointee(vec![CircuitView::CLOSED; config.providers.len()]));
     let ids: Vec<_> = config.providers.iter().map(|provider| provider.id).collect();
     let unconfigured = config.unconfigured_providers.clone();
     let (published, circuit, router_metrics) = (health.clone(), config.circuit, metrics.clone());

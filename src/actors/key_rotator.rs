@@ -6,10 +6,11 @@
 //! message: the common case (a usable current key) then costs no mailbox round trip. Only when
 //! no key is usable do workers ask, and wait.
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
+use arc_swap::ArcSwapOption;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
@@ -82,7 +83,7 @@ pub struct RotatorStatus {
 
 /// The key requests should use now, as last published by the rotator; `None` while every
 /// key rests.
-pub type CurrentKey = Arc<RwLock<Option<KeyGrant>>>;
+pub type CurrentKey = Arc<ArcSwapOption<KeyGrant>>;
 
 /// The requests waiting for a key: at most `max` at once (`MAX_WAITING_REQUESTS`), counted in
 /// the provider's `glm_proxy_requests_waiting_for_key` gauge.
@@ -195,7 +196,7 @@ impl KeyRotator {
             Availability::Ready(index) => Some(self.pool.grant(index)),
             Availability::AllCooling { .. } | Availability::AllRejected { .. } => None,
         };
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = grant;
+        self.current.store(grant.map(Arc::new));
         let states =
             [(KeyState::Available, "available"), (KeyState::CoolingDown, "cooling"), (KeyState::Invalid, "invalid")];
         let keys = self.pool.status(now);

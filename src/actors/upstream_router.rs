@@ -9,10 +9,11 @@
 //! put a mailbox round trip, and one thread, on every request's path.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use super::key_rotator::RotatorStatus;
@@ -25,12 +26,11 @@ use crate::providers::ProviderId;
 use crate::transform::tool_repair::Repairs;
 
 /// Each provider's circuit as last published, indexed by `ProviderId::index`.
-pub type Health = Arc<RwLock<Vec<CircuitView>>>;
+pub type Health = Arc<ArcSwap<Vec<CircuitView>>>;
 
 /// Reads a provider's published circuit.
 pub fn circuit_of(health: &Health, provider: ProviderId) -> CircuitView {
-    let views = health.read().unwrap_or_else(PoisonError::into_inner);
-    views.get(provider.index()).copied().unwrap_or(CircuitView::CLOSED)
+    health.load().get(provider.index()).copied().unwrap_or(CircuitView::CLOSED)
 }
 
 /// What happened at a provider. Sent with `do_send`: nobody waits for it.
@@ -156,8 +156,7 @@ impl UpstreamRouter {
     }
 
     fn publish(&self) {
-        let views = self.circuits.iter().map(Circuit::view).collect();
-        *self.health.write().unwrap_or_else(PoisonError::into_inner) = views;
+        self.health.store(Arc::new(self.circuits.iter().map(Circuit::view).collect()));
         for (provider, circuit) in self.providers.iter().zip(&self.circuits) {
             let open = circuit.label() != CircuitLabel::Closed;
             self.metrics.circuit_open.with_label_values(&[provider.name()]).set(i64::from(open));

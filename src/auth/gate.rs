@@ -2,8 +2,8 @@
 //!
 //! Known keys live in memory, refreshed from the database every second (so a revocation from
 //! the CLI lands within two), and usage is counted in memory and flushed in batches. This state
-//! sits behind locks rather than in an actor because every request reads it: a mailbox round
-//! trip per request would put one thread on the hot path.
+//! is a published snapshot and two small locks rather than an actor because every request reads
+//! it: a mailbox round trip per request would put one thread on the hot path.
 //!
 //! Only a key the cache has never seen costs a trip to the database, and that trip is bounded:
 //! - a hash the database did not know is remembered (`AUTH_MISS_CACHE_SIZE`, `AUTH_MISS_CACHE_TTL`),
@@ -18,12 +18,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::Addr;
 use actix_web::http::header::HeaderMap;
+use arc_swap::ArcSwap;
 use chrono::Utc;
+use parking_lot::Mutex;
 use prometheus::{IntCounter, IntCounterVec, IntGauge};
 use tokio::sync::Semaphore;
 
@@ -56,7 +58,8 @@ pub struct AuthGate {
     syncs: Addr<AuthActor>,
     /// By SHA-256 of the key. Lookups compare digests, never the keys themselves, so their
     /// timing says nothing about a stored key (the constant-time property that matters).
-    known: RwLock<HashMap<String, KnownKey>>,
+    /// Replaced whole by each reload; a key first seen between reloads is added by copy.
+    known: ArcSwap<HashMap<String, KnownKey>>,
     misses: Mutex<MissCache>,
     lookup_slots: Semaphore,
     usage: Mutex<HashMap<i32, Usage>>,
@@ -77,7 +80,7 @@ impl AuthGate {
         Self {
             lookups,
             syncs,
-            known: RwLock::default(),
+            known: ArcSwap::default(),
             misses: Mutex::new(MissCache::new(limits.miss_cache_size, limits.miss_cache_ttl)),
             lookup_slots: Semaphore::new(limits.lookup_queue),
             usage: Mutex::default(),
@@ -99,7 +102,7 @@ impl AuthGate {
             return Err(ProxyError::AuthUnavailable);
         }
         let key_hash = client_key::hash(presented);
-        let cached = self.known.read().unwrap_or_else(PoisonError::into_inner).get(&key_hash).cloned();
+        let cached = self.known.load().get(&key_hash).cloned();
         let key = match cached {
             Some(key) => key,
             None => self.look_up(key_hash).await?,
@@ -115,7 +118,7 @@ impl AuthGate {
     /// A key the cache does not know: one bounded trip to the database, unless it missed lately.
     async fn look_up(&self, key_hash: String) -> Result<KnownKey, ProxyError> {
         let unknown = ProxyError::Unauthorized(Refusal::Unknown);
-        if self.misses.lock().unwrap_or_else(PoisonError::into_inner).contains(&key_hash, Instant::now()) {
+        if self.misses.lock().contains(&key_hash, Instant::now()) {
             return Err(unknown);
         }
         let _slot = self.lookup_slots.try_acquire().map_err(|_| ProxyError::Overloaded("client-key lookups"))?;
@@ -123,11 +126,15 @@ impl AuthGate {
         match ask(&self.lookups, Lookup { key_hash: key_hash.clone() }).await? {
             Some(found) => {
                 let key = KnownKey::from(found);
-                self.known.write().unwrap_or_else(PoisonError::into_inner).insert(key_hash, key.clone());
+                self.known.rcu(|known| {
+                    let mut known = HashMap::clone(known);
+                    known.insert(key_hash.clone(), key.clone());
+                    known
+                });
                 Ok(key)
             }
             None => {
-                let mut misses = self.misses.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut misses = self.misses.lock();
                 misses.insert(&key_hash, Instant::now());
                 self.missed_keys.set(misses.len() as i64);
                 Err(unknown)
@@ -137,7 +144,7 @@ impl AuthGate {
 
     fn count_use(&self, id: i32) {
         let now = Utc::now().naive_utc();
-        let mut usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut usage = self.usage.lock();
         let entry = usage.entry(id).or_insert(Usage { id, requests: 0, last_used_at: now });
         entry.requests += 1;
         entry.last_used_at = now;
@@ -146,10 +153,9 @@ impl AuthGate {
     /// Flushes counted usage, then reloads every key. Usage that cannot be written is kept
     /// for the next flush, never dropped.
     pub async fn sync(&self) {
-        let pending: Vec<Usage> =
-            self.usage.lock().unwrap_or_else(PoisonError::into_inner).drain().map(|(_, u)| u).collect();
+        let pending: Vec<Usage> = self.usage.lock().drain().map(|(_, u)| u).collect();
         if !pending.is_empty() && ask(&self.syncs, FlushUsage(pending.clone())).await.is_err() {
-            let mut usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut usage = self.usage.lock();
             for u in pending {
                 let entry = usage.entry(u.id).or_insert(Usage { requests: 0, ..u });
                 entry.requests += u.requests;
@@ -163,7 +169,7 @@ impl AuthGate {
                     self.client_requests.with_label_values(&[&key.name]);
                 }
                 let known = keys.into_iter().map(|key| (key.key_hash.clone(), KnownKey::from(key))).collect();
-                *self.known.write().unwrap_or_else(PoisonError::into_inner) = known;
+                self.known.store(Arc::new(known));
                 let now = self.epoch.elapsed().as_millis() as u64;
                 self.reloaded_ms.store(now, Ordering::Relaxed);
             }

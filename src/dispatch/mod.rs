@@ -16,7 +16,7 @@ pub mod reply;
 mod trail;
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::Addr;
@@ -268,8 +268,8 @@ impl Dispatcher {
         // A retry asks the rotator, whose mailbox holds the report that rested the failed key;
         // the published key may not show that report yet.
         if attempt == 0 {
-            if let Some(key) = pool.current.read().unwrap_or_else(PoisonError::into_inner).clone() {
-                return Ok(key);
+            if let Some(key) = pool.current.load().as_deref() {
+                return Ok(key.clone());
             }
         }
         let acquired = ask(&pool.rotator, Acquire { wait }).await.map_err(NoKey::Unavailable)?;

@@ -4,9 +4,10 @@
 //! is bounded in records (`LOG_QUEUE_CAPACITY`) and in bytes (`LOG_QUEUE_MAX_BYTES`); a record
 //! that finds it full is dropped and counted, and the request never waits.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use actix::Addr;
+use parking_lot::Mutex;
 use prometheus::{IntCounter, IntGauge};
 
 use super::record::RequestLog;
@@ -36,7 +37,7 @@ impl LogQueue {
     /// is now half full, and worth draining before the timer.
     fn push(&self, record: RequestLog) -> Option<bool> {
         let weight = record.weight();
-        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut waiting = self.waiting.lock();
         if waiting.records.len() >= self.max_records || waiting.bytes + weight > self.max_bytes {
             return None;
         }
@@ -48,7 +49,7 @@ impl LogQueue {
 
     /// Every waiting record, in the order they came.
     pub fn take(&self) -> Vec<RequestLog> {
-        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut waiting = self.waiting.lock();
         self.gauge.set(0);
         std::mem::take(&mut *waiting).records
     }

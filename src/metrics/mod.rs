@@ -8,8 +8,9 @@
 mod meter;
 
 use std::collections::HashSet;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
+use parking_lot::RwLock;
 use prometheus::core::Collector;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -214,10 +215,10 @@ impl Metrics {
     /// `model` as a label: itself while fewer than `MAX_MODEL_LABELS` models have been seen,
     /// else `other`, so no client can grow the label set without bound.
     pub fn model_label(&self, model: &str) -> Arc<str> {
-        if let Some(known) = self.models.read().unwrap_or_else(PoisonError::into_inner).get(model) {
+        if let Some(known) = self.models.read().get(model) {
             return known.clone();
         }
-        let mut models = self.models.write().unwrap_or_else(PoisonError::into_inner);
+        let mut models = self.models.write();
         if models.len() >= MAX_MODEL_LABELS {
             return Arc::from("other");
         }
