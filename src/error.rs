@@ -11,6 +11,7 @@ use serde_json::json;
 use crate::auth::client_key::Refusal;
 use crate::catalogue::Catalogue;
 use crate::policy::fault::Reason;
+use crate::policy::key_pool::Rejection;
 
 /// One failed attempt at an upstream (or a provider passed over), as the client is told about it.
 #[derive(Debug, Clone)]
@@ -55,10 +56,9 @@ pub enum ProxyError {
     /// A parameter of the request that cannot be honoured here, named by `param`.
     #[error("{message}")]
     Unsupported { param: String, message: String },
-    /// A provider rejects every key and no provider comes after it: the message is the
-    /// upstream's own (never a key).
-    #[error("{provider} rejected every key in the pool: {message}")]
-    KeysRejected { provider: &'static str, message: String },
+    /// A provider rejects every key and no provider comes after it, in its own words.
+    #[error("{provider} rejected every key in the pool: {rejection}")]
+    KeysRejected { provider: &'static str, rejection: Rejection },
 }
 
 impl ProxyError {

@@ -20,7 +20,9 @@ use crate::config::NamedKey;
 use prometheus::IntGauge;
 
 use crate::metrics::Metrics;
-use crate::policy::key_pool::{Availability, Cooldowns, KeyGrant, KeyPool, KeyState, KeyStatus, KeyVerdict};
+use crate::policy::key_pool::{
+    Availability, Cooldowns, KeyGrant, KeyPool, KeyState, KeyStatus, KeyVerdict, Rejection, Rest,
+};
 use crate::providers::ProviderId;
 use crate::shared::events::{from_wall_ms, state, to_wall_ms};
 
@@ -38,15 +40,13 @@ pub enum Acquired {
         free_in: Duration,
         ticket: Option<Ticket>,
     },
-    /// Every key is rejected by the upstream; the upstream's message (never a key).
-    AllRejected {
-        message: String,
-    },
+    /// Every key is rejected by the upstream.
+    AllRejected(Rejection),
 }
 
-/// A place in the queue for the first key to come free: the key, or the upstream's message
-/// when every key turned out to be rejected meanwhile.
-pub type Ticket = oneshot::Receiver<Result<KeyGrant, String>>;
+/// A place in the queue for the first key to come free: the key, or the last rejection when
+/// every key turned out to be rejected meanwhile.
+pub type Ticket = oneshot::Receiver<Result<KeyGrant, Rejection>>;
 
 /// Asks for a usable key other than `avoid`, without moving the sticky key: a second opinion
 /// on an error that may be `avoid`'s own. `None` when no other key is usable now.
@@ -88,7 +88,7 @@ pub type CurrentKey = Arc<ArcSwapOption<KeyGrant>>;
 /// The requests waiting for a key: at most `max` at once (`MAX_WAITING_REQUESTS`), counted in
 /// the provider's `glm_proxy_requests_waiting_for_key` gauge.
 struct Waiters {
-    senders: Vec<oneshot::Sender<Result<KeyGrant, String>>>,
+    senders: Vec<oneshot::Sender<Result<KeyGrant, Rejection>>>,
     max: usize,
     gauge: IntGauge,
 }
@@ -107,7 +107,7 @@ impl Waiters {
     }
 
     /// Every waiting request gets `answer`.
-    fn answer(&mut self, answer: &Result<KeyGrant, String>) {
+    fn answer(&mut self, answer: &Result<KeyGrant, Rejection>) {
         for waiter in self.senders.drain(..) {
             // A waiter that gave up has dropped its receiver; nothing to do for it.
             let _ = waiter.send(answer.clone());
@@ -194,7 +194,7 @@ impl KeyRotator {
         let now = Instant::now();
         let grant = match self.pool.acquire(now) {
             Availability::Ready(index) => Some(self.pool.grant(index)),
-            Availability::AllCooling { .. } | Availability::AllRejected { .. } => None,
+            Availability::AllCooling { .. } | Availability::AllRejected(_) => None,
         };
         self.current.store(grant.map(Arc::new));
         let states =
@@ -220,7 +220,7 @@ impl KeyRotator {
         }
         let answer = match self.pool.acquire(Instant::now()) {
             Availability::Ready(index) => Ok(self.pool.grant(index)),
-            Availability::AllRejected { message } => Err(message),
+            Availability::AllRejected(rejection) => Err(rejection),
             Availability::AllCooling { .. } => return,
         };
         self.waiters.answer(&answer);
@@ -274,7 +274,7 @@ impl Handler<Acquire> for KeyRotator {
                     let ticket = if msg.wait { this.waiters.join() } else { None };
                     Acquired::AllCooling { free_in: free_at - now, ticket }
                 }
-                Availability::AllRejected { message } => Acquired::AllRejected { message },
+                Availability::AllRejected(rejection) => Acquired::AllRejected(rejection),
             }
         })
     }
@@ -295,7 +295,7 @@ impl Handler<ClearRejections> for KeyRotator {
         let _ = guarded(self, ctx, |this, _| {
             let cleared = this.pool.clear_invalid(Instant::now());
             log::info!("event=key_rejections_cleared provider={} keys={cleared}", this.provider.name());
-            this.share(Share::ClearRejections);
+            this.share(Share::Change(KeyChange::ClearRejections));
             this.wake_waiters();
         });
     }
@@ -358,8 +358,8 @@ impl Handler<Apply> for KeyRotator {
                 Apply::Current { index } => {
                     this.pool.follow(index, now);
                 }
-                Apply::ClearRejections => {
-                    this.pool.clear_invalid(now);
+                KeyChange::ClearRejections => {
+                    this.pool.clear_rejections(now);
                 }
             }
             this.wake_waiters();
@@ -411,7 +411,7 @@ mod tests {
     fn ready_name(acquired: Acquired) -> String {
         match acquired {
             Acquired::Ready(grant) => grant.name.to_string(),
-            Acquired::AllCooling { .. } | Acquired::AllRejected { .. } => panic!("expected a ready key"),
+            Acquired::AllCooling { .. } | Acquired::AllRejected(_) => panic!("expected a ready key"),
         }
     }
 

@@ -39,7 +39,7 @@ pub fn circuit_of(health: &Health, provider: ProviderId) -> CircuitView {
 pub enum ProviderEvent {
     /// An attempt got no usable answer. `health` is set when the failure tells on the provider
     /// as a whole; `reason` says what it was.
-    Failed { provider: ProviderId, health: Option<HealthFault>, reason: String },
+    Failed { provider: ProviderId, health: Option<HealthFault>, reason: Reason },
     /// A provider with strikes against it, or on probation, answered.
     Answered { provider: ProviderId },
     /// A probe ended without an outcome (its client left): the next request may probe.
@@ -167,19 +167,20 @@ impl UpstreamRouter {
         self.circuits.get_mut(provider.index())
     }
 
-    fn failed(&mut self, provider: ProviderId, health: Option<HealthFault>, reason: String) {
+    fn failed(&mut self, provider: ProviderId, health: Option<HealthFault>, reason: Reason) {
         let counts = self.status.providers.entry(provider.name()).or_default();
         counts.errors += 1;
-        counts.last_error = Some(reason.clone());
+        counts.last_error = Some(reason.to_string());
         let policy = self.policy;
         let Some(opened) = health.and_then(|fault| self.circuit(provider)?.failed(fault, Instant::now(), &policy))
         else {
             return;
         };
         log::warn!(
-            "event=circuit_open provider={} seconds={:.1} reason={reason:?}",
+            "event=circuit_open provider={} seconds={:.1} reason={:?}",
             provider.name(),
-            opened.as_secs_f64()
+            opened.as_secs_f64(),
+            reason.to_string()
         );
         self.metrics.circuit_opens.with_label_values(&[provider.name()]).inc();
     }

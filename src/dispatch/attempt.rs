@@ -20,7 +20,7 @@ use crate::logging::record::AttemptLog;
 use crate::policy::circuit::Admission;
 use crate::policy::encoding::{is_encoded, plain};
 use crate::policy::fault::{classify, Fault, Outcome, Reason};
-use crate::policy::key_pool::KeyVerdict;
+use crate::policy::key_pool::{KeyVerdict, Rejection};
 use crate::providers::ProviderId;
 use crate::secret::Secret;
 
@@ -108,21 +108,19 @@ impl Dispatcher {
                 (fault, answer, Some(status))
             }
         };
-        if let Fault::Key(KeyVerdict::Rejected { message }) = &mut fault {
+        if let Fault::Key(KeyVerdict::Rejected(Rejection(message))) = &mut fault {
             // An upstream may quote the key it refused; the message goes to clients and logs.
             *message = message.replace(target.key.expose(), "***");
         }
         target.pool.attempts.inc();
         let reason = fault.reason();
         match &fault {
-            Fault::Provider(health, reason) => self.router.do_send(ProviderEvent::Failed {
-                provider,
-                health: Some(*health),
-                reason: reason.to_string(),
-            }),
+            Fault::Provider(health, reason) => {
+                self.router.do_send(ProviderEvent::Failed { provider, health: Some(*health), reason: reason.clone() })
+            }
             _ if status.is_some() => {
                 if let Some(reason) = &reason {
-                    self.router.do_send(ProviderEvent::Failed { provider, health: None, reason: reason.to_string() });
+                    self.router.do_send(ProviderEvent::Failed { provider, health: None, reason: reason.clone() });
                 }
                 if pass.watched {
                     self.router.do_send(ProviderEvent::Answered { provider });

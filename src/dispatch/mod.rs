@@ -36,7 +36,7 @@ use crate::error::ProxyError;
 use crate::logging::record::AttemptLog;
 use crate::metrics::Metrics;
 use crate::policy::fault::Reason;
-use crate::policy::key_pool::KeyGrant;
+use crate::policy::key_pool::{KeyGrant, Rejection};
 use crate::policy::routing::{plan, RouteReason, RoutingPolicy};
 use crate::policy::second_opinion::{Decision, SecondOpinion};
 use crate::providers::Provider;
@@ -119,8 +119,8 @@ pub struct Dispatched {
 enum NoKey {
     /// Every key rests; waiting was not allowed, or would take too long.
     Cooling(Duration),
-    /// Every key is rejected: the upstream's message.
-    Rejected(String),
+    /// Every key is rejected.
+    Rejected(Rejection),
     /// The rotator is restarting.
     Unavailable(ProxyError),
 }
@@ -275,7 +275,7 @@ impl Dispatcher {
         let acquired = ask(&pool.rotator, Acquire { wait }).await.map_err(NoKey::Unavailable)?;
         let (free_in, ticket) = match acquired {
             Acquired::Ready(grant) => return Ok(grant),
-            Acquired::AllRejected { message } => return Err(NoKey::Rejected(message)),
+            Acquired::AllRejected(rejection) => return Err(NoKey::Rejected(rejection)),
             Acquired::AllCooling { free_in, ticket } => (free_in, ticket),
         };
         let budget = wait_deadline.saturating_duration_since(Instant::now());
@@ -289,7 +289,7 @@ impl Dispatcher {
         self.metrics.key_wait.with_label_values(&[provider]).observe(waiting.elapsed().as_secs_f64());
         match waited {
             Ok(Ok(Ok(grant))) => Ok(grant),
-            Ok(Ok(Err(message))) => Err(NoKey::Rejected(message)),
+            Ok(Ok(Err(rejection))) => Err(NoKey::Rejected(rejection)),
             Ok(Err(_)) => Err(NoKey::Unavailable(ProxyError::ActorUnavailable("key rotator"))),
             Err(_) => Err(NoKey::Cooling(free_in)),
         }
@@ -315,7 +315,7 @@ impl Dispatcher {
                 trail.fail(&source, Reason::AllKeysRejected);
                 Ok(None)
             }
-            NoKey::Rejected(message) => Err(ProxyError::KeysRejected { provider: name, message }),
+            NoKey::Rejected(rejection) => Err(ProxyError::KeysRejected { provider: name, rejection }),
             NoKey::Cooling(retry_after) => Err(ProxyError::AllKeysCooling { provider: name, retry_after }),
             NoKey::Unavailable(error) => Err(error),
         }

@@ -285,7 +285,7 @@ impl Phase {
                     Some(Err(error)) => {
                         *self = Phase::Done;
                         let mut out = Vec::new();
-                        events.fail(&Failure::Broken(format!("upstream stream interrupted: {error}")), &mut out);
+                        events.fail(&Failure::Broken(error.to_string()), &mut out);
                         Some(out)
                     }
                     None => {

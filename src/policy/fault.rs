@@ -16,7 +16,7 @@ use std::time::SystemTime;
 use actix_web::http::header::HeaderMap;
 
 use super::circuit::HealthFault;
-use super::key_pool::KeyVerdict;
+use super::key_pool::{KeyVerdict, Rejection};
 use super::rate_limit::requested_wait;
 
 /// What one attempt came to.
@@ -64,8 +64,8 @@ impl Fault {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reason {
     RateLimited,
-    /// 401, with the upstream's own message.
-    KeyRejected(String),
+    /// 401.
+    KeyRejected(Rejection),
     /// Another error status: 402, 403, 5xx.
     Status(u16),
     ContextLengthExceeded,
@@ -171,7 +171,7 @@ pub fn classify(outcome: &Outcome, rules: &FaultRules, now: SystemTime) -> Fault
     match status {
         200..=299 if says_quota_exhausted(body, rules) => Fault::Unservable(Reason::QuotaExhausted),
         429 => Fault::Key(KeyVerdict::RateLimited { requested: requested_wait(headers, rules.reset_windows, now) }),
-        401 => Fault::Key(KeyVerdict::Rejected { message: upstream_message(body) }),
+        401 => Fault::Key(KeyVerdict::Rejected(Rejection(upstream_message(body)))),
         400 if error_code(body).as_deref() == Some("context_length_exceeded") => {
             Fault::Unservable(Reason::ContextLengthExceeded)
         }
@@ -259,12 +259,12 @@ mod tests {
     #[test]
     fn a_401_is_the_keys_and_keeps_the_upstreams_message() {
         let body = r#"{"message":"Wrong API Key","type":"invalid_request_error","code":"wrong_api_key"}"#;
-        assert_eq!(answer(401, body), Fault::Key(KeyVerdict::Rejected { message: "Wrong API Key".into() }));
+        assert_eq!(answer(401, body), Fault::Key(KeyVerdict::Rejected(Rejection("Wrong API Key".into()))));
         let nested = r#"{"error":{"message":"Invalid token"}}"#;
-        assert_eq!(answer(401, nested), Fault::Key(KeyVerdict::Rejected { message: "Invalid token".into() }));
-        assert_eq!(answer(401, "  nope "), Fault::Key(KeyVerdict::Rejected { message: "nope".into() }));
+        assert_eq!(answer(401, nested), Fault::Key(KeyVerdict::Rejected(Rejection("Invalid token".into()))));
+        assert_eq!(answer(401, "  nope "), Fault::Key(KeyVerdict::Rejected(Rejection("nope".into()))));
         let long = "x".repeat(1000);
-        let Fault::Key(KeyVerdict::Rejected { message }) = answer(401, &long) else { panic!() };
+        let Fault::Key(KeyVerdict::Rejected(Rejection(message))) = answer(401, &long) else { panic!() };
         assert_eq!(message.chars().count(), MESSAGE_LIMIT + 1, "cut, with an ellipsis");
     }
 

@@ -5,6 +5,7 @@
 //! Which outcomes reach this pool at all is decided in `policy::fault`: only a key's own fault
 //! (429, 401) rests a key.
 
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,8 +24,8 @@ pub enum KeyVerdict {
     /// 429: the key works but must rest: what the upstream asked, at least the configured
     /// cooldown, at most `MAX_COOLDOWN`.
     RateLimited { requested: Option<Duration> },
-    /// 401: the key is rejected; out of rotation for `INVALID_KEY_COOLDOWN`. The upstream's words.
-    Rejected { message: String },
+    /// 401: the key is rejected; out of rotation for `INVALID_KEY_COOLDOWN`.
+    Rejected(Rejection),
     /// An error this key got and another key did not (402, 403, 500): the sticky position moves
     /// past this key, which does not rest.
     Failed { reason: Reason },
@@ -34,9 +35,19 @@ impl KeyVerdict {
     pub fn reason(&self) -> Reason {
         match self {
             Self::RateLimited { .. } => Reason::RateLimited,
-            Self::Rejected { message } => Reason::KeyRejected(message.clone()),
+            Self::Rejected(rejection) => Reason::KeyRejected(rejection.clone()),
             Self::Failed { reason } => reason.clone(),
         }
+    }
+}
+
+/// An upstream's refusal of a key (a 401), in the upstream's own words, never the key's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection(pub String);
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -79,10 +90,8 @@ pub enum Availability {
         free_at: Instant,
     },
     /// Every key is rejected by the upstream: the pool is refused, and waiting will not help.
-    /// The upstream's last words on it.
-    AllRejected {
-        message: String,
-    },
+    /// The last rejection says why.
+    AllRejected(Rejection),
 }
 
 /// One key in `/_status`; the first four field names are the seed's.
@@ -119,8 +128,8 @@ pub struct KeyPool {
     keys: Vec<Key>,
     current: usize,
     cooldowns: Cooldowns,
-    /// The upstream's message on the last rejected key, for the answer when all are rejected.
-    last_rejection: Option<String>,
+    /// The last key's rejection, for the answer when all are rejected.
+    last_rejection: Option<Rejection>,
 }
 
 impl KeyPool {
@@ -148,9 +157,9 @@ impl KeyPool {
                 self.current = index;
                 Availability::Ready(index)
             }
-            None if self.all_rejected(now) => Availability::AllRejected {
-                message: self.last_rejection.clone().unwrap_or_else(|| "every key was rejected".to_owned()),
-            },
+            None if self.all_rejected(now) => Availability::AllRejected(
+                self.last_rejection.clone().unwrap_or_else(|| Rejection("every key was rejected".to_owned())),
+            ),
             None => Availability::AllCooling { free_at: self.earliest_free_at(now) },
         }
     }
@@ -192,10 +201,10 @@ impl KeyPool {
                 let asked = requested.map_or(cooldowns.rate_limited, |r| r.max(cooldowns.rate_limited));
                 (asked.min(cooldowns.max), KeyState::CoolingDown)
             }
-            KeyVerdict::Rejected { message } => {
-                key.last_error = Some(format!("rejected (401): {message}"));
-                self.last_rejection = Some(message.clone());
-                (cooldowns.invalid, KeyState::Invalid)
+            KeyVerdict::Rejected(rejection) => {
+                key.last_error = Some(format!("rejected (401): {rejection}"));
+                self.last_rejection = Some(rejection.clone());
+                (cooldowns.rejected, Rest::Rejected)
             }
             KeyVerdict::Failed { reason } => {
                 key.last_error = Some(reason.to_string());
@@ -325,7 +334,7 @@ mod tests {
     }
 
     fn rejected() -> KeyVerdict {
-        KeyVerdict::Rejected { message: "Wrong API Key".into() }
+        KeyVerdict::Rejected(Rejection("Wrong API Key".into()))
     }
 
     #[test]
@@ -413,7 +422,7 @@ mod tests {
         let now = Instant::now();
         pool.report(0, &rejected(), now);
         pool.report(1, &rejected(), now);
-        assert_eq!(pool.acquire(now), Availability::AllRejected { message: "Wrong API Key".into() });
+        assert_eq!(pool.acquire(now), Availability::AllRejected(Rejection("Wrong API Key".into())));
         // One key merely cooling means waiting can help.
         let mut mixed = self::pool(2);
         mixed.report(0, &rejected(), now);

@@ -21,6 +21,7 @@ use futures_util::Stream;
 use tokio_stream::{StreamExt as _, Timeout};
 
 use crate::error::error_body;
+use crate::policy::fault::Reason;
 use crate::wire::sse::{self, event_end};
 
 /// The most of one unfinished event held back; a larger event flows through as it arrives.
@@ -39,7 +40,7 @@ pub struct Relay<S> {
 /// The error a relay ends with, as the client's connection sees it.
 #[derive(Debug, thiserror::Error)]
 #[error("upstream stream interrupted: {0}")]
-pub struct Interrupted(String);
+pub struct Interrupted(Reason);
 
 impl<S, E> Relay<S>
 where
@@ -56,7 +57,7 @@ where
 
 impl<S> Relay<S> {
     /// The upstream ended, cleanly (`broke` is `None`) or not: queue what the client gets last.
-    fn end(&mut self, broke: Option<String>) {
+    fn end(&mut self, broke: Option<Reason>) {
         self.upstream = None;
         let reason = match (&mut self.events, broke) {
             (None, None) => return,
@@ -75,7 +76,7 @@ impl<S> Relay<S> {
                 }
             },
         };
-        log::warn!("event=stream_interrupted reason={reason:?}");
+        log::warn!("event=stream_interrupted reason={:?}", reason.to_string());
     }
 }
 
@@ -103,8 +104,8 @@ where
                     }
                 },
                 Poll::Ready(None) => this.end(None),
-                Poll::Ready(Some(Ok(Err(error)))) => this.end(Some(error.to_string())),
-                Poll::Ready(Some(Err(_elapsed))) => this.end(Some("no data within UPSTREAM_IDLE_TIMEOUT".to_owned())),
+                Poll::Ready(Some(Ok(Err(error)))) => this.end(Some(Reason::ConnectionLost(error.to_string()))),
+                Poll::Ready(Some(Err(_elapsed))) => this.end(Some(Reason::IdleTimeout)),
             }
         }
     }
@@ -170,7 +171,7 @@ impl Events {
     /// The end of the stream: `Ok` with the last bytes to relay if it was complete, else the
     /// reason and the error event that ends it. A held half event is dropped, unless it is the
     /// terminator itself.
-    fn finish(&mut self, broke: Option<String>) -> Result<Option<Bytes>, (String, Bytes)> {
+    fn finish(&mut self, broke: Option<Reason>) -> Result<Option<Bytes>, (Reason, Bytes)> {
         let rest = self.partial.split().freeze();
         if broke.is_none() && !rest.is_empty() && rest.trim_ascii_end().ends_with(DONE) {
             return Ok(Some(rest));
@@ -180,7 +181,7 @@ impl Events {
         }
         let reason = match broke {
             None if self.done => return Ok(None),
-            None => "the upstream closed the stream before data: [DONE]".to_owned(),
+            None => Reason::ConnectionLost("the upstream closed the stream before data: [DONE]".to_owned()),
             Some(reason) => reason,
         };
         let body =
