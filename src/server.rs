@@ -132,7 +132,7 @@ fn start_pool(
     metrics: &Arc<Metrics>,
 ) -> Result<(Pool, Option<Addr<KeySync>>), StartError> {
     let cooldowns =
-        Cooldowns { rate_limited: config.cooldown, invalid: config.invalid_key_cooldown, max: config.max_cooldown };
+        Cooldowns { rate_limited: config.cooldown, rejected: config.invalid_key_cooldown, max: config.max_cooldown };
     let names: Vec<&str> = provider.keys.iter().map(|k| k.name.as_str()).collect();
     log::info!(
         "event=config provider={} keys={} names={} base_url={}",

@@ -14,7 +14,7 @@ use arc_swap::ArcSwapOption;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use super::key_sync::{Apply, Share};
+use super::key_sync::Share;
 use super::supervision::{guarded, ActorFault, Named};
 use crate::config::NamedKey;
 use prometheus::IntGauge;
@@ -24,7 +24,7 @@ use crate::policy::key_pool::{
     Availability, Cooldowns, KeyGrant, KeyPool, KeyState, KeyStatus, KeyVerdict, Rejection, Rest,
 };
 use crate::providers::ProviderId;
-use crate::shared::events::{from_wall_ms, state, to_wall_ms};
+use crate::shared::changes::{from_wall_ms, to_wall_ms, KeyChange};
 
 /// Asks for a key. With `wait`, an all-cooling answer carries a ticket that yields the
 /// first key to come free.
@@ -198,7 +198,7 @@ impl KeyRotator {
         };
         self.current.store(grant.map(Arc::new));
         let states =
-            [(KeyState::Available, "available"), (KeyState::CoolingDown, "cooling"), (KeyState::Invalid, "invalid")];
+            [(KeyState::Available, "available"), (KeyState::CoolingDown, "cooling"), (KeyState::Rejected, "invalid")];
         let keys = self.pool.status(now);
         let provider = self.provider.name();
         for (state, label) in states {
@@ -293,7 +293,7 @@ impl Handler<ClearRejections> for KeyRotator {
 
     fn handle(&mut self, _: ClearRejections, ctx: &mut Context<Self>) {
         let _ = guarded(self, ctx, |this, _| {
-            let cleared = this.pool.clear_invalid(Instant::now());
+            let cleared = this.pool.clear_rejections(Instant::now());
             log::info!("event=key_rejections_cleared provider={} keys={cleared}", this.provider.name());
             this.share(Share::Change(KeyChange::ClearRejections));
             this.wake_waiters();
@@ -320,32 +320,33 @@ impl Handler<Report> for KeyRotator {
                     (until - now).as_secs_f64(),
                     msg.verdict.reason().to_string()
                 );
-                let invalid = matches!(msg.verdict, KeyVerdict::Rejected { .. });
+                let rest =
+                    if matches!(msg.verdict, KeyVerdict::Rejected(_)) { Rest::Rejected } else { Rest::CoolingDown };
                 let until_ms = to_wall_ms(until, now, SystemTime::now());
-                this.share(Share::Rest { index: msg.index, until_ms, invalid });
+                this.share(Share::Change(KeyChange::Rest { key: msg.index, until_ms, rest }));
                 Self::wake_at(ctx, until);
             }
             let moved_to = this.pool.current_index();
             if moved_to != sticky {
-                this.share(Share::Current { from: sticky, to: moved_to });
+                this.share(Share::Change(KeyChange::Current { from: Some(sticky), to: moved_to }));
             }
         });
     }
 }
 
-impl Handler<Apply> for KeyRotator {
+impl Handler<KeyChange<usize>> for KeyRotator {
     type Result = ();
 
     /// Another replica's change: applied to the local state, and never shared back.
-    fn handle(&mut self, msg: Apply, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: KeyChange<usize>, ctx: &mut Context<Self>) {
         let _ = guarded(self, ctx, |this, ctx| {
             let now = Instant::now();
             match msg {
-                Apply::Rest { index, until_ms, invalid } => {
+                KeyChange::Rest { key: index, until_ms, rest } => {
                     let Some(until) = from_wall_ms(until_ms, now, SystemTime::now()) else {
                         return;
                     };
-                    if let Some(until) = this.pool.apply_rest(index, until, state(invalid), now) {
+                    if let Some(until) = this.pool.apply_rest(index, until, rest, now) {
                         log::info!(
                             "event=key_cooldown_shared provider={} key={} seconds={:.1}",
                             this.provider.name(),
@@ -355,8 +356,8 @@ impl Handler<Apply> for KeyRotator {
                         Self::wake_at(ctx, until);
                     }
                 }
-                Apply::Current { index } => {
-                    this.pool.follow(index, now);
+                KeyChange::Current { to, .. } => {
+                    this.pool.follow(to, now);
                 }
                 KeyChange::ClearRejections => {
                     this.pool.clear_rejections(now);
@@ -390,7 +391,7 @@ mod tests {
             NamedKey { name: "key2".into(), secret: Secret::new("sk-2") },
         ];
         let cooldowns =
-            Cooldowns { rate_limited: cooldown, invalid: Duration::from_secs(3600), max: Duration::from_secs(86_400) };
+            Cooldowns { rate_limited: cooldown, rejected: Duration::from_secs(3600), max: Duration::from_secs(86_400) };
         let metrics = Arc::new(Metrics::new().unwrap());
         let provider = ProviderId::new(0, "cerebras");
         Supervisor::start(move |_| KeyRotator::new(provider, keys, cooldowns, 2, metrics, CurrentKey::default()))

@@ -5,7 +5,7 @@
 //! What it learns (a key rests, the sticky key moves, rejections are lifted) it tells this
 //! actor, which writes it with one atomic script (the later deadline wins; the sticky key moves
 //! by compare-and-swap) and announces it on a channel. What the other replicas announce comes
-//! back to the rotator as [`Apply`]. On every (re)connection the running rests and the sticky
+//! back to the rotator as a [`KeyChange`]. On every (re)connection the running rests and the sticky
 //! key are read back, so a restart keeps its cooldowns and a replica cut off catches up. A
 //! replica that starts with a key list other than the last one started on Redis lifts every
 //! rejection, as a restart with a changed list does for one replica alone.
@@ -25,33 +25,21 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 use serde::Serialize;
 
-use crate::shared::events::{fingerprint, Event, Message as SharedMessage};
+use crate::policy::key_pool::Rest;
+use crate::shared::changes::{fingerprint, rest_name, rest_named, KeyChange, Message as SharedMessage};
 use crate::shared::redis_script;
 
 /// A change another replica made, for the rotator to apply to its keys (by index).
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
-#[rtype(result = "()")]
-pub enum Apply {
-    Rest { index: usize, until_ms: u64, invalid: bool },
-    Current { index: usize },
-    ClearRejections,
+impl Message for KeyChange<usize> {
+    type Result = ();
 }
 
-/// A change this replica made, to share.
+/// What the rotator tells this actor.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub enum Share {
-    Rest {
-        index: usize,
-        until_ms: u64,
-        invalid: bool,
-    },
-    /// The sticky key moved from `from` to `to`.
-    Current {
-        from: usize,
-        to: usize,
-    },
-    ClearRejections,
+    /// A change this replica made.
+    Change(KeyChange<usize>),
     /// Read the shared state again (the rotator restarted with fresh state).
     Resync,
     /// Requests each key (by index) served since the last time.
@@ -61,7 +49,7 @@ pub enum Share {
 /// Where the rotator is, once both actors exist.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Attach(pub Recipient<Apply>);
+pub struct Attach(pub Recipient<KeyChange<usize>>);
 
 #[derive(Message)]
 #[rtype(result = "SyncStatus")]
@@ -118,9 +106,9 @@ pub struct KeySync {
     names: Names,
     /// This replica's id in announcements: its own come back, and are skipped.
     origin: String,
-    rotator: Option<Recipient<Apply>>,
+    rotator: Option<Recipient<KeyChange<usize>>>,
     /// The rests this replica shared, to share again if Redis lost them (by index).
-    shared: HashMap<usize, (u64, bool)>,
+    shared: HashMap<usize, (u64, Rest)>,
     /// The operator's names for the keys, by index: only `/_status` shows them.
     key_names: Vec<String>,
     /// Requests each key served, all replicas together, by index.
@@ -189,14 +177,19 @@ impl KeySync {
         })
     }
 
-    fn announce(&self, event: Event) -> String {
-        SharedMessage { origin: self.origin.clone(), event }.encode()
+    fn announce(&self, change: KeyChange<String>) -> String {
+        SharedMessage { origin: self.origin.clone(), change }.encode()
+    }
+
+    /// A rest, as announced.
+    fn announce_rest(&self, index: usize, until_ms: u64, rest: Rest) -> String {
+        self.announce(KeyChange::Rest { key: self.names.prints[index].clone(), until_ms, rest })
     }
 
     /// Runs `work` against Redis; its outcome says whether Redis is up.
     fn run<F>(&mut self, ctx: &mut Context<Self>, work: impl FnOnce(ConnectionManager, Names) -> F + 'static)
     where
-        F: Future<Output = redis::RedisResult<Vec<Apply>>> + 'static,
+        F: Future<Output = redis::RedisResult<Vec<KeyChange<usize>>>> + 'static,
     {
         self.run_then(ctx, work, |_, _, _| {});
     }
@@ -208,16 +201,16 @@ impl KeySync {
         work: impl FnOnce(ConnectionManager, Names) -> F + 'static,
         then: impl FnOnce(&mut Self, &mut Context<Self>, bool) + 'static,
     ) where
-        F: Future<Output = redis::RedisResult<Vec<Apply>>> + 'static,
+        F: Future<Output = redis::RedisResult<Vec<KeyChange<usize>>>> + 'static,
     {
         let future = work(self.connection.clone(), self.names.clone());
         ctx.spawn(future.into_actor(self).map(|outcome, this, ctx| {
             let succeeded = outcome.is_ok();
             match outcome {
-                Ok(applies) => {
+                Ok(changes) => {
                     this.healthy();
                     if let Some(rotator) = &this.rotator {
-                        applies.into_iter().for_each(|apply| rotator.do_send(apply));
+                        changes.into_iter().for_each(|change| rotator.do_send(change));
                     }
                 }
                 Err(error) => this.failed(&error.to_string(), ctx),
@@ -264,20 +257,16 @@ impl KeySync {
         }
         self.resyncing = true;
         let check_key_list = self.key_list_unchecked;
-        let lift = self.announce(Event::ClearRejections);
+        let lift = self.announce(KeyChange::ClearRejections);
         let now_ms = wall_ms();
-        let running: Vec<(usize, u64, bool)> = self
+        let running: Vec<(usize, u64, Rest)> = self
             .shared
             .iter()
             .filter(|(_, (until, _))| *until > now_ms)
-            .map(|(&index, &(until, invalid))| (index, until, invalid))
+            .map(|(&index, &(until, rest))| (index, until, rest))
             .collect();
-        let announcements: Vec<String> = running
-            .iter()
-            .map(|&(index, until_ms, invalid)| {
-                self.announce(Event::Rest { key: self.names.prints[index].clone(), until_ms, invalid })
-            })
-            .collect();
+        let announcements: Vec<String> =
+            running.iter().map(|&(index, until_ms, rest)| self.announce_rest(index, until_ms, rest)).collect();
         let work = move |mut connection: ConnectionManager, names: Names| async move {
             if check_key_list {
                 let last: Option<String> = connection.getset(&names.key_list, &names.own_key_list).await?;
@@ -285,23 +274,23 @@ impl KeySync {
                     clear_rejections(&mut connection, &names, lift).await?;
                 }
             }
-            for ((index, until, invalid), announcement) in running.into_iter().zip(announcements) {
-                write_rest(&mut connection, &names, index, until, invalid, announcement).await?;
+            for ((index, until, rest), announcement) in running.into_iter().zip(announcements) {
+                write_rest(&mut connection, &names, index, until, rest, announcement).await?;
             }
-            let mut applies = Vec::new();
+            let mut changes = Vec::new();
             for (index, key) in names.keys.iter().enumerate() {
-                let rest: HashMap<String, String> = connection.hgetall(key).await?;
-                let until_ms = rest.get("until").and_then(|until| until.parse().ok());
+                let fields: HashMap<String, String> = connection.hgetall(key).await?;
+                let until_ms = fields.get("until").and_then(|until| until.parse().ok());
                 if let Some(until_ms) = until_ms {
-                    let invalid = rest.get("state").is_some_and(|state| state == "invalid");
-                    applies.push(Apply::Rest { index, until_ms, invalid });
+                    let rest = fields.get("state").and_then(|name| rest_named(name)).unwrap_or(Rest::CoolingDown);
+                    changes.push(KeyChange::Rest { key: index, until_ms, rest });
                 }
             }
             let current: Option<String> = connection.get(&names.current).await?;
             if let Some(index) = current.and_then(|print| names.prints.iter().position(|p| *p == print)) {
-                applies.push(Apply::Current { index });
+                changes.push(KeyChange::Current { from: None, to: index });
             }
-            Ok(applies)
+            Ok(changes)
         };
         self.run_then(ctx, work, move |this, ctx, succeeded| {
             this.resyncing = false;
@@ -338,18 +327,18 @@ impl KeySync {
         }));
     }
 
+    /// Rejections were lifted everywhere: they are not to be written again at the next resync.
+    fn forget_rejections(&mut self) {
+        self.shared.retain(|_, (_, rest)| *rest != Rest::Rejected);
+    }
+
     /// An announcement from the channel, as the rotator's change; this replica's own are skipped.
-    fn remote(&self, text: &str) -> Option<Apply> {
+    fn remote(&self, text: &str) -> Option<KeyChange<usize>> {
         let message = SharedMessage::decode(text)?;
         if message.origin == self.origin {
             return None;
         }
-        let index = |print: &str| self.names.prints.iter().position(|p| p == print);
-        Some(match message.event {
-            Event::Rest { key, until_ms, invalid } => Apply::Rest { index: index(&key)?, until_ms, invalid },
-            Event::Current { key } => Apply::Current { index: index(&key)? },
-            Event::ClearRejections => Apply::ClearRejections,
-        })
+        message.change.keyed(|print| self.names.prints.iter().position(|p| *p == print))
     }
 }
 
@@ -359,15 +348,14 @@ async fn write_rest(
     names: &Names,
     index: usize,
     until_ms: u64,
-    invalid: bool,
+    rest: Rest,
     announcement: String,
 ) -> redis::RedisResult<()> {
-    let state = if invalid { "invalid" } else { "cooling" };
     Script::new(redis_script::REST)
         .key(&names.keys[index])
         .key(&names.channel)
         .arg(until_ms)
-        .arg(state)
+        .arg(rest_name(rest))
         .arg(announcement)
         .invoke_async::<i64>(connection)
         .await
@@ -458,15 +446,14 @@ impl Handler<Heard> for KeySync {
     type Result = ();
 
     fn handle(&mut self, msg: Heard, _: &mut Context<Self>) {
-        let Some(apply) = self.remote(&msg.0) else {
+        let Some(change) = self.remote(&msg.0) else {
             return;
         };
-        if apply == Apply::ClearRejections {
-            // Lifted everywhere: not to be written again at the next resync.
-            self.shared.retain(|_, (_, invalid)| !*invalid);
+        if change == KeyChange::ClearRejections {
+            self.forget_rejections();
         }
         if let Some(rotator) = &self.rotator {
-            rotator.do_send(apply);
+            rotator.do_send(change);
         }
     }
 }
@@ -484,34 +471,36 @@ impl Handler<Share> for KeySync {
 
     fn handle(&mut self, msg: Share, ctx: &mut Context<Self>) {
         match msg {
-            Share::Rest { index, until_ms, invalid } => {
-                self.shared.insert(index, (until_ms, invalid));
-                let announcement =
-                    self.announce(Event::Rest { key: self.names.prints[index].clone(), until_ms, invalid });
+            Share::Change(KeyChange::Rest { key: index, until_ms, rest }) => {
+                self.shared.insert(index, (until_ms, rest));
+                let announcement = self.announce_rest(index, until_ms, rest);
                 self.run(ctx, move |mut connection, names| async move {
-                    write_rest(&mut connection, &names, index, until_ms, invalid, announcement).await?;
+                    write_rest(&mut connection, &names, index, until_ms, rest, announcement).await?;
                     Ok(Vec::new())
                 });
             }
-            Share::Current { from, to } => {
-                let announcement = self.announce(Event::Current { key: self.names.prints[to].clone() });
+            Share::Change(KeyChange::Current { from, to }) => {
+                let announcement = self.announce(KeyChange::Current { from: None, to: self.names.prints[to].clone() });
+                // Without a known origin, the move happens only where no replica set one.
+                let from = from.map_or_else(String::new, |from| self.names.prints[from].clone());
                 self.run(ctx, move |mut connection, names| async move {
                     let now: String = Script::new(redis_script::MOVE_CURRENT)
                         .key(&names.current)
                         .key(&names.channel)
-                        .arg(&names.prints[from])
+                        .arg(from)
                         .arg(&names.prints[to])
                         .arg(announcement)
                         .invoke_async(&mut connection)
                         .await?;
                     // Another replica moved it first: follow it.
                     let index = names.prints.iter().position(|print| *print == now);
-                    Ok(index.filter(|&index| index != to).map(|index| Apply::Current { index }).into_iter().collect())
+                    let followed = index.filter(|&index| index != to).map(|to| KeyChange::Current { from: None, to });
+                    Ok(followed.into_iter().collect())
                 });
             }
-            Share::ClearRejections => {
-                self.shared.retain(|_, (_, invalid)| !*invalid);
-                let announcement = self.announce(Event::ClearRejections);
+            Share::Change(KeyChange::ClearRejections) => {
+                self.forget_rejections();
+                let announcement = self.announce(KeyChange::ClearRejections);
                 self.run(ctx, move |mut connection, names| async move {
                     clear_rejections(&mut connection, &names, announcement).await?;
                     Ok(Vec::new())

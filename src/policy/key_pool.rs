@@ -56,7 +56,25 @@ impl fmt::Display for Rejection {
 pub enum KeyState {
     Available,
     CoolingDown,
-    Invalid,
+    /// Shown as `invalid`, the name `/_status` and the metrics have always used.
+    #[serde(rename = "invalid")]
+    Rejected,
+}
+
+/// Why a key rests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rest {
+    CoolingDown,
+    Rejected,
+}
+
+impl From<Rest> for KeyState {
+    fn from(rest: Rest) -> Self {
+        match rest {
+            Rest::CoolingDown => Self::CoolingDown,
+            Rest::Rejected => Self::Rejected,
+        }
+    }
 }
 
 /// How long keys rest after each kind of verdict.
@@ -64,8 +82,8 @@ pub enum KeyState {
 pub struct Cooldowns {
     /// After a 429, at least.
     pub rate_limited: Duration,
-    /// After a 401.
-    pub invalid: Duration,
+    /// After a 401 (`INVALID_KEY_COOLDOWN`).
+    pub rejected: Duration,
     /// The longest rest an upstream can ask for (`MAX_COOLDOWN`).
     pub max: Duration,
 }
@@ -111,14 +129,14 @@ pub struct KeyStatus {
 struct Key {
     name: Arc<str>,
     secret: Secret,
-    resting_until: Option<(Instant, KeyState)>,
+    resting_until: Option<(Instant, Rest)>,
     error_count: u64,
     served: Arc<AtomicU64>,
     last_error: Option<String>,
 }
 
 impl Key {
-    fn rest(&self, now: Instant) -> Option<(Instant, KeyState)> {
+    fn rest(&self, now: Instant) -> Option<(Instant, Rest)> {
         self.resting_until.filter(|(until, _)| *until > now)
     }
 }
@@ -177,7 +195,7 @@ impl KeyPool {
     }
 
     fn all_rejected(&self, now: Instant) -> bool {
-        self.keys.iter().all(|k| matches!(k.rest(now), Some((_, KeyState::Invalid))))
+        self.keys.iter().all(|k| matches!(k.rest(now), Some((_, Rest::Rejected))))
     }
 
     fn earliest_free_at(&self, now: Instant) -> Instant {
@@ -199,7 +217,7 @@ impl KeyPool {
             KeyVerdict::RateLimited { requested } => {
                 key.last_error = Some("rate limited (429)".to_owned());
                 let asked = requested.map_or(cooldowns.rate_limited, |r| r.max(cooldowns.rate_limited));
-                (asked.min(cooldowns.max), KeyState::CoolingDown)
+                (asked.min(cooldowns.max), Rest::CoolingDown)
             }
             KeyVerdict::Rejected(rejection) => {
                 key.last_error = Some(format!("rejected (401): {rejection}"));
@@ -225,10 +243,10 @@ impl KeyPool {
 
     /// Ends every rejection (SIGHUP): the operator says the keys may be good now. Returns how
     /// many keys were freed.
-    pub fn clear_invalid(&mut self, now: Instant) -> usize {
+    pub fn clear_rejections(&mut self, now: Instant) -> usize {
         let mut cleared = 0;
         for key in &mut self.keys {
-            if matches!(key.rest(now), Some((_, KeyState::Invalid))) {
+            if matches!(key.rest(now), Some((_, Rest::Rejected))) {
                 key.resting_until = None;
                 cleared += 1;
             }
@@ -246,7 +264,7 @@ impl KeyPool {
                     available: rest.is_none(),
                     rate_limited_for: rest.map_or(0.0, |(until, _)| (until - now).as_secs_f64()),
                     error_count: key.error_count,
-                    state: rest.map_or(KeyState::Available, |(_, state)| state),
+                    state: rest.map_or(KeyState::Available, |(_, rest)| rest.into()),
                     requests: key.served.load(Ordering::Relaxed),
                     last_error: key.last_error.clone(),
                 }
@@ -264,15 +282,15 @@ impl KeyPool {
 
     /// A rest another replica gave a key: the later deadline wins, as for local rests, and no
     /// rest runs longer than this pool allows. Returns the new deadline if it changed.
-    pub fn apply_rest(&mut self, index: usize, until: Instant, state: KeyState, now: Instant) -> Option<Instant> {
-        let longest = self.cooldowns.max.max(self.cooldowns.invalid);
+    pub fn apply_rest(&mut self, index: usize, until: Instant, rest: Rest, now: Instant) -> Option<Instant> {
+        let longest = self.cooldowns.max.max(self.cooldowns.rejected);
         let until = until.min(deadline(now, longest));
         let key = self.keys.get_mut(index)?;
         if key.rest(now).is_some_and(|(existing, _)| existing >= until) || until <= now {
             return None;
         }
-        key.resting_until = Some((until, state));
-        let what = if state == KeyState::Invalid { "rejected" } else { "rate limited" };
+        key.resting_until = Some((until, rest));
+        let what = if rest == Rest::Rejected { "rejected" } else { "rate limited" };
         key.last_error = Some(format!("{what} (seen by another replica)"));
         Some(until)
     }
@@ -296,14 +314,14 @@ mod tests {
         let now = Instant::now();
         let mut pool = pool(2);
         let local = pool.report(0, &KeyVerdict::RateLimited { requested: None }, now).unwrap();
-        assert_eq!(pool.apply_rest(0, now + Duration::from_secs(10), KeyState::CoolingDown, now), None, "earlier");
+        assert_eq!(pool.apply_rest(0, now + Duration::from_secs(10), Rest::CoolingDown, now), None, "earlier");
         let later = now + Duration::from_secs(120);
-        assert_eq!(pool.apply_rest(0, later, KeyState::CoolingDown, now), Some(later));
+        assert_eq!(pool.apply_rest(0, later, Rest::CoolingDown, now), Some(later));
         assert!(later > local);
         let forever = now + Duration::from_secs(10 * 86_400);
-        let clamped = pool.apply_rest(1, forever, KeyState::CoolingDown, now).unwrap();
+        let clamped = pool.apply_rest(1, forever, Rest::CoolingDown, now).unwrap();
         assert_eq!(clamped, now + Duration::from_secs(86_400), "no rest longer than MAX_COOLDOWN");
-        assert_eq!(pool.apply_rest(1, now, KeyState::CoolingDown, now), None, "already over");
+        assert_eq!(pool.apply_rest(1, now, Rest::CoolingDown, now), None, "already over");
     }
 
     #[test]
@@ -319,7 +337,7 @@ mod tests {
 
     const COOLDOWNS: Cooldowns = Cooldowns {
         rate_limited: Duration::from_secs(60),
-        invalid: Duration::from_secs(3600),
+        rejected: Duration::from_secs(3600),
         max: Duration::from_secs(86_400),
     };
 
@@ -407,7 +425,7 @@ mod tests {
         let now = Instant::now();
         pool.report(0, &rejected(), now);
         let status = pool.status(now + Duration::from_secs(120));
-        assert_eq!(status[0].state, KeyState::Invalid);
+        assert_eq!(status[0].state, KeyState::Rejected);
         assert!(!status[0].available);
         assert!(status[0].rate_limited_for > 3000.0);
         assert_eq!(status[0].error_count, 1);
@@ -429,8 +447,8 @@ mod tests {
         mixed.report(1, &limited(None), now);
         assert!(matches!(mixed.acquire(now), Availability::AllCooling { .. }));
         // A rejection ends after INVALID_KEY_COOLDOWN, or when cleared.
-        assert_eq!(pool.acquire(now + COOLDOWNS.invalid), Availability::Ready(0));
-        assert_eq!(pool.clear_invalid(now), 2);
+        assert_eq!(pool.acquire(now + COOLDOWNS.rejected), Availability::Ready(0));
+        assert_eq!(pool.clear_rejections(now), 2);
         assert_eq!(pool.acquire(now), Availability::Ready(0));
     }
 

@@ -161,7 +161,7 @@ mod tests {
                 }
                 let requested = requested_wait(&headers, true, SystemTime::now());
                 let max = Duration::from_secs(100);
-                let cooldowns = Cooldowns { rate_limited: Duration::from_secs(1), invalid: Duration::from_secs(10), max };
+                let cooldowns = Cooldowns { rate_limited: Duration::from_secs(1), rejected: Duration::from_secs(10), max };
                 let mut pool = KeyPool::new(&[NamedKey { name: "k".into(), secret: Secret::new("sk") }], cooldowns);
                 let now = Instant::now();
                 let until = pool.report(0, &KeyVerdict::RateLimited { requested }, now).unwrap();

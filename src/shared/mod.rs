@@ -1,5 +1,5 @@
-//! Several replicas, one proxy: what replicas share about the Cerebras keys on Redis
+//! Several replicas, one proxy: what replicas share about their key pools on Redis
 //! (`REDIS_URL`), and how. The actor that does it is `actors::key_sync`.
 
-pub mod events;
+pub mod changes;
 pub mod redis_script;
