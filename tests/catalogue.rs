@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{answer_as, client, completion, config, MockUpstream, Providers, Proxy, Reply};
+use common::{client, completion, config, respond_as, MockUpstream, Providers, Proxy, Reply};
 use serde_json::{json, Value};
 
 const MODELS: &str = r#"{
@@ -28,7 +28,7 @@ fn unavailable(_: &common::Received) -> Reply {
 
 #[actix_web::test]
 async fn a_public_name_goes_to_cerebras_as_its_id_with_nothing_else_changed() {
-    let providers = Providers::start(answer_as("cerebras"), answer_as("synthetic"), answer_as("zai"), &catalogue());
+    let providers = Providers::start(respond_as("cerebras"), respond_as("synthetic"), respond_as("zai"), &catalogue());
     let (status, headers, body) = providers.chat(&chat("glm")).await;
     assert_eq!((status, body), (200, completion("cerebras")));
     assert_eq!(headers.get("x-glm-proxy-provider").unwrap(), "cerebras");
@@ -42,7 +42,7 @@ async fn a_public_name_goes_to_cerebras_as_its_id_with_nothing_else_changed() {
 
 #[actix_web::test]
 async fn failover_takes_each_alternatives_own_id() {
-    let providers = Providers::start(unavailable, unavailable, answer_as("zai"), &catalogue());
+    let providers = Providers::start(unavailable, unavailable, respond_as("zai"), &catalogue());
     let (status, _, body) = providers.chat(&chat("glm")).await;
     assert_eq!((status, body), (200, completion("zai")));
     let models = |upstream: &MockUpstream| -> Vec<Value> {
@@ -55,7 +55,7 @@ async fn failover_takes_each_alternatives_own_id() {
 
 #[actix_web::test]
 async fn a_provider_with_no_id_for_the_model_is_skipped() {
-    let providers = Providers::start(answer_as("cerebras"), unavailable, answer_as("zai"), &catalogue());
+    let providers = Providers::start(respond_as("cerebras"), unavailable, respond_as("zai"), &catalogue());
     let (status, headers, _) = providers.chat(&chat("glm-5")).await;
     assert_eq!(status, 200);
     assert_eq!(headers.get("x-glm-proxy-provider").unwrap(), "zai");
@@ -65,7 +65,7 @@ async fn a_provider_with_no_id_for_the_model_is_skipped() {
 
 #[actix_web::test]
 async fn aliases_map_client_names_in_the_order_written() {
-    let providers = Providers::start(answer_as("cerebras"), answer_as("synthetic"), answer_as("zai"), &catalogue());
+    let providers = Providers::start(respond_as("cerebras"), respond_as("synthetic"), respond_as("zai"), &catalogue());
     assert_eq!(providers.chat(&chat("claude-sonnet-4-5-20250929")).await.0, 200);
     assert_eq!(providers.cerebras.received()[0].json()["model"], "zai-glm-4.7");
     assert_eq!(providers.chat(&chat("claude-3-5-haiku-20241022")).await.0, 200);
@@ -75,7 +75,7 @@ async fn aliases_map_client_names_in_the_order_written() {
 
 #[actix_web::test]
 async fn a_model_nobody_serves_is_a_404_from_the_proxy_naming_the_models() {
-    let providers = Providers::start(answer_as("cerebras"), answer_as("synthetic"), answer_as("zai"), &catalogue());
+    let providers = Providers::start(respond_as("cerebras"), respond_as("synthetic"), respond_as("zai"), &catalogue());
     let (status, headers, body) = providers.chat(&chat("llama-3.3-70b")).await;
     assert_eq!(status, 404);
     assert_eq!(headers.get("x-glm-proxy-provider"), None);
@@ -89,7 +89,7 @@ async fn a_model_nobody_serves_is_a_404_from_the_proxy_naming_the_models() {
 
 #[actix_web::test]
 async fn a_model_only_unconfigured_providers_serve_is_a_404() {
-    let cerebras = MockUpstream::start(answer_as("cerebras"));
+    let cerebras = MockUpstream::start(respond_as("cerebras"));
     let proxy = Proxy::start(config(&cerebras.url, &catalogue()));
     let mut response = client().post(proxy.at("/v1/chat/completions")).send_json(&chat("glm-flash")).await.unwrap();
     assert_eq!(response.status(), 404);
@@ -100,7 +100,7 @@ async fn a_model_only_unconfigured_providers_serve_is_a_404() {
 
 #[actix_web::test]
 async fn images_go_to_each_providers_vision_id() {
-    let providers = Providers::start(answer_as("cerebras"), unavailable, answer_as("zai"), &catalogue());
+    let providers = Providers::start(respond_as("cerebras"), unavailable, respond_as("zai"), &catalogue());
     let image = json!({"model": "glm", "messages": [{"role": "user", "content": [
         {"type": "text", "text": "What is this?"},
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}}

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{answer_as, completion, config, MockUpstream, Providers, Proxy, Received, Reply};
+use common::{completion, config, respond_as, MockUpstream, Providers, Proxy, Received, Reply};
 use serde_json::{json, Value};
 
 fn long_chat() -> Value {
@@ -27,7 +27,7 @@ async fn a_429_on_synthetics_first_key_is_served_by_its_second_and_rests_only_th
     let providers = Providers::start(
         unavailable,
         |r: &Received| if r.key() == "sk-s1" { Reply::rate_limited(Some(60)) } else { Reply::ok(completion("pack2")) },
-        answer_as("zai"),
+        respond_as("zai"),
         &[("SYNTHETIC_API_KEY", ""), SYNTHETIC_PACKS],
     );
     let (status, headers, body) = providers.chat(&long_chat()).await;
@@ -82,7 +82,7 @@ async fn a_whole_resting_synthetic_pool_sends_the_request_straight_to_zai() {
     let providers = Providers::start(
         unavailable,
         |_: &Received| Reply::rate_limited(Some(60)),
-        answer_as("zai"),
+        respond_as("zai"),
         &[("SYNTHETIC_API_KEY", ""), SYNTHETIC_PACKS, ("MAX_KEY_WAIT", "120")],
     );
     let (status, headers, body) = providers.chat(&long_chat()).await;
@@ -123,7 +123,7 @@ async fn the_last_provider_that_could_serve_is_waited_for_within_max_key_wait() 
 
 #[actix_web::test]
 async fn the_single_key_variables_still_make_a_pool_of_one() {
-    let providers = Providers::start(unavailable, unavailable, answer_as("zai"), &[]);
+    let providers = Providers::start(unavailable, unavailable, respond_as("zai"), &[]);
     let (status, headers, _) = providers.chat(&long_chat()).await;
     assert_eq!((status, headers.get("x-glm-proxy-key").unwrap().to_str().unwrap()), (200, "key1"));
     assert_eq!(
@@ -142,7 +142,7 @@ async fn the_single_key_variables_still_make_a_pool_of_one() {
 async fn a_provider_from_providers_file_serves_its_models_and_takes_its_place_in_failover() {
     let cerebras = MockUpstream::start(unavailable);
     let local = MockUpstream::start(|r: &Received| Reply::ok(completion(&format!("local {}", r.json()["model"]))));
-    let zai = MockUpstream::start(answer_as("zai"));
+    let zai = MockUpstream::start(respond_as("zai"));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("providers.json");
     let entry = json!([{"name": "local-vllm", "base_url": local.url, "keys": {"gpu1": "sk-local"},

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{answer_as, chat_body, client, completion, config, sse_chunks, MockUpstream, Providers, Proxy, Reply};
+use common::{chat_body, client, completion, config, respond_as, sse_chunks, MockUpstream, Providers, Proxy, Reply};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
@@ -49,7 +49,7 @@ async fn a_long_request_falls_back_to_zai_when_synthetic_fails() {
 
 #[actix_web::test]
 async fn a_long_request_goes_to_cerebras_when_no_alternative_is_configured() {
-    let cerebras = MockUpstream::start(answer_as("cerebras"));
+    let cerebras = MockUpstream::start(respond_as("cerebras"));
     let proxy = Proxy::start(config(&cerebras.url, &[("TOKEN_THRESHOLD", "100")]));
     let mut response = client().post(proxy.at("/v1/chat/completions")).send_json(&long_chat()).await.unwrap();
     assert_eq!(response.status(), 200);
@@ -77,7 +77,7 @@ async fn context_length_exceeded_fails_over_in_both_error_shapes() {
         json!({"message": "Current length is 132032 while limit is 131072", "code": "context_length_exceeded"}),
     ] {
         let providers =
-            Providers::start(move |_| Reply::status(400, shape.clone()), answer_as("synthetic"), unavailable, &[]);
+            Providers::start(move |_| Reply::status(400, shape.clone()), respond_as("synthetic"), unavailable, &[]);
         let (status, _, body) = providers.chat(&chat_body(false)).await;
         assert_eq!((status, body), (200, completion("synthetic")));
         assert_eq!(providers.hits(), (1, 1, 0));
@@ -94,7 +94,7 @@ async fn a_retired_model_fails_over_to_the_alternatives_with_their_own_model() {
             "type": "not_found_error", "param": "model", "code": "model_not_found"}),
         )
     };
-    let providers = Providers::start(retired, answer_as("synthetic"), unavailable, &[]);
+    let providers = Providers::start(retired, respond_as("synthetic"), unavailable, &[]);
     let (status, _, body) = providers.chat(&chat_body(false)).await;
     assert_eq!((status, body), (200, completion("synthetic")));
     assert_eq!(providers.synthetic.received()[0].json()["model"], "hf:zai-org/GLM-4.6");
@@ -127,7 +127,7 @@ async fn a_cerebras_503_fails_over_without_cooling_the_key() {
 
 #[actix_web::test]
 async fn an_unreachable_cerebras_fails_over_at_once() {
-    let synthetic = MockUpstream::start(answer_as("synthetic"));
+    let synthetic = MockUpstream::start(respond_as("synthetic"));
     let dead = common::RefusingPort::new();
     let proxy = Proxy::start(config(
         &dead.url(),
@@ -157,8 +157,8 @@ async fn a_200_that_says_the_quota_is_exhausted_fails_over() {
 async fn an_ordinary_400_goes_back_to_the_client_and_the_alternatives_stay_untouched() {
     let providers = Providers::start(
         |_| Reply::status(400, json!({"error": {"message": "bad temperature", "code": "invalid_parameter"}})),
-        answer_as("synthetic"),
-        answer_as("zai"),
+        respond_as("synthetic"),
+        respond_as("zai"),
         &[],
     );
     let (status, headers, body) = providers.chat(&chat_body(false)).await;
@@ -230,7 +230,7 @@ async fn a_streaming_request_fails_over_before_anything_was_sent() {
 async fn with_fallback_on_cooldown_a_request_skips_the_wait_and_goes_to_the_alternatives() {
     let providers = Providers::start(
         |_| Reply::rate_limited(Some(60)),
-        answer_as("synthetic"),
+        respond_as("synthetic"),
         unavailable,
         &[("FALLBACK_ON_COOLDOWN", "true")],
     );
@@ -248,7 +248,7 @@ async fn with_fallback_on_cooldown_a_request_skips_the_wait_and_goes_to_the_alte
 async fn without_fallback_on_cooldown_a_request_waits_for_cerebras() {
     let providers = Providers::start(
         |_| Reply::rate_limited(Some(60)),
-        answer_as("synthetic"),
+        respond_as("synthetic"),
         unavailable,
         &[("MAX_KEY_WAIT", "1")],
     );
@@ -260,7 +260,7 @@ async fn without_fallback_on_cooldown_a_request_waits_for_cerebras() {
 
 #[actix_web::test]
 async fn a_broken_tool_call_history_is_repaired_before_it_goes_upstream() {
-    let providers = Providers::start(answer_as("cerebras"), answer_as("synthetic"), answer_as("zai"), &[]);
+    let providers = Providers::start(respond_as("cerebras"), respond_as("synthetic"), respond_as("zai"), &[]);
     let request = json!({"model": "m", "messages": [
         {"role": "user", "content": "list files"},
         {"role": "assistant", "content": null, "tool_calls": [
@@ -291,7 +291,7 @@ async fn a_broken_tool_call_history_is_repaired_before_it_goes_upstream() {
 
 #[actix_web::test]
 async fn a_history_that_needs_no_repair_is_forwarded_byte_for_byte() {
-    let providers = Providers::start(answer_as("cerebras"), answer_as("synthetic"), answer_as("zai"), &[]);
+    let providers = Providers::start(respond_as("cerebras"), respond_as("synthetic"), respond_as("zai"), &[]);
     // Odd spacing and key order: any re-serialisation would change these bytes.
     let raw = "{ \"messages\" : [ {\"content\":\"hi\",  \"role\":\"user\"} ],\n \"model\":\"m\" , \"n\": 1.0 }";
     let response = client().post(providers.proxy.at("/v1/chat/completions")).send_body(raw).await.unwrap();

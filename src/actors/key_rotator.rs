@@ -106,11 +106,11 @@ impl Waiters {
         Some(receiver)
     }
 
-    /// Every waiting request gets `answer`.
-    fn answer(&mut self, answer: &Result<KeyGrant, Rejection>) {
+    /// Every waiting request gets `outcome`: the key that came free, or the last rejection.
+    fn settle(&mut self, outcome: &Result<KeyGrant, Rejection>) {
         for waiter in self.senders.drain(..) {
             // A waiter that gave up has dropped its receiver; nothing to do for it.
-            let _ = waiter.send(answer.clone());
+            let _ = waiter.send(outcome.clone());
         }
         self.gauge.set(0);
     }
@@ -211,19 +211,19 @@ impl KeyRotator {
         }
     }
 
-    /// Keys changed: publish the key to use now, and answer the waiting requests if waiting
+    /// Keys changed: publish the key to use now, and settle the waiting requests if waiting
     /// is over (a key came free, or every key is now rejected).
     fn wake_waiters(&mut self) {
         self.publish();
         if self.waiters.senders.is_empty() {
             return;
         }
-        let answer = match self.pool.acquire(Instant::now()) {
+        let outcome = match self.pool.acquire(Instant::now()) {
             Availability::Ready(index) => Ok(self.pool.grant(index)),
             Availability::AllRejected(rejection) => Err(rejection),
             Availability::AllCooling { .. } => return,
         };
-        self.waiters.answer(&answer);
+        self.waiters.settle(&outcome);
     }
 }
 

@@ -41,7 +41,7 @@ pub enum ProviderEvent {
     /// as a whole; `reason` says what it was.
     Failed { provider: ProviderId, health: Option<HealthFault>, reason: Reason },
     /// A provider with strikes against it, or on probation, answered.
-    Answered { provider: ProviderId },
+    Responded { provider: ProviderId },
     /// A probe ended without an outcome (its client left): the next request may probe.
     ProbeAbandoned { provider: ProviderId },
     /// A history was repaired before it went upstream.
@@ -210,12 +210,12 @@ impl Handler<ProviderEvent> for UpstreamRouter {
         let _ = guarded(self, ctx, |this, _| {
             match event {
                 ProviderEvent::Failed { provider, health, reason } => this.failed(provider, health, reason),
-                ProviderEvent::Answered { provider } => {
+                ProviderEvent::Responded { provider } => {
                     if let Some(circuit) = this.circuit(provider) {
                         if circuit.label() == CircuitLabel::HalfOpen {
                             log::info!("event=circuit_closed provider={}", provider.name());
                         }
-                        circuit.answered();
+                        circuit.responded();
                     }
                 }
                 ProviderEvent::ProbeAbandoned { provider } => {

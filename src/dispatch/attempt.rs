@@ -10,7 +10,7 @@ use awc::ClientResponse;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::reply::{HeldAnswer, Source};
+use super::reply::{HeldResponse, Source};
 use super::trail::Trail;
 use super::{Dispatcher, Outgoing, Pool};
 use crate::actors::supervision::ask;
@@ -41,17 +41,17 @@ pub struct Target<'a> {
 }
 
 /// What an attempt brought back for the client.
-pub enum Answer {
+pub enum Response {
     /// A success to stream on, with its first chunk if that was read already.
     Live { response: ClientResponse, first: Option<Bytes> },
     /// An answer read whole: an error, or a 200 that says the quota is spent.
-    Held(HeldAnswer),
+    Held(HeldResponse),
     /// No answer at all.
     Nothing,
 }
 
-impl Answer {
-    pub fn held(self) -> Option<HeldAnswer> {
+impl Response {
+    pub fn held(self) -> Option<HeldResponse> {
         match self {
             Self::Held(held) => Some(held),
             Self::Live { .. } | Self::Nothing => None,
@@ -91,14 +91,14 @@ impl Dispatcher {
         target: Target<'_>,
         pass: &mut Pass,
         trail: &mut Trail,
-    ) -> (Fault, Answer) {
+    ) -> (Fault, Response) {
         let started = Instant::now();
         let provider = target.source.provider;
         let rules = &target.pool.provider.faults;
         let (mut fault, answer, status) = match send(client, outgoing, &target).await {
             Err(error) => {
-                let outcome = Outcome::NoAnswer(no_answer_reason(&error));
-                (classify(&outcome, rules, SystemTime::now()), Answer::Nothing, None)
+                let outcome = Outcome::NoResponse(no_response_reason(&error));
+                (classify(&outcome, rules, SystemTime::now()), Response::Nothing, None)
             }
             Ok(response) => {
                 let ttfb = started.elapsed().as_secs_f64();
@@ -123,7 +123,7 @@ impl Dispatcher {
                     self.router.do_send(ProviderEvent::Failed { provider, health: None, reason: reason.clone() });
                 }
                 if pass.watched {
-                    self.router.do_send(ProviderEvent::Answered { provider });
+                    self.router.do_send(ProviderEvent::Responded { provider });
                 }
             }
             // Not sent at all: says nothing of the provider, and a probe is left for another.
@@ -155,7 +155,7 @@ impl Dispatcher {
 
 /// Reads what classifying an answer needs, then classifies it: an error answer whole, the
 /// first chunk of a success that may still fail over, nothing of any other success.
-async fn read(mut response: ClientResponse, target: &Target<'_>, idle: Duration) -> (Fault, Answer) {
+async fn read(mut response: ClientResponse, target: &Target<'_>, idle: Duration) -> (Fault, Response) {
     let (source, rules) = (&target.source, &target.pool.provider.faults);
     let status = response.status();
     let now = SystemTime::now();
@@ -164,12 +164,12 @@ async fn read(mut response: ClientResponse, target: &Target<'_>, idle: Duration)
         // An upstream may compress an error although asked not to: it is read decoded, and
         // relayed as it came. A coding that cannot be read is classified by its status alone.
         let body = plain(&held.headers, &held.body);
-        let outcome = Outcome::Answer {
+        let outcome = Outcome::Response {
             status: status.as_u16(),
             headers: &held.headers,
             body: body.as_deref().unwrap_or_default(),
         };
-        return (classify(&outcome, rules, now), Answer::Held(held));
+        return (classify(&outcome, rules, now), Response::Held(held));
     }
     let first = if target.can_fail_over && !is_encoded(response.headers()) {
         match tokio::time::timeout(idle, response.next()).await {
@@ -177,18 +177,18 @@ async fn read(mut response: ClientResponse, target: &Target<'_>, idle: Duration)
             Ok(Some(Ok(chunk))) => Some(chunk),
             Ok(Some(Err(error))) => {
                 let reason = Reason::ConnectionLost(format!("the answer broke: {error}"));
-                return (classify(&Outcome::NoAnswer(reason), rules, now), Answer::Nothing);
+                return (classify(&Outcome::NoResponse(reason), rules, now), Response::Nothing);
             }
-            Err(_) => return (classify(&Outcome::NoAnswer(Reason::IdleTimeout), rules, now), Answer::Nothing),
+            Err(_) => return (classify(&Outcome::NoResponse(Reason::IdleTimeout), rules, now), Response::Nothing),
         }
     } else {
         None
     };
     let body = first.as_deref().unwrap_or_default();
-    let fault = classify(&Outcome::Answer { status: status.as_u16(), headers: response.headers(), body }, rules, now);
+    let fault = classify(&Outcome::Response { status: status.as_u16(), headers: response.headers(), body }, rules, now);
     let answer = match fault {
-        Fault::None => Answer::Live { response, first },
-        _ => Answer::Held(HeldAnswer {
+        Fault::None => Response::Live { response, first },
+        _ => Response::Held(HeldResponse {
             status,
             headers: response.headers().clone(),
             body: first.unwrap_or_default(),
@@ -238,7 +238,7 @@ async fn send_once(
 }
 
 /// How a send that got no answer failed, in the fault rules' terms.
-fn no_answer_reason(error: &SendRequestError) -> Reason {
+fn no_response_reason(error: &SendRequestError) -> Reason {
     match error {
         SendRequestError::Connect(ConnectError::Disconnected) => {
             Reason::ConnectionLost("closed before answering".to_owned())
@@ -254,7 +254,7 @@ fn no_answer_reason(error: &SendRequestError) -> Reason {
 
 /// Reads an error answer whole (it is small), within the idle limit, so its connection can be
 /// reused and the answer kept. Past `ERROR_BODY_LIMIT` the rest is dropped.
-async fn hold(answer: &mut ClientResponse, source: &Source, idle: Duration) -> HeldAnswer {
+async fn hold(answer: &mut ClientResponse, source: &Source, idle: Duration) -> HeldResponse {
     let mut body = Buffered::within(ERROR_BODY_LIMIT);
     match read_into(answer, &mut body, Some(tokio::time::Instant::now() + idle)).await {
         Err(Stopped::Refused(_)) => {
@@ -263,7 +263,7 @@ async fn hold(answer: &mut ClientResponse, source: &Source, idle: Duration) -> H
         Err(Stopped::TimedOut) => log::warn!("event=error_body_slow target={}", source.target()),
         Ok(()) | Err(Stopped::Failed(_)) => {}
     }
-    HeldAnswer {
+    HeldResponse {
         status: answer.status(),
         headers: answer.headers().clone(),
         body: body.finish().0,

@@ -25,8 +25,8 @@ use actix_web::http::{Method, StatusCode};
 use bytes::Bytes;
 use prometheus::IntCounter;
 
-use self::attempt::{Answer, Target};
-use self::reply::{relay, HeldAnswer, Reply, ReplyBody};
+use self::attempt::{Response, Target};
+use self::reply::{relay, HeldResponse, Reply, ReplyBody};
 use self::trail::Trail;
 use crate::actors::key_rotator::{Acquire, AcquireOther, Acquired, CurrentKey, KeyRotator, Report};
 use crate::actors::supervision::ask;
@@ -111,7 +111,7 @@ pub struct Dispatcher {
 /// and model), and every attempt, for the log.
 pub struct Dispatched {
     pub result: Result<Reply, ProxyError>,
-    pub answered_by: Option<Source>,
+    pub served_by: Option<Source>,
     pub attempts: Vec<AttemptLog>,
 }
 
@@ -139,7 +139,7 @@ impl Dispatcher {
     pub async fn dispatch(&self, client: &awc::Client, outgoing: Outgoing) -> Dispatched {
         let mut trail = Trail::default();
         let result = self.run(client, &outgoing, &mut trail).await;
-        Dispatched { result, answered_by: trail.answered_by, attempts: trail.attempts }
+        Dispatched { result, served_by: trail.served_by, attempts: trail.attempts }
     }
 
     async fn run(&self, client: &awc::Client, outgoing: &Outgoing, trail: &mut Trail) -> Result<Reply, ProxyError> {
@@ -197,7 +197,7 @@ impl Dispatcher {
         let wait = !(provider.fallback_on_cooldown && can_fail_over);
         let mut opinion = SecondOpinion::default();
         // The unproven answer a second key is asked about.
-        let mut suspect: Option<HeldAnswer> = None;
+        let mut suspect: Option<HeldResponse> = None;
         for attempt in 0..provider.max_attempts() {
             let key = match opinion.avoiding() {
                 None => match self.next_key(pool, attempt, wait_deadline, wait).await {
@@ -235,7 +235,7 @@ impl Dispatcher {
             }
         }
         // No second key to ask, or no attempt left.
-        match opinion.unanswered(can_fail_over) {
+        match opinion.no_response(can_fail_over) {
             Decision::DeliverKept => Ok(deliver_kept(suspect, trail)),
             _ => {
                 trail.keep(suspect);
@@ -244,13 +244,13 @@ impl Dispatcher {
         }
     }
 
-    /// The reply for an answer the client gets.
-    fn deliver(&self, answer: Answer, source: &Source, trail: &mut Trail) -> Reply {
-        let reply = match answer {
-            Answer::Live { response, first } => relay(response, first, source, self.idle_timeout),
-            Answer::Held(held) => held.into_reply(),
-            // Only an answer is ever delivered; this would be a bug, said as a 502.
-            Answer::Nothing => {
+    /// The reply for a response the client gets.
+    fn deliver(&self, response: Response, source: &Source, trail: &mut Trail) -> Reply {
+        let reply = match response {
+            Response::Live { response, first } => relay(response, first, source, self.idle_timeout),
+            Response::Held(held) => held.into_reply(),
+            // Only a response is ever delivered; this would be a bug, said as a 502.
+            Response::Nothing => {
                 Reply { status: StatusCode::BAD_GATEWAY, headers: HeaderMap::new(), body: ReplyBody::empty() }
             }
         };
@@ -323,7 +323,7 @@ impl Dispatcher {
 }
 
 /// An error answer that is the request's, here: the client gets it as the upstream sent it.
-fn deliver_kept(kept: Option<HeldAnswer>, trail: &mut Trail) -> Option<Reply> {
+fn deliver_kept(kept: Option<HeldResponse>, trail: &mut Trail) -> Option<Reply> {
     let held = kept?;
     let source = held.source.clone();
     Some(trail.deliver(&source, held.into_reply()))

@@ -26,7 +26,7 @@ use crate::metrics::Meter;
 use crate::policy::encoding::is_encoded;
 use crate::providers::ProviderId;
 use crate::state::AppState;
-use crate::transform::answer_tail::Tail;
+use crate::transform::body_tail::Tail;
 use crate::upstream::headers::relays_response_header;
 use crate::upstream::relay::{Interrupted, Relay};
 
@@ -90,14 +90,14 @@ impl Reply {
 }
 
 /// An upstream answer read whole (errors are small), kept in case the client gets it.
-pub struct HeldAnswer {
+pub struct HeldResponse {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
     pub source: Source,
 }
 
-impl HeldAnswer {
+impl HeldResponse {
     pub fn into_reply(self) -> Reply {
         let headers = client_headers(&self.headers, &self.source);
         Reply { status: self.status, headers, body: ReplyBody::new(Content::Whole(Some(self.body))) }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::reply::{HeldAnswer, Reply, Source};
+use super::reply::{HeldResponse, Reply, Source};
 use crate::error::{AttemptFailure, ProxyError};
 use crate::logging::record::AttemptLog;
 use crate::policy::fault::Reason;
@@ -13,11 +13,11 @@ use crate::providers::ProviderId;
 pub struct Trail {
     pub attempts: Vec<AttemptLog>,
     failures: Vec<AttemptFailure>,
-    last_answer: Option<HeldAnswer>,
+    last_answer: Option<HeldResponse>,
     /// The soonest an open circuit that was passed over lets requests through again.
     retry_after: Option<Duration>,
     /// Who gave the answer the client got, if an upstream did.
-    pub answered_by: Option<Source>,
+    pub served_by: Option<Source>,
 }
 
 impl Trail {
@@ -38,7 +38,7 @@ impl Trail {
     }
 
     /// Keeps an error answer as the one the client gets if no later attempt does better.
-    pub fn keep(&mut self, answer: Option<HeldAnswer>) {
+    pub fn keep(&mut self, answer: Option<HeldResponse>) {
         if answer.is_some() {
             self.last_answer = answer;
         }
@@ -50,7 +50,7 @@ impl Trail {
 
     /// The client gets this upstream answer.
     pub fn deliver(&mut self, source: &Source, reply: Reply) -> Reply {
-        self.answered_by = Some(source.clone());
+        self.served_by = Some(source.clone());
         reply
     }
 
@@ -59,7 +59,7 @@ impl Trail {
     pub fn finish(&mut self) -> Result<Reply, ProxyError> {
         match self.last_answer.take() {
             Some(answer) => {
-                self.answered_by = Some(answer.source.clone());
+                self.served_by = Some(answer.source.clone());
                 Ok(answer.into_reply())
             }
             None => Err(ProxyError::UpstreamFailed {

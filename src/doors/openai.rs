@@ -71,7 +71,7 @@ pub async fn dispatch(
 ) -> Result<Reply, ProxyError> {
     let dispatched = state.dispatcher.dispatch(client, outgoing).await;
     journal.attempts = dispatched.attempts;
-    journal.answered_by = dispatched.answered_by;
+    journal.served_by = dispatched.served_by;
     dispatched.result
 }
 

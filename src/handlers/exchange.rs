@@ -13,7 +13,7 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use crate::dispatch::reply::{Reply, Watch};
 use crate::dispatch::{is_event_stream, Source};
 use crate::error::ProxyError;
-use crate::logging::record::{Answerer, AttemptLog, BodyCopy, RequestLog};
+use crate::logging::record::{AttemptLog, BodyCopy, RequestLog, ServedBy};
 use crate::logging::redact::HeaderList;
 use crate::logging::sink::LogSink;
 use crate::logging::tap::Tap;
@@ -30,7 +30,7 @@ pub struct Journal {
     /// The `model` the client asked for.
     pub model: Option<Arc<str>>,
     /// Who gave the answer the client got; `None` for the proxy's own.
-    pub answered_by: Option<Source>,
+    pub served_by: Option<Source>,
 }
 
 /// A request in progress: counted in flight from `begin` until its answer's body is done.
@@ -58,8 +58,8 @@ impl Exchange {
             Err(error) => return Err(self.refuse(request, error, state)),
         };
         let ttfb = self.started.1.elapsed();
-        let answered_by = self.journal.answered_by.as_ref();
-        let meter = meter(reply.status, &reply.headers, answered_by, &state.metrics, self.started.1);
+        let served_by = self.journal.served_by.as_ref();
+        let meter = meter(reply.status, &reply.headers, served_by, &state.metrics, self.started.1);
         let tap = state
             .logs
             .as_ref()
@@ -101,15 +101,15 @@ pub fn fit_to_version(request: &HttpRequest, mut response: HttpResponse) -> Http
 fn meter(
     status: StatusCode,
     headers: &HeaderMap,
-    answered_by: Option<&Source>,
+    served_by: Option<&Source>,
     metrics: &Arc<Metrics>,
     started: Instant,
 ) -> Meter {
-    let provider = answered_by.map_or("proxy", |source| source.provider.name());
+    let provider = served_by.map_or("proxy", |source| source.provider.name());
     metrics.requests.with_label_values(&[provider, status.as_str()]).inc();
     let stream = is_event_stream(headers);
     // Tokens are counted from an upstream's successful answer, by the model it was asked for.
-    let tokens = answered_by
+    let tokens = served_by
         .filter(|_| status.is_success())
         .map(|source| metrics.model_label(source.model.as_deref().unwrap_or_default()));
     Meter::new(metrics.clone(), provider, started, stream, tokens)
@@ -126,7 +126,7 @@ fn tap(
     sink: Arc<LogSink>,
 ) -> Tap {
     let id = request.extensions().get::<RequestId>().map_or_else(|| Arc::from(""), |id| id.0.clone());
-    let answerer = journal.answered_by.map_or_else(Answerer::default, |source| Answerer {
+    let served_by = journal.served_by.map_or_else(ServedBy::default, |source| ServedBy {
         provider: Some(source.provider.name()),
         key: source.key_name,
         model: source.model,
@@ -140,7 +140,7 @@ fn tap(
         method: request.method().clone(),
         uri: request.uri().clone(),
         model: journal.model,
-        answerer,
+        served_by,
         request_headers: if sink.bodies() { HeaderList::of(request.headers()) } else { HeaderList::default() },
         request_body: journal.body,
         attempts: journal.attempts,

@@ -2,7 +2,7 @@
 //! sink that hands records to the `LoggerActor` without ever waiting for it, what of a
 //! request may be shown, and the answer as a record shows it.
 
-pub mod answer;
+pub mod completion;
 pub mod json_line;
 pub mod record;
 pub mod redact;

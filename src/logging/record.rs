@@ -10,7 +10,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 
-use super::answer::Message;
+use super::completion::Message;
 use super::json_line::JsonObject;
 use super::redact::{self, headers, HeaderList};
 use crate::wire::chat::Usage;
@@ -28,7 +28,7 @@ pub struct AttemptLog {
 
 /// Who answered: the provider, the key's name and the model it was asked for.
 #[derive(Debug, Default)]
-pub struct Answerer {
+pub struct ServedBy {
     pub provider: Option<&'static str>,
     pub key: Option<Arc<str>>,
     pub model: Option<Arc<str>>,
@@ -48,7 +48,7 @@ pub struct RequestLog {
     pub uri: Uri,
     /// The `model` the client asked for.
     pub model: Option<Arc<str>>,
-    pub answerer: Answerer,
+    pub served_by: ServedBy,
     pub request_headers: HeaderList,
     pub request_body: BodyCopy,
     pub attempts: Vec<AttemptLog>,
@@ -107,9 +107,9 @@ impl RequestLog {
         line.str("path", self.uri.path());
         line.str("query", &redact::query(self.uri.query().unwrap_or_default()));
         line.opt_str("model", self.model.as_deref());
-        line.opt_str("provider", self.answerer.provider);
-        line.opt_str("upstream_model", self.answerer.model.as_deref());
-        line.opt_str("key", self.answerer.key.as_deref());
+        line.opt_str("provider", self.served_by.provider);
+        line.opt_str("upstream_model", self.served_by.model.as_deref());
+        line.opt_str("key", self.served_by.key.as_deref());
         line.number("status", Some(u64::from(self.status)));
         line.number("prompt_tokens", self.usage.map(|u| u.prompt_tokens));
         line.number("completion_tokens", self.usage.map(|u| u.completion_tokens));
@@ -185,7 +185,7 @@ fn body(line: &mut JsonObject, key: &str, bytes: &Bytes) -> serde_json::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transform::answer_tail::Tail;
+    use crate::transform::body_tail::Tail;
     use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
     use serde_json::{json, Value};
 
@@ -206,7 +206,7 @@ mod tests {
             method: Method::POST,
             uri: Uri::from_static("/v1/chat/completions?api_key=sk-secret&limit=5"),
             model: Some("glm".into()),
-            answerer: Answerer {
+            served_by: ServedBy {
                 provider: Some("cerebras"),
                 key: Some("key1".into()),
                 model: Some("zai-glm-4.7".into()),

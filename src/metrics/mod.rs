@@ -33,7 +33,7 @@ pub struct Metrics {
     pub key_state: IntGaugeVec,
     /// Times a provider's circuit opened.
     pub circuit_opens: IntCounterVec,
-    /// 1 while a provider's circuit is open or probing, else 0.
+    /// 1 while a provider's circuit is open or half-open, else 0.
     pub circuit_open: IntGaugeVec,
     /// Time requests waited for a key, by provider.
     pub key_wait: HistogramVec,

@@ -1,6 +1,7 @@
 //! A provider's health, as a circuit: **closed** (requests go), **open** until a deadline
-//! (requests go to the next provider, or get a 502 at once), then **probing**: one request
-//! goes, and its outcome closes the circuit or opens it again for twice as long (bounded).
+//! (requests go to the next provider, or get a 502 at once), then **half-open**: one request,
+//! the probe, goes, and its outcome closes the circuit or opens it again for twice as long
+//! (bounded).
 //!
 //! Pure: the `UpstreamRouter` owns a `Circuit` per provider and publishes its `CircuitView`,
 //! which workers read without a message.
@@ -37,8 +38,8 @@ pub enum CircuitState {
     Open {
         until: Instant,
     },
-    /// Past the deadline, one request is trying the provider.
-    Probing,
+    /// Past the deadline, one request (the probe) is trying the provider.
+    HalfOpen,
 }
 
 /// What workers read of a circuit.
@@ -58,7 +59,7 @@ impl CircuitView {
             CircuitState::Closed => Admission::Go,
             CircuitState::Open { until } if until > now => Admission::Skip { retry_after: until - now },
             CircuitState::Open { .. } => Admission::Probe,
-            CircuitState::Probing => Admission::Skip { retry_after: PROBE_WAIT },
+            CircuitState::HalfOpen => Admission::Skip { retry_after: PROBE_WAIT },
         }
     }
 }
@@ -112,7 +113,7 @@ impl Circuit {
         match self.state {
             CircuitState::Closed => CircuitLabel::Closed,
             CircuitState::Open { .. } => CircuitLabel::Open,
-            CircuitState::Probing => CircuitLabel::HalfOpen,
+            CircuitState::HalfOpen => CircuitLabel::HalfOpen,
         }
     }
 
@@ -126,10 +127,10 @@ impl Circuit {
 
     /// The provider answered (whatever the answer): the strikes end, and a probe closes the
     /// circuit. An answer to a request sent before the circuit opened changes nothing.
-    pub fn answered(&mut self) {
+    pub fn responded(&mut self) {
         match self.state {
             CircuitState::Open { .. } => {}
-            CircuitState::Closed | CircuitState::Probing => {
+            CircuitState::Closed | CircuitState::HalfOpen => {
                 self.state = CircuitState::Closed;
                 self.strikes = 0;
                 self.reopened = 0;
@@ -142,7 +143,7 @@ impl Circuit {
         let opens = match (self.state, fault) {
             // Requests sent before it opened may still fail; the deadline stands.
             (CircuitState::Open { .. }, _) => false,
-            (CircuitState::Probing, _) | (CircuitState::Closed, HealthFault::Unreachable) => true,
+            (CircuitState::HalfOpen, _) | (CircuitState::Closed, HealthFault::Unreachable) => true,
             (CircuitState::Closed, HealthFault::Lost) => {
                 self.strikes += 1;
                 self.strikes >= policy.threshold
@@ -168,7 +169,7 @@ impl Circuit {
             Admission::Go => Ok(()),
             Admission::Skip { retry_after } => Err(retry_after),
             Admission::Probe => {
-                self.state = CircuitState::Probing;
+                self.state = CircuitState::HalfOpen;
                 Ok(())
             }
         }
@@ -176,7 +177,7 @@ impl Circuit {
 
     /// The probe ended without an outcome (its client left): the next request may probe.
     pub fn abandon_probe(&mut self, now: Instant) {
-        if self.state == CircuitState::Probing {
+        if self.state == CircuitState::HalfOpen {
             self.state = CircuitState::Open { until: now };
         }
     }
@@ -209,7 +210,7 @@ mod tests {
         assert_eq!(lost(&mut circuit, now), None);
         assert_eq!(lost(&mut circuit, now), None);
         assert_eq!(circuit.view().strikes, 2);
-        circuit.answered();
+        circuit.responded();
         assert_eq!((lost(&mut circuit, now), lost(&mut circuit, now)), (None, None), "an answer resets the count");
         assert_eq!(lost(&mut circuit, now), Some(POLICY.open_for));
         assert_eq!(circuit.opens, 1);
@@ -225,7 +226,7 @@ mod tests {
         assert_eq!(circuit.claim_probe(later), Ok(()));
         assert_eq!(circuit.claim_probe(later), Err(PROBE_WAIT), "one probe at a time");
         assert_eq!(circuit.label(), CircuitLabel::HalfOpen);
-        circuit.answered();
+        circuit.responded();
         assert_eq!(circuit.view(), CircuitView::CLOSED);
     }
 
@@ -244,7 +245,7 @@ mod tests {
         // Once closed, the next open starts short again.
         now += Duration::from_secs(60);
         circuit.claim_probe(now).unwrap();
-        circuit.answered();
+        circuit.responded();
         assert_eq!(circuit.failed(HealthFault::Unreachable, now, &POLICY), Some(POLICY.open_for));
     }
 
@@ -254,7 +255,7 @@ mod tests {
         let now = Instant::now();
         circuit.failed(HealthFault::Unreachable, now, &POLICY);
         assert_eq!(lost(&mut circuit, now + Duration::from_secs(1)), None);
-        circuit.answered();
+        circuit.responded();
         assert_eq!(circuit.view().admission(now), Admission::Skip { retry_after: POLICY.open_for });
     }
 

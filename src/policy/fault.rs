@@ -25,9 +25,9 @@ pub enum Outcome<'a> {
     /// An answer. `body` is what was read of it, as plain bytes (see [`super::encoding`]): the
     /// whole of an error answer, the first chunk of a success that may still fail over, else
     /// nothing.
-    Answer { status: u16, headers: &'a HeaderMap, body: &'a [u8] },
+    Response { status: u16, headers: &'a HeaderMap, body: &'a [u8] },
     /// No answer; the reason says how the exchange failed (one of the transport reasons).
-    NoAnswer(Reason),
+    NoResponse(Reason),
 }
 
 /// Whose fault an outcome is, and so what happens next.
@@ -161,12 +161,12 @@ pub struct FaultRules {
 /// `Retry-After` values.
 pub fn classify(outcome: &Outcome, rules: &FaultRules, now: SystemTime) -> Fault {
     let (status, headers, body) = match outcome {
-        Outcome::NoAnswer(reason @ Reason::Unreachable(_)) => {
+        Outcome::NoResponse(reason @ Reason::Unreachable(_)) => {
             return Fault::Provider(HealthFault::Unreachable, reason.clone())
         }
-        Outcome::NoAnswer(reason @ Reason::Unsendable(_)) => return Fault::Unservable(reason.clone()),
-        Outcome::NoAnswer(reason) => return Fault::Provider(HealthFault::Lost, reason.clone()),
-        Outcome::Answer { status, headers, body } => (*status, *headers, *body),
+        Outcome::NoResponse(reason @ Reason::Unsendable(_)) => return Fault::Unservable(reason.clone()),
+        Outcome::NoResponse(reason) => return Fault::Provider(HealthFault::Lost, reason.clone()),
+        Outcome::Response { status, headers, body } => (*status, *headers, *body),
     };
     match status {
         200..=299 if says_quota_exhausted(body, rules) => Fault::Unservable(Reason::QuotaExhausted),
@@ -223,8 +223,8 @@ mod tests {
     use crate::policy::header_map as headers;
     use std::time::Duration;
 
-    fn answer(status: u16, body: &str) -> Fault {
-        answer_with(status, &HeaderMap::new(), body)
+    fn response(status: u16, body: &str) -> Fault {
+        response_with(status, &HeaderMap::new(), body)
     }
 
     /// Z.ai's rules: the quota message, and no reset windows.
@@ -232,46 +232,46 @@ mod tests {
         FaultRules { reset_windows: false, quota_message: Some("token quota is not enough".into()) }
     }
 
-    fn answer_with(status: u16, headers: &HeaderMap, body: &str) -> Fault {
-        classify(&Outcome::Answer { status, headers, body: body.as_bytes() }, &zai(), SystemTime::now())
+    fn response_with(status: u16, headers: &HeaderMap, body: &str) -> Fault {
+        classify(&Outcome::Response { status, headers, body: body.as_bytes() }, &zai(), SystemTime::now())
     }
 
-    fn no_answer(reason: Reason) -> Fault {
-        classify(&Outcome::NoAnswer(reason), &zai(), SystemTime::now())
+    fn no_response(reason: Reason) -> Fault {
+        classify(&Outcome::NoResponse(reason), &zai(), SystemTime::now())
     }
 
     // One test per row of README's fault table, in its order.
 
     #[test]
     fn a_success_is_nobodys_fault() {
-        assert_eq!(answer(200, r#"{"choices":[]}"#), Fault::None);
-        assert_eq!(answer(201, ""), Fault::None);
+        assert_eq!(response(200, r#"{"choices":[]}"#), Fault::None);
+        assert_eq!(response(201, ""), Fault::None);
     }
 
     #[test]
     fn a_429_is_the_keys_and_carries_the_requested_wait() {
-        let fault = answer_with(429, &headers(&[("retry-after", "40")]), "");
+        let fault = response_with(429, &headers(&[("retry-after", "40")]), "");
         assert_eq!(fault, Fault::Key(KeyVerdict::RateLimited { requested: Some(Duration::from_secs(40)) }));
-        assert_eq!(answer(429, ""), Fault::Key(KeyVerdict::RateLimited { requested: None }));
+        assert_eq!(response(429, ""), Fault::Key(KeyVerdict::RateLimited { requested: None }));
         assert_eq!(fault.reason().unwrap().label(), "rate_limited");
     }
 
     #[test]
     fn a_401_is_the_keys_and_keeps_the_upstreams_message() {
         let body = r#"{"message":"Wrong API Key","type":"invalid_request_error","code":"wrong_api_key"}"#;
-        assert_eq!(answer(401, body), Fault::Key(KeyVerdict::Rejected(Rejection("Wrong API Key".into()))));
+        assert_eq!(response(401, body), Fault::Key(KeyVerdict::Rejected(Rejection("Wrong API Key".into()))));
         let nested = r#"{"error":{"message":"Invalid token"}}"#;
-        assert_eq!(answer(401, nested), Fault::Key(KeyVerdict::Rejected(Rejection("Invalid token".into()))));
-        assert_eq!(answer(401, "  nope "), Fault::Key(KeyVerdict::Rejected(Rejection("nope".into()))));
+        assert_eq!(response(401, nested), Fault::Key(KeyVerdict::Rejected(Rejection("Invalid token".into()))));
+        assert_eq!(response(401, "  nope "), Fault::Key(KeyVerdict::Rejected(Rejection("nope".into()))));
         let long = "x".repeat(1000);
-        let Fault::Key(KeyVerdict::Rejected(Rejection(message))) = answer(401, &long) else { panic!() };
+        let Fault::Key(KeyVerdict::Rejected(Rejection(message))) = response(401, &long) else { panic!() };
         assert_eq!(message.chars().count(), MESSAGE_LIMIT + 1, "cut, with an ellipsis");
     }
 
     #[test]
     fn ordinary_client_errors_are_the_requests_and_go_back_at_once() {
         for status in [400, 404, 409, 413, 422, 501] {
-            assert_eq!(answer(status, r#"{"error":{"code":"invalid_parameter"}}"#), Fault::None, "{status}");
+            assert_eq!(response(status, r#"{"error":{"code":"invalid_parameter"}}"#), Fault::None, "{status}");
         }
     }
 
@@ -280,7 +280,7 @@ mod tests {
         let nested = r#"{"error":{"message":"too long","code":"context_length_exceeded"}}"#;
         let flat = r#"{"message":"Current length is 132032 while limit is 131072","code":"context_length_exceeded"}"#;
         for body in [nested, flat] {
-            assert_eq!(answer(400, body), Fault::Unservable(Reason::ContextLengthExceeded));
+            assert_eq!(response(400, body), Fault::Unservable(Reason::ContextLengthExceeded));
         }
     }
 
@@ -288,15 +288,15 @@ mod tests {
     fn a_retired_models_404_fails_over() {
         let cerebras = r#"{"message":"Model zai-glm-4.6 does not exist or you do not have access to it.",
             "type":"not_found_error","param":"model","code":"model_not_found"}"#;
-        assert_eq!(answer(404, cerebras), Fault::Unservable(Reason::ModelNotFound));
-        assert_eq!(answer(404, r#"{"error":{"code":"model_not_found"}}"#), Fault::Unservable(Reason::ModelNotFound));
-        assert_eq!(answer(404, "Not Found"), Fault::None, "a plain 404 is the client's");
+        assert_eq!(response(404, cerebras), Fault::Unservable(Reason::ModelNotFound));
+        assert_eq!(response(404, r#"{"error":{"code":"model_not_found"}}"#), Fault::Unservable(Reason::ModelNotFound));
+        assert_eq!(response(404, "Not Found"), Fault::None, "a plain 404 is the client's");
     }
 
     #[test]
     fn a_402_403_or_500_is_unproven_until_a_second_key_answers() {
         for status in [402, 403, 500] {
-            assert_eq!(answer(status, ""), Fault::Unproven(Reason::Status(status)));
+            assert_eq!(response(status, ""), Fault::Unproven(Reason::Status(status)));
         }
         assert_eq!(Reason::Status(500).label(), "server_error");
         assert_eq!(Reason::Status(403).label(), "client_error");
@@ -305,29 +305,29 @@ mod tests {
     #[test]
     fn gateway_errors_are_the_providers_and_count_as_lost() {
         for status in [502, 503, 504, 520, 524] {
-            assert_eq!(answer(status, ""), Fault::Provider(HealthFault::Lost, Reason::Status(status)));
+            assert_eq!(response(status, ""), Fault::Provider(HealthFault::Lost, Reason::Status(status)));
         }
     }
 
     #[test]
     fn a_request_lost_after_it_was_sent_is_the_providers() {
         for reason in [Reason::ConnectionLost("reset".into()), Reason::Timeout, Reason::IdleTimeout] {
-            assert_eq!(no_answer(reason.clone()), Fault::Provider(HealthFault::Lost, reason));
+            assert_eq!(no_response(reason.clone()), Fault::Provider(HealthFault::Lost, reason));
         }
     }
 
     #[test]
     fn an_unreachable_provider_is_the_providers_and_opens_its_circuit() {
         let reason = Reason::Unreachable("Connection refused".into());
-        assert_eq!(no_answer(reason.clone()), Fault::Provider(HealthFault::Unreachable, reason));
+        assert_eq!(no_response(reason.clone()), Fault::Provider(HealthFault::Unreachable, reason));
         assert_eq!(Reason::Unreachable(String::new()).label(), "unreachable");
     }
 
     #[test]
     fn a_200_that_says_the_quota_is_spent_fails_over() {
         let body = r#"{"choices":[{"message":{"content":"Sorry, token quota is not enough."}}]}"#;
-        assert_eq!(answer(200, body), Fault::Unservable(Reason::QuotaExhausted));
-        let outcome = Outcome::Answer { status: 200, headers: &HeaderMap::new(), body: body.as_bytes() };
+        assert_eq!(response(200, body), Fault::Unservable(Reason::QuotaExhausted));
+        let outcome = Outcome::Response { status: 200, headers: &HeaderMap::new(), body: body.as_bytes() };
         let without = classify(&outcome, &FaultRules::default(), SystemTime::now());
         assert_eq!(without, Fault::None, "only a provider that says so answers a spent quota with a 200");
     }
@@ -335,7 +335,7 @@ mod tests {
     #[test]
     fn reset_windows_are_read_only_from_a_provider_that_sends_them() {
         let window = headers(&[("x-ratelimit-reset-requests-day", "900"), ("x-ratelimit-remaining-requests-day", "0")]);
-        let outcome = Outcome::Answer { status: 429, headers: &window, body: b"" };
+        let outcome = Outcome::Response { status: 429, headers: &window, body: b"" };
         let cerebras = FaultRules { reset_windows: true, quota_message: None };
         let waits = [&cerebras, &zai()].map(|rules| classify(&outcome, rules, SystemTime::now()));
         assert_eq!(waits[0], Fault::Key(KeyVerdict::RateLimited { requested: Some(Duration::from_secs(900)) }));
@@ -345,14 +345,17 @@ mod tests {
     #[test]
     fn a_request_that_cannot_be_sent_is_unservable_here() {
         let reason = Reason::Unsendable("bad header".into());
-        assert_eq!(no_answer(reason.clone()), Fault::Unservable(reason));
+        assert_eq!(no_response(reason.clone()), Fault::Unservable(reason));
     }
 
     #[test]
     fn huge_retry_after_values_are_read_without_overflow() {
         let huge = headers(&[("retry-after", "10000000000000000000")]);
-        assert!(matches!(answer_with(429, &huge, ""), Fault::Key(KeyVerdict::RateLimited { requested: Some(_) })));
+        assert!(matches!(response_with(429, &huge, ""), Fault::Key(KeyVerdict::RateLimited { requested: Some(_) })));
         let year_9999 = headers(&[("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT")]);
-        assert!(matches!(answer_with(429, &year_9999, ""), Fault::Key(KeyVerdict::RateLimited { requested: Some(_) })));
+        assert!(matches!(
+            response_with(429, &year_9999, ""),
+            Fault::Key(KeyVerdict::RateLimited { requested: Some(_) })
+        ));
     }
 }

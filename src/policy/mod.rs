@@ -8,7 +8,7 @@
 //! - [`second_opinion`]: what the attempts at one provider mean together (a 402/403/500
 //!   is the key's or the request's once a second key has answered).
 //! - [`key_pool`]: one provider's keys' state and cooldown arithmetic.
-//! - [`circuit`]: a provider's health: closed, open until a deadline, probing.
+//! - [`circuit`]: a provider's health: closed, open until a deadline, half-open.
 //! - [`encoding`]: what a compressed answer says, for the fault rules.
 
 use std::time::{Duration, Instant};

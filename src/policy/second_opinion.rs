@@ -61,7 +61,7 @@ impl SecondOpinion {
     }
 
     /// No second key was to be had (or the attempts ran out): the error stands.
-    pub fn unanswered(&mut self, can_fail_over: bool) -> Decision {
+    pub fn no_response(&mut self, can_fail_over: bool) -> Decision {
         match self.suspect.take() {
             Some(_) if !can_fail_over => Decision::DeliverKept,
             _ => Decision::MoveOn,
@@ -101,10 +101,10 @@ mod tests {
     fn without_a_second_key_the_error_moves_on_or_stands() {
         let mut opinion = SecondOpinion::default();
         opinion.judge(0, status(403));
-        assert_eq!(opinion.unanswered(true), Decision::MoveOn);
+        assert_eq!(opinion.no_response(true), Decision::MoveOn);
         opinion.judge(0, status(403));
-        assert_eq!(opinion.unanswered(false), Decision::DeliverKept);
-        assert_eq!(opinion.unanswered(false), Decision::MoveOn, "nothing kept, nothing to deliver");
+        assert_eq!(opinion.no_response(false), Decision::DeliverKept);
+        assert_eq!(opinion.no_response(false), Decision::MoveOn, "nothing kept, nothing to deliver");
     }
 
     #[test]

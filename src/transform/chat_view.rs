@@ -40,7 +40,7 @@ pub enum MessageView<'a> {
     /// An assistant message with tool calls: their ids, in call order.
     Calls(Vec<Cow<'a, str>>),
     /// A `tool` message, and the call id it answers.
-    Answer(Option<Cow<'a, str>>),
+    ToolResult(Option<Cow<'a, str>>),
     /// Any other message, or anything else in the array: it closes the open block of calls.
     /// A run of them is kept as one, since the second and later close nothing.
     Other,
@@ -54,7 +54,7 @@ impl HistoryMessage for MessageView<'_> {
 
     fn answers(&self) -> Option<Option<&str>> {
         match self {
-            Self::Answer(id) => Some(id.as_deref()),
+            Self::ToolResult(id) => Some(id.as_deref()),
             Self::Calls(_) | Self::Other => None,
         }
     }
@@ -62,7 +62,7 @@ impl HistoryMessage for MessageView<'_> {
     fn call_ids(&self) -> impl Iterator<Item = &str> {
         let ids = match self {
             Self::Calls(ids) => ids.as_slice(),
-            Self::Answer(_) | Self::Other => &[],
+            Self::ToolResult(_) | Self::Other => &[],
         };
         ids.iter().map(AsRef::as_ref)
     }
@@ -367,7 +367,7 @@ struct Message<'de> {
 impl<'de> Message<'de> {
     fn view(self) -> MessageView<'de> {
         match self.role.as_deref() {
-            Some("tool") => MessageView::Answer(self.tool_call_id),
+            Some("tool") => MessageView::ToolResult(self.tool_call_id),
             Some("assistant") if !self.call_ids.is_empty() => MessageView::Calls(self.call_ids),
             _ => MessageView::Other,
         }
@@ -568,7 +568,7 @@ mod tests {
         let MessageView::Calls(ids) = &view.messages[0] else { panic!("{:?}", view.messages) };
         assert!(matches!(ids[0], Cow::Borrowed("a")));
         assert!(matches!(&ids[1], Cow::Owned(id) if id == "b\"2"));
-        assert_eq!(view.messages[1], MessageView::Answer(Some(Cow::Borrowed("a"))));
+        assert_eq!(view.messages[1], MessageView::ToolResult(Some(Cow::Borrowed("a"))));
     }
 
     #[test]
@@ -598,8 +598,8 @@ mod tests {
         let expected = [
             MessageView::Other,
             calls,
-            MessageView::Answer(Some("a".into())),
-            MessageView::Answer(None),
+            MessageView::ToolResult(Some("a".into())),
+            MessageView::ToolResult(None),
             MessageView::Other,
         ];
         assert_eq!(view.messages, expected);
@@ -843,7 +843,7 @@ mod tests {
                 }
                 let entry = match field("role").and_then(Value::as_str) {
                     Some("tool") => {
-                        MessageView::Answer(field("tool_call_id").and_then(Value::as_str).map(Cow::Borrowed))
+                        MessageView::ToolResult(field("tool_call_id").and_then(Value::as_str).map(Cow::Borrowed))
                     }
                     Some("assistant") if !ids.is_empty() => MessageView::Calls(ids),
                     _ => MessageView::Other,

@@ -144,7 +144,7 @@ fn apply<'de, A: SeqAccess<'de>>(
         }
         Edit::Remove => {
             let raw = elements.next()?.ok_or_else(mismatch)?;
-            if !matches!(read(raw)?, MessageView::Answer(_)) {
+            if !matches!(read(raw)?, MessageView::ToolResult(_)) {
                 return Err(mismatch());
             }
             repairs.removed += 1;

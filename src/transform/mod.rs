@@ -1,7 +1,7 @@
 //! Pure functions over chat-completion bodies: what they hold, repairs they need, and the model
 //! an alternative provider is asked for.
 
-pub mod answer_tail;
+pub mod body_tail;
 pub mod chat_view;
 pub mod history_splice;
 pub mod json_strict;

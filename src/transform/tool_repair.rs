@@ -242,7 +242,7 @@ mod tests {
     #[derive(Debug, Clone)]
     enum Turn {
         Calls(Vec<u8>),
-        Answer(Option<u8>),
+        ToolResult(Option<u8>),
         Other,
         /// Not a message at all: it closes a block like any other.
         Odd,
@@ -251,7 +251,7 @@ mod tests {
     fn turns() -> impl Strategy<Value = Vec<Turn>> {
         let turn = prop_oneof![
             prop::collection::vec(0u8..12, 0..6).prop_map(Turn::Calls),
-            prop::option::weighted(0.9, 0u8..12).prop_map(Turn::Answer),
+            prop::option::weighted(0.9, 0u8..12).prop_map(Turn::ToolResult),
             Just(Turn::Other),
             Just(Turn::Odd),
         ];
@@ -266,8 +266,8 @@ mod tests {
                 Turn::Calls(ids) => {
                     call(&ids.iter().map(id).collect::<Vec<_>>().iter().map(String::as_str).collect::<Vec<_>>())
                 }
-                Turn::Answer(Some(n)) => answer(&id(n)),
-                Turn::Answer(None) => json!({"role": "tool", "content": "no id"}),
+                Turn::ToolResult(Some(n)) => answer(&id(n)),
+                Turn::ToolResult(None) => json!({"role": "tool", "content": "no id"}),
                 Turn::Other => user("more"),
                 Turn::Odd => json!(0),
             })

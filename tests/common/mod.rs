@@ -538,7 +538,7 @@ pub struct Providers {
 pub trait Script: Fn(&Received) -> Reply + Send + Sync + 'static {}
 impl<F: Fn(&Received) -> Reply + Send + Sync + 'static> Script for F {}
 
-pub fn answer_as(provider: &'static str) -> impl Fn(&Received) -> Reply {
+pub fn respond_as(provider: &'static str) -> impl Fn(&Received) -> Reply {
     move |_| Reply::ok(completion(provider))
 }
 
