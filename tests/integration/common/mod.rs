@@ -1,6 +1,5 @@
 //! Test harness: a scripted mock upstream (an actix-web server inside the test) that records
 //! what it receives, and the proxy started on a random port in front of it.
-#![allow(dead_code)] // each test file uses its own part of the harness
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

@@ -5,7 +5,7 @@
 //! sets (starting the services if they are not running). Without them these tests say so and
 //! pass without running: a plain `cargo test` needs no server.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,6 +1,6 @@
 //! Client keys: the CLI, the proxy's checks, usage counts, revocation while running.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

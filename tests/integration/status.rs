@@ -1,6 +1,6 @@
 //! `/_status` keeps the seed's shape and never shows a key; `/health` answers cheaply.
 
-mod common;
+use crate::common;
 
 use common::{client, completion, config, MockUpstream, Proxy, Reply};
 use serde_json::Value;

@@ -1,6 +1,6 @@
 //! Routing and failover across three scripted providers: Cerebras, Synthetic and Z.ai.
 
-mod common;
+use crate::common;
 
 use common::{chat_body, client, completion, config, respond_as, sse_chunks, MockUpstream, Providers, Proxy, Reply};
 use futures_util::StreamExt;

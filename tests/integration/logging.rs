@@ -1,6 +1,6 @@
 //! Request logs: what a record holds, streams, failovers, redaction, drops, retention, shutdown.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

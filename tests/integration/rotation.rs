@@ -1,6 +1,6 @@
 //! Key rotation: stickiness, cooldowns, Retry-After, rejected keys, waiting, bounded attempts.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! Streaming: chunks flow as they arrive, disconnects reach the upstream, many streams at once.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! The model catalogue: public names to each provider's id, aliases, `/v1/models`, and the
 //! behaviour without one.
 
-mod common;
+use crate::common;
 
 use common::{client, completion, config, respond_as, MockUpstream, Providers, Proxy, Reply};
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! Fault attribution: a key rests only for its own fault, a request's fault stays with that
 //! request, and a provider's fault opens the provider's circuit instead of resting keys.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

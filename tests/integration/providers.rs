@@ -1,7 +1,7 @@
 //! Every provider a key pool: Synthetic's and Z.ai's keys rotate as Cerebras' do, a resting
 //! alternative pool is passed over at once, and `PROVIDERS_FILE` adds providers of its own.
 
-mod common;
+use crate::common;
 
 use common::{completion, config, respond_as, MockUpstream, Providers, Proxy, Received, Reply};
 use serde_json::{json, Value};

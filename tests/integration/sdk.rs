@@ -4,7 +4,7 @@
 //! environment is made by `tests/sdk/setup-venv`, which `.ci/run` calls first; a plain
 //! `cargo test` makes it on first use (python3 and PyPI).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

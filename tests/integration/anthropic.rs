@@ -2,7 +2,7 @@
 //! plain and streamed answers, tools, images, failover, key rotation, auth, `count_tokens`,
 //! errors in Anthropic's shape and pings while an answer is slow.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

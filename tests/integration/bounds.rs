@@ -1,7 +1,7 @@
 //! Bounded under hostile input: linear time on adversarial bodies, bounded memory and waits,
 //! and a timeout on every phase of a client's request.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,6 +1,6 @@
 //! Forwarding: paths, headers, bodies and the proxy's own errors.
 
-mod common;
+use crate::common;
 
 use common::{chat_body, client, completion, config, MockUpstream, Proxy, Reply};
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! The `glm-proxy` binary as an operator runs it: configuration errors, TLS to an HTTPS
 //! upstream trusted through `SSL_CERT_FILE`, and a clean stop on SIGTERM.
 
-mod common;
+use crate::common;
 
 use common::{chat_body, client, command, completion, MockUpstream, ProxyProcess, Reply};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};

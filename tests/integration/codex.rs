@@ -7,7 +7,7 @@
 //! `.ci/run` installs the pinned Codex into `target/codex` and names it in `CODEX_BIN`. Without
 //! Codex, or without user namespaces, the test says SKIPPED and why.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::os::unix::net::UnixListener;

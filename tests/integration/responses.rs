@@ -3,7 +3,7 @@
 //! rotation, auth, unsupported parameters, streams that break, keepalives, and errors in
 //! OpenAI's shape with the right status.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,0 +1,22 @@
+//! The integration tests, one binary (one link, and the harness compiled once): each module
+//! drives the proxy through real HTTP against mock upstreams started in the test.
+
+mod common;
+
+mod anthropic;
+mod auth;
+mod binary;
+mod bounds;
+mod catalogue;
+mod codex;
+mod faults;
+mod forwarding;
+mod logging;
+mod providers;
+mod replicas;
+mod responses;
+mod rotation;
+mod routing;
+mod sdk;
+mod status;
+mod streaming;
