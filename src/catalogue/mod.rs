@@ -4,7 +4,7 @@
 //! Provider ids churn (Cerebras retires its GLM ids within months); clients keep one public
 //! name and the operator edits one line. Without a catalogue, models pass as they always did.
 
-mod glob;
+pub mod glob;
 
 use std::sync::Arc;
 

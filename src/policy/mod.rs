@@ -9,14 +9,18 @@
 //!   is the key's or the request's once a second key has answered).
 //! - [`key_pool`]: one provider's keys' state and cooldown arithmetic.
 //! - [`circuit`]: a provider's health: closed, open until a deadline, half-open.
-//! - [`encoding`]: what a compressed answer says, for the fault rules.
+//! - [`encoding`]: what a compressed response says, for the fault rules.
+//! - [`limits`]: a client key's `rpm`/`tpm` windows and token budgets by UTC day and month.
+//! - [`fair_queue`]: the order requests waiting for a key are woken in, client by client.
 
 use std::time::{Duration, Instant};
 
 pub mod circuit;
 pub mod encoding;
+pub mod fair_queue;
 pub mod fault;
 pub mod key_pool;
+pub mod limits;
 pub mod rate_limit;
 pub mod routing;
 pub mod second_opinion;
