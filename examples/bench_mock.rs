@@ -4,7 +4,8 @@
 //! fixed SSE stream of 16 chunks. Headers shape the stream: `x-bench-gap-ms` waits between
 //! chunks, `x-bench-slow-seconds: N` sends one chunk per second for N seconds (the soak).
 //! Each chunk carries `sent_us`, the wall-clock time it was sent, in microseconds, also in its
-//! text after the chunk's number (`"3 1764…"`), where a translated stream still has it.
+//! text after the chunk's number (`"3 1764…"`), where a translated stream still has it. Under
+//! `/down/` it answers 503, a provider that is out.
 //!
 //! Usage: `bench_mock PORT [WORKERS]`
 
@@ -29,6 +30,11 @@ fn header_number(request: &HttpRequest, name: &str) -> Option<u64> {
 }
 
 async fn answer(request: HttpRequest, body: Bytes) -> HttpResponse {
+    if request.path().starts_with("/down/") {
+        return HttpResponse::ServiceUnavailable()
+            .content_type("application/json")
+            .body(r#"{"error":{"message":"down"}}"#);
+    }
     let streaming = memchr::memmem::find(&body, b"\"stream\":true").is_some();
     if !streaming {
         return HttpResponse::Ok().content_type("application/json").body(COMPLETION);
