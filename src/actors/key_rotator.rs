@@ -20,9 +20,7 @@ use crate::config::NamedKey;
 use prometheus::IntGauge;
 
 use crate::metrics::Metrics;
-use crate::policy::key_pool::{
-    Availability, Cooldowns, KeyGrant, KeyPool, KeyState, KeyStatus, KeyVerdict, Rejection, Rest,
-};
+use crate::policy::key_pool::{Availability, Cooldowns, KeyGrant, KeyPool, KeyState, KeyStatus, KeyVerdict, Rejection};
 use crate::providers::ProviderId;
 use crate::shared::changes::{from_wall_ms, to_wall_ms, KeyChange};
 
@@ -312,7 +310,7 @@ impl Handler<Report> for KeyRotator {
             let sticky = this.pool.current_index();
             let rested = this.pool.report(msg.index, &msg.verdict, now);
             this.wake_waiters();
-            if let Some(until) = rested {
+            if let Some((until, rest)) = rested {
                 let (provider, name) = (this.provider.name(), this.pool.grant(msg.index).name);
                 this.metrics.key_cooldowns.with_label_values(&[provider, &*name]).inc();
                 log::warn!(
@@ -320,8 +318,6 @@ impl Handler<Report> for KeyRotator {
                     (until - now).as_secs_f64(),
                     msg.verdict.reason().to_string()
                 );
-                let rest =
-                    if matches!(msg.verdict, KeyVerdict::Rejected(_)) { Rest::Rejected } else { Rest::CoolingDown };
                 let until_ms = to_wall_ms(until, now, SystemTime::now());
                 this.share(Share::Change(KeyChange::Rest { key: msg.index, until_ms, rest }));
                 Self::wake_at(ctx, until);

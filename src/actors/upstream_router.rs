@@ -40,7 +40,7 @@ pub enum ProviderEvent {
     /// An attempt got no usable answer. `health` is set when the failure tells on the provider
     /// as a whole; `reason` says what it was.
     Failed { provider: ProviderId, health: Option<HealthFault>, reason: Reason },
-    /// A provider with strikes against it, or on probation, answered.
+    /// A provider with strikes against it, or on probation, responded.
     Responded { provider: ProviderId },
     /// A probe ended without an outcome (its client left): the next request may probe.
     ProbeAbandoned { provider: ProviderId },
@@ -170,17 +170,17 @@ impl UpstreamRouter {
     fn failed(&mut self, provider: ProviderId, health: Option<HealthFault>, reason: Reason) {
         let counts = self.status.providers.entry(provider.name()).or_default();
         counts.errors += 1;
-        counts.last_error = Some(reason.to_string());
+        let reason = reason.to_string();
+        counts.last_error = Some(reason.clone());
         let policy = self.policy;
         let Some(opened) = health.and_then(|fault| self.circuit(provider)?.failed(fault, Instant::now(), &policy))
         else {
             return;
         };
         log::warn!(
-            "event=circuit_open provider={} seconds={:.1} reason={:?}",
+            "event=circuit_open provider={} seconds={:.1} reason={reason:?}",
             provider.name(),
-            opened.as_secs_f64(),
-            reason.to_string()
+            opened.as_secs_f64()
         );
         self.metrics.circuit_opens.with_label_values(&[provider.name()]).inc();
     }

@@ -208,12 +208,12 @@ impl KeyPool {
     }
 
     /// Records what an attempt with key `index` said. Marks that key, whichever is current.
-    /// Returns the instant the key is usable again when it now rests.
-    pub fn report(&mut self, index: usize, verdict: &KeyVerdict, now: Instant) -> Option<Instant> {
+    /// Returns the instant the key is usable again, and why it rests, when it now rests.
+    pub fn report(&mut self, index: usize, verdict: &KeyVerdict, now: Instant) -> Option<(Instant, Rest)> {
         let cooldowns = self.cooldowns;
         let key = self.keys.get_mut(index)?;
         key.error_count += 1;
-        let (rest, state) = match verdict {
+        let (period, rest) = match verdict {
             KeyVerdict::RateLimited { requested } => {
                 key.last_error = Some("rate limited (429)".to_owned());
                 let asked = requested.map_or(cooldowns.rate_limited, |r| r.max(cooldowns.rate_limited));
@@ -232,13 +232,13 @@ impl KeyPool {
                 return None;
             }
         };
-        let until = deadline(now, rest);
+        let until = deadline(now, period);
         // A key rested again while resting keeps the later deadline, never the earlier one.
         key.resting_until = match key.rest(now) {
             Some(existing) if existing.0 >= until => Some(existing),
-            _ => Some((until, state)),
+            _ => Some((until, rest)),
         };
-        key.resting_until.map(|(until, _)| until)
+        key.resting_until
     }
 
     /// Ends every rejection (SIGHUP): the operator says the keys may be good now. Returns how
@@ -313,7 +313,7 @@ mod tests {
     fn another_replicas_rest_keeps_the_later_deadline_and_the_pools_limit() {
         let now = Instant::now();
         let mut pool = pool(2);
-        let local = pool.report(0, &KeyVerdict::RateLimited { requested: None }, now).unwrap();
+        let (local, _) = pool.report(0, &KeyVerdict::RateLimited { requested: None }, now).unwrap();
         assert_eq!(pool.apply_rest(0, now + Duration::from_secs(10), Rest::CoolingDown, now), None, "earlier");
         let later = now + Duration::from_secs(120);
         assert_eq!(pool.apply_rest(0, later, Rest::CoolingDown, now), Some(later));
@@ -383,9 +383,15 @@ mod tests {
     fn retry_after_longer_than_the_cooldown_wins_and_shorter_does_not() {
         let mut pool = pool(1);
         let now = Instant::now();
-        assert_eq!(pool.report(0, &limited(Some(90)), now), Some(now + Duration::from_secs(90)));
+        assert_eq!(
+            pool.report(0, &limited(Some(90)), now).map(|(until, _)| until),
+            Some(now + Duration::from_secs(90))
+        );
         let mut pool2 = self::pool(1);
-        assert_eq!(pool2.report(0, &limited(Some(5)), now), Some(now + Duration::from_secs(60)));
+        assert_eq!(
+            pool2.report(0, &limited(Some(5)), now).map(|(until, _)| until),
+            Some(now + Duration::from_secs(60))
+        );
     }
 
     #[test]
@@ -393,9 +399,9 @@ mod tests {
         let mut pool = pool(1);
         let now = Instant::now();
         let huge = KeyVerdict::RateLimited { requested: Some(Duration::from_secs(10_000_000_000_000_000_000)) };
-        assert_eq!(pool.report(0, &huge, now), Some(now + COOLDOWNS.max));
+        assert_eq!(pool.report(0, &huge, now).map(|(until, _)| until), Some(now + COOLDOWNS.max));
         let endless = KeyVerdict::RateLimited { requested: Some(Duration::MAX) };
-        assert_eq!(pool.report(0, &endless, now), Some(now + COOLDOWNS.max));
+        assert_eq!(pool.report(0, &endless, now).map(|(until, _)| until), Some(now + COOLDOWNS.max));
     }
 
     #[test]
@@ -404,7 +410,7 @@ mod tests {
         let now = Instant::now();
         pool.report(0, &limited(Some(300)), now);
         let later = now + Duration::from_secs(10);
-        assert_eq!(pool.report(0, &limited(None), later), Some(now + Duration::from_secs(300)));
+        assert_eq!(pool.report(0, &limited(None), later).map(|(until, _)| until), Some(now + Duration::from_secs(300)));
         assert_eq!(pool.acquire(later), Availability::AllCooling { free_at: now + Duration::from_secs(300) });
     }
 

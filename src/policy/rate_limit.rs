@@ -164,7 +164,7 @@ mod tests {
                 let cooldowns = Cooldowns { rate_limited: Duration::from_secs(1), rejected: Duration::from_secs(10), max };
                 let mut pool = KeyPool::new(&[NamedKey { name: "k".into(), secret: Secret::new("sk") }], cooldowns);
                 let now = Instant::now();
-                let until = pool.report(0, &KeyVerdict::RateLimited { requested }, now).unwrap();
+                let (until, _) = pool.report(0, &KeyVerdict::RateLimited { requested }, now).unwrap();
                 prop_assert!(until > now && until <= now + max);
             }
         }

@@ -44,10 +44,6 @@ impl Window {
         Self::new(limit, Duration::from_secs(60), 60)
     }
 
-    pub fn limit(&self) -> u64 {
-        self.limit
-    }
-
     fn slot_of(&self, now: Elapsed) -> u64 {
         (now.as_nanos() / self.slot.as_nanos()) as u64
     }
