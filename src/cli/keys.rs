@@ -6,12 +6,18 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::process::ExitCode;
 
+use std::collections::HashMap;
+
 use chrono::{NaiveDateTime, Utc};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use super::limits::LimitArgs;
+use super::usage;
 use crate::auth::client_key;
+use crate::db::keys::{LimitChange, TokenUsage};
 use crate::db::{self, keys, keys::ApiKey, DbError, KeyDb, Location};
+use crate::policy::limits::budget::Period;
 
 #[derive(Args)]
 pub struct KeysArgs {
@@ -33,6 +39,29 @@ enum KeysCommand {
         /// Print only the key, for scripts.
         #[arg(long, short)]
         quiet: bool,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Change keys' limits, by ID, full key or name; running proxies apply them within 2 s.
+    Set {
+        /// An ID, a full key, or a name.
+        selector: String,
+        /// Allow a name to select several keys.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Tokens in and out per key, per model, per UTC day.
+    Usage {
+        /// An ID or a name; every key when left out.
+        selector: Option<String>,
+        /// How many days back, today included.
+        #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3660))]
+        days: u32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// List keys with their usage.
     List {
@@ -74,6 +103,21 @@ pub fn run(args: KeysArgs) -> ExitCode {
     if let Some(problem) = db::disagreement(env) {
         eprintln!("glm-proxy keys: warning: {problem}");
     }
+    // Bad limits change nothing: they are refused before the database is opened.
+    let change = match &args.command {
+        KeysCommand::Add { limits, .. } | KeysCommand::Set { limits, .. } => match limits.change(Utc::now()) {
+            Ok(change) if change.is_empty() && matches!(args.command, KeysCommand::Set { .. }) => {
+                eprintln!("glm-proxy keys: nothing to change: give a limit, such as --rpm 30 or --rpm none");
+                return ExitCode::from(2);
+            }
+            Ok(change) => change,
+            Err(problem) => {
+                eprintln!("glm-proxy keys: {problem}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => LimitChange::default(),
+    };
     let opened = match args.command {
         KeysCommand::Add { .. } => db::open(&location),
         _ => db::open_existing(&location),
@@ -88,7 +132,11 @@ pub fn run(args: KeysArgs) -> ExitCode {
     };
     let mut out = String::new();
     let outcome = match args.command {
-        KeysCommand::Add { name, quiet } => add(&mut conn, &name, quiet, &mut out),
+        KeysCommand::Add { name, quiet, .. } => add(&mut conn, &name, quiet, &change, &mut out),
+        KeysCommand::Set { selector, all, .. } => set_limits(&mut conn, &selector, all, &change, &mut out),
+        KeysCommand::Usage { selector, days, json } => {
+            usage::show(&mut conn, selector.as_deref(), days, json, &mut out)
+        }
         KeysCommand::List { json } => list(&mut conn, json, &mut out),
         KeysCommand::Revoke { selector, all } => set_revoked(&mut conn, &selector, all, true, &mut out),
         KeysCommand::Enable { selector, all } => set_revoked(&mut conn, &selector, all, false, &mut out),
@@ -114,7 +162,7 @@ fn now() -> NaiveDateTime {
     Utc::now().naive_utc()
 }
 
-fn add(conn: &mut KeyDb, name: &str, quiet: bool, out: &mut String) -> Outcome {
+fn add(conn: &mut KeyDb, name: &str, quiet: bool, limits: &LimitChange, out: &mut String) -> Outcome {
     let name = name.trim();
     if name.is_empty() {
         return Err("a key needs a non-empty name".to_owned());
@@ -133,12 +181,12 @@ fn add(conn: &mut KeyDb, name: &str, quiet: bool, out: &mut String) -> Outcome {
         );
     }
     let key = client_key::generate().map_err(|e| format!("the OS random generator failed: {e}"))?;
-    let stored = keys::insert(conn, name, &client_key::hash(&key), &client_key::prefix(&key), now())
+    let stored = keys::insert(conn, name, &client_key::hash(&key), &client_key::prefix(&key), limits, now())
         .map_err(|e| e.to_string())?;
     if quiet {
         let _ = writeln!(out, "{key}");
     } else {
-        let _ = writeln!(out, "Created key {} for {:?}:", stored.id, stored.name);
+        let _ = writeln!(out, "Created key {} for {:?} ({}):", stored.id, stored.name, limits_of(&stored));
         let _ = writeln!(out, "{key}");
         let _ = writeln!(out, "Give it to the client now: it is stored hashed and will not be shown again.");
     }
@@ -152,39 +200,128 @@ fn when(time: Option<NaiveDateTime>, otherwise: &str) -> String {
 fn status(key: &ApiKey) -> &'static str {
     if key.revoked {
         "REVOKED"
+    } else if key.expires_at.is_some_and(|at| at <= now()) {
+        "EXPIRED"
     } else {
         "ACTIVE"
+    }
+}
+
+/// `rpm=30 daily_tokens=5000000 models=glm,glm-flash`, or `unlimited`.
+fn limits_of(key: &ApiKey) -> String {
+    let counts = [
+        ("rpm", key.rpm),
+        ("tpm", key.tpm),
+        ("max_parallel", key.max_parallel),
+        ("daily_tokens", key.daily_tokens),
+        ("monthly_tokens", key.monthly_tokens),
+    ];
+    let mut parts: Vec<String> =
+        counts.iter().filter_map(|(name, value)| value.map(|value| format!("{name}={value}"))).collect();
+    if let Some(models) = &key.models {
+        parts.push(format!("models={models}"));
+    }
+    if parts.is_empty() {
+        "unlimited".to_owned()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// Tokens each key spent today and this month (UTC), from the daily rows.
+struct Spent {
+    today: chrono::NaiveDate,
+    by_key: HashMap<i32, (i64, i64)>,
+}
+
+impl Spent {
+    fn of(conn: &mut KeyDb) -> Result<Self, String> {
+        let now = Utc::now();
+        let rows = keys::token_usage_since(conn, Period::Month.start(now), None).map_err(|e| e.to_string())?;
+        let mut spent = Self { today: Period::Day.start(now), by_key: HashMap::new() };
+        for row in &rows {
+            spent.add(row);
+        }
+        Ok(spent)
+    }
+
+    fn add(&mut self, row: &TokenUsage) {
+        let tokens = row.prompt_tokens + row.completion_tokens;
+        let entry = self.by_key.entry(row.key_id).or_default();
+        entry.1 += tokens;
+        if row.day == self.today {
+            entry.0 += tokens;
+        }
+    }
+
+    /// (today, this month)
+    fn of_key(&self, id: i32) -> (i64, i64) {
+        self.by_key.get(&id).copied().unwrap_or_default()
+    }
+
+    /// The key as JSON, with what it spent.
+    fn beside(&self, key: &ApiKey) -> serde_json::Value {
+        let mut value = serde_json::to_value(key).unwrap_or_default();
+        let (today, month) = self.of_key(key.id);
+        value["tokens_today"] = json!(today);
+        value["tokens_this_month"] = json!(month);
+        value
     }
 }
 
 fn list(conn: &mut KeyDb, as_json: bool, out: &mut String) -> Outcome {
     let all = keys::all(conn).map_err(|e| e.to_string())?;
     let totals = Totals::of(&all);
+    let spent = Spent::of(conn)?;
     if as_json {
-        let body = json!({ "keys": all, "total": all.len(), "active": totals.active, "revoked": totals.revoked, "requests": totals.requests });
+        let listed: Vec<_> = all.iter().map(|key| spent.beside(key)).collect();
+        let body = json!({ "keys": listed, "total": all.len(), "active": totals.active, "revoked": totals.revoked, "requests": totals.requests });
         let _ = writeln!(out, "{body:#}");
         return Ok(());
     }
-    let row = |id: &dyn std::fmt::Display, rest: [&str; 7]| {
+    let row = |id: &dyn std::fmt::Display, rest: [&str; 11]| {
         format!(
-            "{id:<5} {:<24} {:<12} {:<8} {:>9}  {:<20}  {:<20}  {:<20}",
-            rest[0], rest[1], rest[2], rest[3], rest[4], rest[5], rest[6]
+            "{id:<5} {:<24} {:<12} {:<8} {:>9} {:>12} {:>12}  {:<20}  {:<20}  {:<20}  {:<20}  {}",
+            rest[0], rest[1], rest[2], rest[3], rest[4], rest[5], rest[6], rest[7], rest[8], rest[9], rest[10]
         )
     };
-    let _ =
-        writeln!(out, "{}", row(&"ID", ["NAME", "PREFIX", "STATUS", "REQUESTS", "LAST USED", "CREATED", "REVOKED"]));
+    let header = [
+        "NAME",
+        "PREFIX",
+        "STATUS",
+        "REQUESTS",
+        "TOKENS TODAY",
+        "TOKENS MONTH",
+        "LAST USED",
+        "CREATED",
+        "REVOKED",
+        "EXPIRES",
+        "LIMITS",
+    ];
+    let _ = writeln!(out, "{}", row(&"ID", header));
     for key in &all {
         let requests = key.request_count.to_string();
-        let (used, created, revoked) = (
+        let (today, month) = spent.of_key(key.id);
+        let (used, created, revoked, expires) = (
             when(key.last_used_at, "never"),
             when(Some(key.created_at), ""),
             when(key.revoked_at.filter(|_| key.revoked), "-"),
+            when(key.expires_at, "-"),
         );
-        let _ = writeln!(
-            out,
-            "{}",
-            row(&key.id, [&key.name, &key.key_prefix, status(key), &requests, &used, &created, &revoked])
-        );
+        let fields = [
+            &key.name,
+            &key.key_prefix,
+            status(key),
+            &requests,
+            &today.to_string(),
+            &month.to_string(),
+            &used,
+            &created,
+            &revoked,
+            &expires,
+            &limits_of(key),
+        ];
+        let _ = writeln!(out, "{}", row(&key.id, fields));
     }
     let _ = writeln!(
         out,
@@ -211,7 +348,8 @@ impl Totals {
     }
 }
 
-fn set_revoked(conn: &mut KeyDb, selector: &str, all: bool, revoked: bool, out: &mut String) -> Outcome {
+/// The keys `selector` names: one, or with `all` every key of a name.
+fn selected(conn: &mut KeyDb, selector: &str, all: bool) -> Result<Vec<ApiKey>, String> {
     let selected = keys::matching(conn, selector, &client_key::hash(selector)).map_err(|e| e.to_string())?;
     if selected.is_empty() {
         return Err(format!("no key matches {selector:?} (give an ID, a full key or a name)"));
@@ -224,6 +362,21 @@ fn set_revoked(conn: &mut KeyDb, selector: &str, all: bool, revoked: bool, out: 
             ids.join(", ")
         ));
     }
+    Ok(selected)
+}
+
+fn set_limits(conn: &mut KeyDb, selector: &str, all: bool, change: &LimitChange, out: &mut String) -> Outcome {
+    let selected = selected(conn, selector, all)?;
+    let ids: Vec<i32> = selected.iter().map(|k| k.id).collect();
+    keys::set_limits(conn, &ids, change).map_err(|e| e.to_string())?;
+    for key in keys::all(conn).map_err(|e| e.to_string())?.iter().filter(|k| ids.contains(&k.id)) {
+        let _ = writeln!(out, "Key {} ({}, {}): {}", key.id, key.name, key.key_prefix, limits_of(key));
+    }
+    Ok(())
+}
+
+fn set_revoked(conn: &mut KeyDb, selector: &str, all: bool, revoked: bool, out: &mut String) -> Outcome {
+    let selected = selected(conn, selector, all)?;
     let (already, changing): (Vec<&ApiKey>, Vec<&ApiKey>) = selected.iter().partition(|k| k.revoked == revoked);
     let ids: Vec<i32> = changing.iter().map(|k| k.id).collect();
     keys::set_revoked(conn, &ids, revoked, now()).map_err(|e| e.to_string())?;
@@ -242,9 +395,13 @@ fn stats(conn: &mut KeyDb, as_json: bool, out: &mut String) -> Outcome {
     let totals = Totals::of(&all);
     all.sort_by_key(|k| std::cmp::Reverse(k.request_count));
     let busiest: Vec<&ApiKey> = all.iter().filter(|k| k.request_count > 0).take(5).collect();
+    let spent = Spent::of(conn)?;
     if as_json {
+        let busiest: Vec<_> = busiest.iter().map(|key| spent.beside(key)).collect();
         let body = json!({
             "total": all.len(), "active": totals.active, "revoked": totals.revoked, "requests": totals.requests,
+            "tokens_today": spent.by_key.values().map(|s| s.0).sum::<i64>(),
+            "tokens_this_month": spent.by_key.values().map(|s| s.1).sum::<i64>(),
             "busiest": busiest,
         });
         let _ = writeln!(out, "{body:#}");
@@ -252,17 +409,28 @@ fn stats(conn: &mut KeyDb, as_json: bool, out: &mut String) -> Outcome {
     }
     let _ = writeln!(
         out,
-        "Total keys: {}\nActive:     {}\nRevoked:    {}\nRequests:   {}",
+        "Total keys: {}\nActive:     {}\nRevoked:    {}\nRequests:   {}\nTokens:     {} today, {} this month",
         all.len(),
         totals.active,
         totals.revoked,
-        totals.requests
+        totals.requests,
+        spent.by_key.values().map(|s| s.0).sum::<i64>(),
+        spent.by_key.values().map(|s| s.1).sum::<i64>(),
     );
     if !busiest.is_empty() {
         let _ = writeln!(out, "\nBusiest keys:");
         for key in busiest {
             let requests = count(key.request_count as usize, "request");
-            let _ = writeln!(out, "  {:<5} {:<24} {requests:>14}  ({})", key.id, key.name, status(key));
+            let (today, month) = spent.of_key(key.id);
+            let expires = key.expires_at.map_or_else(String::new, |at| format!(", expires {}", keys::rfc3339(&at)));
+            let _ = writeln!(
+                out,
+                "  {:<5} {:<24} {requests:>14}  {today} tokens today, {month} this month  ({}; {}{expires})",
+                key.id,
+                key.name,
+                status(key),
+                limits_of(key)
+            );
         }
     }
     Ok(())

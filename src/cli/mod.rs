@@ -2,6 +2,8 @@
 
 mod health;
 mod keys;
+mod limits;
+mod usage;
 
 use std::process::ExitCode;
 

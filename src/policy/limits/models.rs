@@ -37,6 +37,11 @@ impl ModelList {
         Ok(Self { patterns, globs })
     }
 
+    /// A list that allows no model.
+    pub fn none() -> Self {
+        Self { patterns: Vec::new(), globs: Vec::new() }
+    }
+
     /// May the key use `model` (the catalogue's public name after aliases, or the client's own
     /// model without a catalogue)?
     pub fn allows(&self, model: &str) -> bool {

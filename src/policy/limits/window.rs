@@ -44,6 +44,15 @@ impl Window {
         Self::new(limit, Duration::from_secs(60), 60)
     }
 
+    /// A changed limit keeps what the window holds: lowering it does not forgive the minute.
+    pub fn set_limit(&mut self, limit: u64) {
+        self.limit = limit;
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
     fn slot_of(&self, now: Elapsed) -> u64 {
         (now.as_nanos() / self.slot.as_nanos()) as u64
     }
