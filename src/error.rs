@@ -12,6 +12,7 @@ use crate::auth::client_key::Refusal;
 use crate::catalogue::Catalogue;
 use crate::policy::fault::Reason;
 use crate::policy::key_pool::Rejection;
+use crate::policy::limits::limiter::{RateView, Refusal as ClientRefusal};
 
 /// One failed attempt at an upstream (or a provider passed over), as the client is told about it.
 #[derive(Debug, Clone)]
@@ -56,6 +57,10 @@ pub enum ProxyError {
     /// A parameter of the request that cannot be honoured here, named by `param`.
     #[error("{message}")]
     Unsupported { param: String, message: String },
+    /// The client key's own limits refuse the request: nothing of it went upstream. `rate` is
+    /// what its rate-limit headers say.
+    #[error("{refusal}")]
+    ClientRefused { refusal: ClientRefusal, rate: RateView },
     /// A provider rejects every key and no provider comes after it, in its own words.
     #[error("{provider} rejected every key in the pool: {rejection}")]
     KeysRejected { provider: &'static str, rejection: Rejection },
@@ -85,6 +90,7 @@ impl ProxyError {
             Self::AllKeysCooling { retry_after, .. } => Some(*retry_after),
             Self::UpstreamFailed { retry_after, .. } => *retry_after,
             Self::Overloaded(_) | Self::AuthUnavailable => Some(Duration::from_secs(1)),
+            Self::ClientRefused { refusal, .. } => refusal.retry_after(),
             _ => None,
         }
     }
@@ -109,6 +115,18 @@ impl ProxyError {
             Self::ActorUnavailable(_) => (UNAVAILABLE, "server_error", "service_unavailable"),
             Self::UpstreamFailed { .. } => (StatusCode::BAD_GATEWAY, "upstream_error", "upstream_unavailable"),
             Self::KeysRejected { .. } => (StatusCode::BAD_GATEWAY, "upstream_error", "upstream_keys_rejected"),
+            Self::ClientRefused { refusal, .. } => match refusal {
+                ClientRefusal::RateLimited { .. } => {
+                    (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "client_rate_limited")
+                }
+                ClientRefusal::OverBudget { .. } => {
+                    (StatusCode::TOO_MANY_REQUESTS, "insufficient_quota", "client_budget_exceeded")
+                }
+                ClientRefusal::Expired { .. } => (StatusCode::UNAUTHORIZED, "invalid_request_error", "expired_api_key"),
+                ClientRefusal::ModelNotAllowed { .. } => {
+                    (StatusCode::FORBIDDEN, "invalid_request_error", "model_not_allowed")
+                }
+            },
         }
     }
 

@@ -159,7 +159,7 @@ fn start_pool(
 const AUTH_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Opens (creating and migrating) the key database and starts the actor and the sync loop.
-fn start_auth(config: &Config, metrics: &Metrics) -> Result<Option<Arc<AuthGate>>, StartError> {
+fn start_auth(config: &Config, metrics: &Arc<Metrics>) -> Result<Option<Arc<AuthGate>>, StartError> {
     if !config.enable_incoming_auth {
         log::info!("event=config incoming_auth=off");
         return Ok(None);

@@ -4,8 +4,9 @@
 use actix::prelude::*;
 
 use super::supervision::{guarded, ActorFault, Named};
-use crate::db::keys::{self, ApiKey, Usage};
+use crate::db::keys::{self, ApiKey, TokenUsage, Usage};
 use crate::db::{ConnectionPool, DbError, KeyDb};
+use crate::policy::limits::budget::Period;
 
 /// Looks up one key by its hash: for a key the in-memory cache does not know yet.
 #[derive(Message)]
@@ -14,15 +15,25 @@ pub struct Lookup {
     pub key_hash: String,
 }
 
-/// Every key, to refresh the cache (revocations from the CLI arrive this way).
+/// Every key, to refresh the cache (revocations and limits from the CLI arrive this way), and
+/// this month's daily rows of the keys with a budget.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<ApiKey>, ActorFault>")]
+#[rtype(result = "Result<Loaded, ActorFault>")]
 pub struct LoadAll;
 
-/// Adds requests counted in memory to the table.
+pub struct Loaded {
+    pub keys: Vec<ApiKey>,
+    pub spent: Vec<TokenUsage>,
+}
+
+/// Adds requests and tokens counted in memory to the tables, in one transaction: a failed
+/// flush writes nothing, and is tried again whole.
 #[derive(Message)]
 #[rtype(result = "Result<(), ActorFault>")]
-pub struct FlushUsage(pub Vec<Usage>);
+pub struct FlushUsage {
+    pub requests: Vec<Usage>,
+    pub tokens: Vec<TokenUsage>,
+}
 
 pub struct AuthActor {
     pool: ConnectionPool,
@@ -63,10 +74,20 @@ impl Handler<Lookup> for AuthActor {
 }
 
 impl Handler<LoadAll> for AuthActor {
-    type Result = Result<Vec<ApiKey>, ActorFault>;
+    type Result = Result<Loaded, ActorFault>;
 
     fn handle(&mut self, _: LoadAll, ctx: &mut SyncContext<Self>) -> Self::Result {
-        guarded(self, ctx, |this, _| this.run(|conn| Ok(keys::all(conn)?)))?
+        guarded(self, ctx, |this, _| {
+            this.run(|conn| {
+                let keys = keys::all(conn)?;
+                let budgeted: Vec<i32> = keys.iter().filter(|k| k.has_budget()).map(|k| k.id).collect();
+                let spent = match budgeted.is_empty() {
+                    true => Vec::new(),
+                    false => keys::token_usage_since(conn, Period::Month.start(chrono::Utc::now()), Some(&budgeted))?,
+                };
+                Ok(Loaded { keys, spent })
+            })
+        })?
     }
 }
 
@@ -74,6 +95,6 @@ impl Handler<FlushUsage> for AuthActor {
     type Result = Result<(), ActorFault>;
 
     fn handle(&mut self, msg: FlushUsage, ctx: &mut SyncContext<Self>) -> Self::Result {
-        guarded(self, ctx, |this, _| this.run(|conn| Ok(keys::add_usage(conn, &msg.0)?)))?
+        guarded(self, ctx, |this, _| this.run(|conn| Ok(keys::add_usage(conn, &msg.requests, &msg.tokens)?)))?
     }
 }

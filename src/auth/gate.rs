@@ -12,6 +12,12 @@
 //! - lookups run on a database thread of their own, so a flood of them never delays the usage
 //!   flush and the reload (which carries revocations).
 //!
+//! A key with limits carries its limiter in its cached entry, so admission is a few lookups in
+//! memory behind that key's own lock: no message, and no lock that other keys share. The
+//! limiter outlives reloads (the entry is rebuilt, the limiter moves over), and a reload brings
+//! the limits the CLI set and the spend of keys with a budget, as the database has it (with
+//! PostgreSQL, every replica's) plus what this proxy has not flushed yet.
+//!
 //! A reload that keeps failing is never silent: each failure is logged and counted, and once
 //! the cache is older than `AUTH_CACHE_MAX_AGE` it is no longer trusted (503 `auth_unavailable`),
 //! since a key revoked meanwhile must not keep working.
@@ -30,24 +36,43 @@ use prometheus::{IntCounter, IntCounterVec, IntGauge};
 use tokio::sync::Semaphore;
 
 use super::client_key::{self, Refusal};
+use super::ledger::Ledger;
 use super::miss_cache::MissCache;
-use crate::actors::auth::{AuthActor, FlushUsage, LoadAll, Lookup};
+use super::pass::{ClientPass, Limiting};
+use crate::actors::auth::{AuthActor, FlushUsage, LoadAll, Loaded, Lookup};
 use crate::actors::supervision::ask;
 use crate::config::AuthLimits;
 use crate::db::keys::{ApiKey, Usage};
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
+use crate::policy::limits::budget::Spent;
+use crate::policy::limits::limiter::Limiter;
 
 #[derive(Debug, Clone)]
 struct KnownKey {
     id: i32,
     name: Arc<str>,
     revoked: bool,
+    /// `None` for a key without limits.
+    limiting: Option<Limiting>,
 }
 
-impl From<ApiKey> for KnownKey {
-    fn from(key: ApiKey) -> Self {
-        Self { id: key.id, name: key.name.into(), revoked: key.revoked }
+impl KnownKey {
+    /// The cache's entry for a stored key: the limiter of its `earlier` entry moves over, and
+    /// learns what the key has `spent` (this day, this month).
+    fn of(key: ApiKey, earlier: Option<&KnownKey>, spent: Option<&(Spent, Spent)>) -> Self {
+        let limits = key.limits();
+        let limiting = limits.any().then(|| {
+            let limiter = earlier.and_then(|known| known.limiting.as_ref()).map_or_else(
+                || Arc::new(parking_lot::Mutex::new(Limiter::default())),
+                |limiting| limiting.limiter.clone(),
+            );
+            if let Some(&(day, month)) = spent {
+                limiter.lock().set_spent(day, month);
+            }
+            Limiting { limits: Arc::new(limits), limiter }
+        });
+        Self { id: key.id, name: key.name.into(), revoked: key.revoked, limiting }
     }
 }
 
@@ -63,6 +88,7 @@ pub struct AuthGate {
     misses: Mutex<MissCache>,
     lookup_slots: Semaphore,
     usage: Mutex<HashMap<i32, Usage>>,
+    ledger: Arc<Ledger>,
     /// When the cache was last reloaded, in milliseconds since `epoch`: read by every request,
     /// so an atomic rather than a lock.
     reloaded_ms: AtomicU64,
@@ -76,7 +102,7 @@ pub struct AuthGate {
 }
 
 impl AuthGate {
-    pub fn new(lookups: Addr<AuthActor>, syncs: Addr<AuthActor>, limits: &AuthLimits, metrics: &Metrics) -> Self {
+    pub fn new(lookups: Addr<AuthActor>, syncs: Addr<AuthActor>, limits: &AuthLimits, metrics: &Arc<Metrics>) -> Self {
         Self {
             lookups,
             syncs,
@@ -84,6 +110,7 @@ impl AuthGate {
             misses: Mutex::new(MissCache::new(limits.miss_cache_size, limits.miss_cache_ttl)),
             lookup_slots: Semaphore::new(limits.lookup_queue),
             usage: Mutex::default(),
+            ledger: Arc::new(Ledger::new(metrics)),
             reloaded_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             cache_max_age: limits.cache_max_age,
@@ -95,8 +122,9 @@ impl AuthGate {
         }
     }
 
-    /// The name of the client whose key the request carries, or the error to answer.
-    pub async fn admit(&self, headers: &HeaderMap) -> Result<Arc<str>, ProxyError> {
+    /// The pass of the client whose key the request carries, or the error to answer: its key
+    /// unknown, revoked, expired, or over one of its limits.
+    pub async fn admit(&self, headers: &HeaderMap) -> Result<ClientPass, ProxyError> {
         let presented = client_key::presented(headers).map_err(ProxyError::Unauthorized)?;
         if self.cache_age() > self.cache_max_age {
             return Err(ProxyError::AuthUnavailable);
@@ -110,9 +138,19 @@ impl AuthGate {
         if key.revoked {
             return Err(ProxyError::Unauthorized(Refusal::Unknown));
         }
+        if let Some(limiting) = &key.limiting {
+            let clock = self.ledger.clock();
+            let mut limiter = limiting.limiter.lock();
+            if let Err(refusal) = limiter.admit(&limiting.limits, clock) {
+                let rate = limiter.view(&limiting.limits, clock);
+                drop(limiter);
+                self.ledger.refused(&key.name, &refusal);
+                return Err(ProxyError::ClientRefused { refusal, rate });
+            }
+        }
         self.count_use(key.id);
         self.client_requests.with_label_values(&[&key.name]).inc();
-        Ok(key.name)
+        Ok(ClientPass::new(key.id, key.name, key.limiting, self.ledger.clone()))
     }
 
     /// A key the cache does not know: one bounded trip to the database, unless it missed lately.
@@ -125,7 +163,8 @@ impl AuthGate {
         self.lookups_made.inc();
         match ask(&self.lookups, Lookup { key_hash: key_hash.clone() }).await? {
             Some(found) => {
-                let key = KnownKey::from(found);
+                // Its spend is read with the next reload, within a second.
+                let key = KnownKey::of(found, None, None);
                 self.known.rcu(|known| {
                     let mut known = HashMap::clone(known);
                     known.insert(key_hash.clone(), key.clone());
@@ -150,25 +189,38 @@ impl AuthGate {
         entry.last_used_at = now;
     }
 
-    /// Flushes counted usage, then reloads every key. Usage that cannot be written is kept
-    /// for the next flush, never dropped.
+    /// Flushes counted usage and spent tokens, then reloads every key. What cannot be written
+    /// is kept for the next flush, never dropped.
     pub async fn sync(&self) {
-        let pending: Vec<Usage> = self.usage.lock().drain().map(|(_, u)| u).collect();
-        if !pending.is_empty() && ask(&self.syncs, FlushUsage(pending.clone())).await.is_err() {
+        let requests: Vec<Usage> = self.usage.lock().drain().map(|(_, u)| u).collect();
+        let tokens = self.ledger.take();
+        let flush = FlushUsage { requests: requests.clone(), tokens: tokens.clone() };
+        if !(requests.is_empty() && tokens.is_empty()) && ask(&self.syncs, flush).await.is_err() {
+            self.ledger.restore(tokens);
             let mut usage = self.usage.lock();
-            for u in pending {
+            for u in requests {
                 let entry = usage.entry(u.id).or_insert(Usage { requests: 0, ..u });
                 entry.requests += u.requests;
                 entry.last_used_at = entry.last_used_at.max(u.last_used_at);
             }
         }
         match ask(&self.syncs, LoadAll).await {
-            Ok(keys) => {
+            Ok(Loaded { keys, spent }) => {
                 for key in &keys {
-                    // A client's request counter exists from the moment its key does.
+                    // A client's counters exist from the moment its key does.
                     self.client_requests.with_label_values(&[&key.name]);
+                    self.ledger.preset(&key.name);
                 }
-                let known = keys.into_iter().map(|key| (key.key_hash.clone(), KnownKey::from(key))).collect();
+                let spent = self.ledger.spent(&spent);
+                let earlier = self.known.load();
+                let known = keys
+                    .into_iter()
+                    .map(|key| {
+                        let (hash, id) = (key.key_hash.clone(), key.id);
+                        let entry = KnownKey::of(key, earlier.get(&hash), spent.get(&id));
+                        (hash, entry)
+                    })
+                    .collect();
                 self.known.store(Arc::new(known));
                 let now = self.epoch.elapsed().as_millis() as u64;
                 self.reloaded_ms.store(now, Ordering::Relaxed);

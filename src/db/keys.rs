@@ -39,6 +39,10 @@ pub struct ApiKey {
 }
 
 impl ApiKey {
+    pub fn has_budget(&self) -> bool {
+        self.daily_tokens.is_some() || self.monthly_tokens.is_some()
+    }
+
     /// The key's limits. A model list that no longer parses (the database edited by hand)
     /// allows nothing rather than everything.
     pub fn limits(&self) -> Limits {
@@ -156,11 +160,11 @@ pub fn set_limits(conn: &mut KeyDb, ids: &[i32], change: &LimitChange) -> QueryR
     diesel::update(dsl::api_keys.filter(dsl::id.eq_any(ids))).set(change).execute(conn)
 }
 
-/// Adds spent tokens to their daily rows, in one transaction: a row is made the first time a
-/// key uses a model on a day.
-pub fn add_token_usage(conn: &mut KeyDb, spent: &[TokenUsage]) -> QueryResult<()> {
+/// Adds spent tokens to their daily rows: a row is made the first time a key uses a model on a
+/// day.
+fn add_token_usage(conn: &mut KeyDb, spent: &[TokenUsage]) -> QueryResult<()> {
     use key_usage::dsl as u;
-    conn.transaction(|conn| {
+    {
         for row in spent {
             let stored =
                 u::key_usage.filter(u::key_id.eq(row.key_id).and(u::day.eq(row.day)).and(u::model.eq(&row.model)));
@@ -176,7 +180,7 @@ pub fn add_token_usage(conn: &mut KeyDb, spent: &[TokenUsage]) -> QueryResult<()
             }
         }
         Ok(())
-    })
+    }
 }
 
 /// The daily rows from `since` on, of the keys `ids` (every key when `None`), by day, key
@@ -216,9 +220,11 @@ pub fn set_revoked(conn: &mut KeyDb, ids: &[i32], revoked: bool, now: NaiveDateT
         .execute(conn)
 }
 
-/// Adds counted requests in one transaction; `last_used_at` only ever moves forward.
-pub fn add_usage(conn: &mut KeyDb, usage: &[Usage]) -> QueryResult<()> {
+/// Adds counted requests and spent tokens in one transaction; `last_used_at` only ever moves
+/// forward.
+pub fn add_usage(conn: &mut KeyDb, usage: &[Usage], tokens: &[TokenUsage]) -> QueryResult<()> {
     conn.transaction(|conn| {
+        add_token_usage(conn, tokens)?;
         for u in usage {
             let key = dsl::api_keys.filter(dsl::id.eq(u.id));
             diesel::update(key).set(dsl::request_count.eq(dsl::request_count + u.requests)).execute(conn)?;
@@ -255,8 +261,8 @@ mod tests {
         assert!(matching(&mut conn, "nobody", "x").unwrap().is_empty());
 
         let later = now + Duration::seconds(5);
-        add_usage(&mut conn, &[Usage { id: a.id, requests: 3, last_used_at: later }]).unwrap();
-        add_usage(&mut conn, &[Usage { id: a.id, requests: 2, last_used_at: now }]).unwrap();
+        add_usage(&mut conn, &[Usage { id: a.id, requests: 3, last_used_at: later }], &[]).unwrap();
+        add_usage(&mut conn, &[Usage { id: a.id, requests: 2, last_used_at: now }], &[]).unwrap();
         let stored = find_by_hash(&mut conn, "hash-a").unwrap().unwrap();
         assert_eq!(stored.request_count, 5);
         assert_eq!(stored.last_used_at, Some(later), "last use never moves back");
@@ -292,8 +298,8 @@ mod tests {
             prompt_tokens: prompt,
             completion_tokens: 2,
         };
-        add_token_usage(&mut conn, &[row("glm", 10), row("qwen-3", 5)]).unwrap();
-        add_token_usage(&mut conn, &[row("glm", 7)]).unwrap();
+        add_usage(&mut conn, &[], &[row("glm", 10), row("qwen-3", 5)]).unwrap();
+        add_usage(&mut conn, &[], &[row("glm", 7)]).unwrap();
         let rows = token_usage_since(&mut conn, day, Some(&[key.id])).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(

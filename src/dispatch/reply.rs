@@ -20,6 +20,7 @@ use bytes::Bytes;
 use futures_util::stream::{self, Chain, Iter};
 use futures_util::{Stream, StreamExt};
 
+use crate::auth::pass::ClientPass;
 use crate::body_budget::{read_into, BodyPermit, Buffered, Refused, Stopped};
 use crate::logging::tap::Tap;
 use crate::metrics::Meter;
@@ -27,6 +28,7 @@ use crate::policy::encoding::is_encoded;
 use crate::providers::ProviderId;
 use crate::state::AppState;
 use crate::transform::body_tail::Tail;
+use crate::transform::stream_usage;
 use crate::upstream::headers::relays_response_header;
 use crate::upstream::relay::{Interrupted, Relay};
 
@@ -154,11 +156,18 @@ pub struct ReplyBody {
     content: Content,
     /// Boxed: a log record is large, and the body is moved about until it is read.
     watch: Option<Box<Watch>>,
+    /// The stream's usage chunk is the proxy's, not the client's: it is watched, not relayed.
+    hide_usage: bool,
 }
 
 impl ReplyBody {
     fn new(content: Content) -> Self {
-        Self { content, watch: None }
+        Self { content, watch: None, hide_usage: false }
+    }
+
+    /// The body without its usage chunk, once the watch has seen it.
+    pub fn hiding_usage(self) -> Self {
+        Self { hide_usage: true, ..self }
     }
 
     /// An empty body: what a reply that is no answer carries.
@@ -215,7 +224,10 @@ impl Stream for ReplyBody {
                 _ => {}
             }
         }
-        polled
+        match polled {
+            Poll::Ready(Some(Ok(chunk))) if this.hide_usage => Poll::Ready(Some(Ok(stream_usage::hidden(chunk)))),
+            polled => polled,
+        }
     }
 }
 
@@ -234,19 +246,21 @@ impl MessageBody for ReplyBody {
     }
 }
 
-/// A reply's share of the metrics and its log record, watching its body go by.
+/// A reply's share of the metrics, its log record and its client's pass, watching its body go
+/// by.
 pub struct Watch {
     meter: Meter,
     tap: Option<Tap>,
+    pass: Option<ClientPass>,
     /// The end of the answer, kept when its usage counts for the metrics or the log.
     tail: Option<Tail>,
     ended: bool,
 }
 
 impl Watch {
-    pub fn new(meter: Meter, tap: Option<Tap>) -> Self {
-        let tail = (meter.counts_tokens() || tap.is_some()).then(Tail::default);
-        Self { meter, tap, tail, ended: false }
+    pub fn new(meter: Meter, tap: Option<Tap>, pass: Option<ClientPass>) -> Self {
+        let tail = (meter.counts_tokens() || tap.is_some() || pass.is_some()).then(Tail::default);
+        Self { meter, tap, pass, tail, ended: false }
     }
 
     /// A body of known length is coming.
@@ -279,6 +293,9 @@ impl Drop for Watch {
         let usage = self.tail.as_ref().and_then(Tail::usage);
         if let Some(usage) = usage {
             self.meter.tokens(usage);
+        }
+        if let Some(pass) = self.pass.take() {
+            pass.settle(usage);
         }
         if let Some(tap) = self.tap.take() {
             let finish_reason = self.tail.as_ref().and_then(Tail::finish_reason);

@@ -10,6 +10,7 @@ use crate::dispatch::Outgoing;
 use crate::error::ProxyError;
 use crate::handlers::chat::send_chat;
 use crate::handlers::exchange::{fit_to_version, Exchange, Journal};
+use crate::handlers::rate_headers::{self, Style};
 use crate::handlers::receive::receive;
 use crate::state::AppState;
 use crate::upstream::headers::upstream_request_headers;
@@ -31,7 +32,7 @@ pub fn respond(request: &HttpRequest, outcome: Result<Reply, ProxyError>) -> Htt
         Ok(reply) => reply.into_response(),
         Err(error) => error.error_response(),
     };
-    fit_to_version(request, response)
+    fit_to_version(request, rate_headers::add(request, response, Style::OpenAi))
 }
 
 async fn proxy(

@@ -10,6 +10,7 @@ use actix_web::http::header::HeaderMap;
 use actix_web::http::{ConnectionType, StatusCode, Version};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
+use crate::auth::pass::ClientPass;
 use crate::dispatch::reply::{Reply, Watch};
 use crate::dispatch::{is_event_stream, Source};
 use crate::error::ProxyError;
@@ -31,6 +32,11 @@ pub struct Journal {
     pub model: Option<Arc<str>>,
     /// Who gave the answer the client got; `None` for the proxy's own.
     pub served_by: Option<Source>,
+    /// The client key's pass, with auth on: charged when the answer's body is done.
+    pub pass: Option<ClientPass>,
+    /// The proxy asked the stream for its usage, which the client did not: the usage chunk
+    /// is not shown to it.
+    pub hide_usage: bool,
 }
 
 /// A request in progress: counted in flight from `begin` until its answer's body is done.
@@ -48,7 +54,7 @@ impl Exchange {
     /// The pipeline's outcome as the door gets it: a reply whose body meters and logs itself as
     /// it is read, or the proxy's own error, metered and logged now.
     pub fn end(
-        self,
+        mut self,
         request: &HttpRequest,
         outcome: Result<Reply, ProxyError>,
         state: &AppState,
@@ -57,6 +63,11 @@ impl Exchange {
             Ok(reply) => reply,
             Err(error) => return Err(self.refuse(request, error, state)),
         };
+        let pass = self.journal.pass.take();
+        if let Some(rate) = pass.as_ref().and_then(ClientPass::view) {
+            request.extensions_mut().insert(rate);
+        }
+        let hide_usage = self.journal.hide_usage;
         let ttfb = self.started.1.elapsed();
         let served_by = self.journal.served_by.as_ref();
         let meter = meter(reply.status, &reply.headers, served_by, &state.metrics, self.started.1);
@@ -64,24 +75,33 @@ impl Exchange {
             .logs
             .as_ref()
             .map(|sink| tap(request, reply.status, &reply.headers, self.journal, self.started, ttfb, sink.clone()));
-        Ok(Reply { body: reply.body.watched(Watch::new(meter, tap)), ..reply })
+        let body = reply.body.watched(Watch::new(meter, tap, pass));
+        Ok(Reply { body: if hide_usage { body.hiding_usage() } else { body }, ..reply })
     }
 
     /// The proxy's own error, metered and logged as the OpenAI error it is on that door, whichever
     /// door renders it.
-    pub fn refuse(self, request: &HttpRequest, error: ProxyError, state: &AppState) -> ProxyError {
+    pub fn refuse(mut self, request: &HttpRequest, error: ProxyError, state: &AppState) -> ProxyError {
+        // A key with limits is told where it stands, refused or not.
+        let rate = match &error {
+            ProxyError::ClientRefused { rate, .. } => Some(*rate),
+            _ => self.journal.pass.take().as_ref().and_then(ClientPass::view),
+        };
+        if let Some(rate) = rate {
+            request.extensions_mut().insert(rate);
+        }
         let ttfb = self.started.1.elapsed();
         let status = error.status_code();
         let meter = meter(status, &HeaderMap::new(), None, &state.metrics, self.started.1);
         let Some(sink) = &state.logs else {
-            drop(Watch::new(meter, None));
+            drop(Watch::new(meter, None, None));
             return error;
         };
         let response = error.error_response();
         let headers = response.headers().clone();
         let body = response.into_body().try_into_bytes().unwrap_or_default();
         let tap = tap(request, status, &headers, self.journal, self.started, ttfb, sink.clone());
-        Watch::new(meter, Some(tap)).whole(&body);
+        Watch::new(meter, Some(tap), None).whole(&body);
         error
     }
 }

@@ -28,14 +28,16 @@ pub async fn receive(
     Ok((body, permit))
 }
 
-/// Checks the client's key, when auth is on, and names the client in the journal.
+/// Checks the client's key and its limits, when auth is on, and gives the journal its pass.
 pub async fn admit(request: &HttpRequest, state: &AppState, journal: &mut Journal) -> Result<(), ProxyError> {
     if let Some(auth) = &state.auth {
         let admitted = auth.admit(request.headers()).await;
         if let Err(ProxyError::Unauthorized(refusal)) = &admitted {
             state.metrics.auth_failures.with_label_values(&[refusal.code()]).inc();
         }
-        journal.client = Some(admitted?);
+        let pass = admitted?;
+        journal.client = Some(pass.client().clone());
+        journal.pass = Some(pass);
     }
     Ok(())
 }

@@ -47,6 +47,10 @@ pub struct Metrics {
     pub tokens: IntCounterVec,
     /// Requests by client key name (with client authentication on).
     pub client_requests: IntCounterVec,
+    /// Tokens the providers reported by client key name and direction (`in`, `out`).
+    pub client_tokens: IntCounterVec,
+    /// Requests refused by a client key's own limits, by key name and limit.
+    pub client_limited: IntCounterVec,
     pub auth_failures: IntCounterVec,
     pub log_records_dropped: IntCounter,
     pub in_flight_requests: IntGauge,
@@ -141,6 +145,16 @@ impl Metrics {
             )?,
             tokens: counters("tokens_total", "Tokens the answers report using", &["provider", "model", "kind"])?,
             client_requests: counters("client_requests_total", "Requests by client key name", &["client"])?,
+            client_tokens: counters(
+                "client_tokens_total",
+                "Tokens the providers reported, by client key name and direction (in, out)",
+                &["client", "direction"],
+            )?,
+            client_limited: counters(
+                "client_limited_total",
+                "Requests refused by their client key's limits, by key name and limit",
+                &["client", "limit"],
+            )?,
             auth_failures: counters("auth_failures_total", "Requests refused for their client key", &["code"])?,
             log_records_dropped: counter(
                 "log_records_dropped_total",

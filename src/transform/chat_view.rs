@@ -13,6 +13,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
+use std::ops::Range;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -29,6 +30,8 @@ pub struct ChatView<'a> {
     pub messages: Vec<MessageView<'a>>,
     /// The `model` the client asked for, when it is a string.
     pub model: Option<Cow<'a, str>>,
+    /// Whether the client asked for a stream, and for its usage (`stream_options.include_usage`).
+    pub stream: StreamAsk,
     /// Where the `model` goes in the body, to be replaced without a parse.
     pub model_slot: ModelSlot,
 }
@@ -101,7 +104,19 @@ impl<'a> ChatView<'a> {
         let chat =
             Lenient::<Option<Chat>>::new(reading).deserialize(&mut deserializer).map_err(ChatBodyError::NotJson)?;
         deserializer.end().map_err(ChatBodyError::NotJson)?;
-        let Chat { messages, tools, model, entries } = chat.ok_or(ChatBodyError::NotAnObject)?;
+        let Chat { messages, tools, model, entries, stream, stream_options } =
+            chat.ok_or(ChatBodyError::NotAnObject)?;
+        let stream = StreamAsk {
+            stream: stream.is_some_and(|raw| raw.get() == "true"),
+            options: stream_options.map(|raw| {
+                let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+                start..start + raw.get().len()
+            }),
+            usage: stream_options.is_some_and(|raw| {
+                serde_json::from_str::<serde_json::Value>(raw.get()).is_ok_and(|v| v["include_usage"] == true)
+            }),
+            brace: body.len() - body.trim_start().len(),
+        };
         let chars = if reading.count_text { tools.0 + messages.chars } else { body.len() };
         let facts = ChatFacts { chars, has_images: messages.has_images };
         let model_slot = match model {
@@ -121,7 +136,7 @@ impl<'a> ChatView<'a> {
             }
             None => None,
         };
-        Ok(ChatView { facts, messages: messages.view, model, model_slot })
+        Ok(ChatView { facts, messages: messages.view, model, stream, model_slot })
     }
 }
 
@@ -306,6 +321,8 @@ struct Chat<'de> {
     model: Option<&'de RawValue>,
     /// How many fields the object has.
     entries: usize,
+    stream: Option<&'de RawValue>,
+    stream_options: Option<&'de RawValue>,
 }
 
 impl<'de> Shape<'de> for Chat<'de> {
@@ -316,17 +333,34 @@ impl<'de> Shape<'de> for Chat<'de> {
             match key {
                 "messages" => chat.messages = value(map, reading)?,
                 "tools" => chat.tools = text(map, reading)?,
-                "model" => {
-                    let raw = map.next_value::<&RawValue>()?;
-                    checked(raw)?;
-                    chat.model = Some(raw);
-                }
+                "model" => chat.model = Some(raw(map)?),
+                "stream" => chat.stream = Some(raw(map)?),
+                "stream_options" => chat.stream_options = Some(raw(map)?),
                 _ => skip(map)?,
             }
             Ok(())
         })?;
         Ok(chat)
     }
+}
+
+/// An entry's value as it lies in the body, checked.
+fn raw<'de, A: MapAccess<'de>>(map: &mut A) -> Result<&'de RawValue, A::Error> {
+    let raw = map.next_value::<&RawValue>()?;
+    checked(raw)?;
+    Ok(raw)
+}
+
+/// What a chat asks of the stream, and where its `stream_options` lie, to ask for the usage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamAsk {
+    pub stream: bool,
+    /// The bytes of the `stream_options` value.
+    pub options: Option<Range<usize>>,
+    /// Whether it asks for the usage chunk.
+    pub usage: bool,
+    /// Where the body's opening brace is.
+    pub brace: usize,
 }
 
 /// The history: its view for repair, and what its messages add to the facts.

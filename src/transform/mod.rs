@@ -6,5 +6,6 @@ pub mod chat_view;
 pub mod history_splice;
 pub mod json_strict;
 pub mod model;
+pub mod stream_usage;
 pub mod token_estimate;
 pub mod tool_repair;

@@ -20,13 +20,20 @@ impl ModelSlot {
     /// in it (the model is never inside them).
     pub fn moved(self, replaced: &Range<usize>, new_len: usize) -> ModelSlot {
         match self {
-            ModelSlot::Value(range) if range.start >= replaced.end => {
-                let shift = |at: usize| at - replaced.len() + new_len;
-                ModelSlot::Value(shift(range.start)..shift(range.end))
-            }
+            ModelSlot::Value(range) => ModelSlot::Value(shifted(range, replaced, new_len)),
             slot => slot,
         }
     }
+}
+
+/// Where the bytes `range` of a body are once its bytes `replaced` became `new_len` bytes
+/// (the two never overlap): moved along if they came after.
+pub fn shifted(range: Range<usize>, replaced: &Range<usize>, new_len: usize) -> Range<usize> {
+    if range.start < replaced.end {
+        return range;
+    }
+    let shift = |at: usize| at - replaced.len() + new_len;
+    shift(range.start)..shift(range.end)
 }
 
 /// The body with `model` in its slot; every other byte stays as the client sent it.

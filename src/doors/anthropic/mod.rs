@@ -20,6 +20,7 @@ use super::{serve, Door, Failure};
 use crate::dispatch::reply::Reply;
 use crate::error::ProxyError;
 use crate::handlers::exchange::{fit_to_version, Exchange};
+use crate::handlers::rate_headers::{self, Style};
 use crate::handlers::receive::{off_the_worker, receive};
 use crate::request_id;
 use crate::state::AppState;
@@ -68,6 +69,7 @@ pub async fn messages(
     let id = request_id::of(&request);
     let response = serve::serve::<Anthropic>(&request, payload, state, client, format!("msg_{id}")).await;
     // The translated stream is a new body: it too goes close-delimited to an HTTP/1.0 client.
+    let response = rate_headers::add(&request, response, Style::Anthropic);
     with_request_id(fit_to_version(&request, response), &id)
 }
 

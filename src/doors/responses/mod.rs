@@ -20,6 +20,7 @@ use super::events::EventStream;
 use super::{serve, Door, Failure};
 use crate::error::{error_body, ProxyError};
 use crate::handlers::exchange::fit_to_version;
+use crate::handlers::rate_headers::{self, Style};
 use crate::request_id;
 use crate::state::AppState;
 use crate::wire::chat::Completion;
@@ -64,7 +65,7 @@ pub async fn responses(
     let id = format!("resp_{}", request_id::of(&request));
     let response = serve::serve::<Responses>(&request, payload, state, client, id).await;
     // The translated stream is a new body: it too goes close-delimited to an HTTP/1.0 client.
-    fit_to_version(&request, response)
+    fit_to_version(&request, rate_headers::add(&request, response, Style::OpenAi))
 }
 
 /// Anything else under the Responses routes, in OpenAI's shape: a stored response asked for

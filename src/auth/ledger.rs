@@ -1,0 +1,117 @@
+//! The ledger: tokens each client key spent, by model and UTC day, as the providers reported
+//! them, held in memory until the gate's next flush writes them as daily rows (once a second,
+//! never once a request). It also answers what a key spent that is not in the database yet, so
+//! that a budget read back from the database misses nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{NaiveDate, Utc};
+use parking_lot::Mutex;
+use prometheus::IntCounterVec;
+
+use crate::db::keys::TokenUsage;
+use crate::metrics::Metrics;
+use crate::policy::limits::budget::{Period, Spent};
+use crate::policy::limits::limiter::{Clock, Refusal};
+use crate::wire::chat::Usage;
+
+type Row = (i32, NaiveDate, Arc<str>);
+
+pub struct Ledger {
+    /// The origin of the limiters' monotonic clock.
+    epoch: Instant,
+    /// Rows not yet written. Bounded: keys are the operator's, models bounded as their metric
+    /// labels are, and each day's rows leave with the flush.
+    pending: Mutex<HashMap<Row, TokenUsage>>,
+    metrics: Arc<Metrics>,
+    client_tokens: IntCounterVec,
+    client_limited: IntCounterVec,
+}
+
+impl Ledger {
+    pub fn new(metrics: &Arc<Metrics>) -> Self {
+        Self {
+            epoch: Instant::now(),
+            pending: Mutex::default(),
+            metrics: metrics.clone(),
+            client_tokens: metrics.client_tokens.clone(),
+            client_limited: metrics.client_limited.clone(),
+        }
+    }
+
+    pub fn clock(&self) -> Clock {
+        Clock { tick: self.epoch.elapsed(), utc: Utc::now() }
+    }
+
+    /// One answer's usage, on the model the client asked for (`""` when it named none).
+    pub fn record(&self, key_id: i32, client: &str, model: Option<&str>, usage: Option<Usage>, day: NaiveDate) {
+        let model = self.metrics.model_label(model.unwrap_or_default());
+        let (prompt, completion) = usage.map_or((0, 0), |u| (u.prompt_tokens, u.completion_tokens));
+        self.client_tokens.with_label_values(&[client, "in"]).inc_by(prompt);
+        self.client_tokens.with_label_values(&[client, "out"]).inc_by(completion);
+        let mut pending = self.pending.lock();
+        let row = pending.entry((key_id, day, model.clone())).or_insert_with(|| TokenUsage {
+            key_id,
+            day,
+            model: model.to_string(),
+            requests: 0,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+        });
+        row.requests += 1;
+        row.prompt_tokens += prompt as i64;
+        row.completion_tokens += completion as i64;
+    }
+
+    pub fn refused(&self, client: &str, refusal: &Refusal) {
+        self.client_limited.with_label_values(&[client, refusal.limit().label()]).inc();
+    }
+
+    /// A client's series exist from the moment its key does.
+    pub fn preset(&self, client: &str) {
+        for direction in ["in", "out"] {
+            self.client_tokens.with_label_values(&[client, direction]);
+        }
+    }
+
+    /// The rows to write now.
+    pub fn take(&self) -> Vec<TokenUsage> {
+        self.pending.lock().drain().map(|(_, row)| row).collect()
+    }
+
+    /// Rows that could not be written, kept for the next flush.
+    pub fn restore(&self, rows: Vec<TokenUsage>) {
+        let mut pending = self.pending.lock();
+        for row in rows {
+            let entry = pending
+                .entry((row.key_id, row.day, Arc::from(row.model.as_str())))
+                .or_insert_with(|| TokenUsage { requests: 0, prompt_tokens: 0, completion_tokens: 0, ..row.clone() });
+            entry.requests += row.requests;
+            entry.prompt_tokens += row.prompt_tokens;
+            entry.completion_tokens += row.completion_tokens;
+        }
+    }
+
+    /// What each key spent today and this month, from `stored` rows and those not written yet.
+    pub fn spent(&self, stored: &[TokenUsage]) -> HashMap<i32, (Spent, Spent)> {
+        let now = Utc::now();
+        let (today, month) = (Period::Day.start(now), Period::Month.start(now));
+        let mut spent: HashMap<i32, (Spent, Spent)> = HashMap::new();
+        let pending = self.pending.lock();
+        for row in stored.iter().chain(pending.values()) {
+            let entry = spent
+                .entry(row.key_id)
+                .or_insert((Spent { period: today, tokens: 0 }, Spent { period: month, tokens: 0 }));
+            let tokens = (row.prompt_tokens + row.completion_tokens).max(0) as u64;
+            if row.day >= month {
+                entry.1.tokens += tokens;
+            }
+            if row.day == today {
+                entry.0.tokens += tokens;
+            }
+        }
+        spent
+    }
+}
