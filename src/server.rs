@@ -152,7 +152,8 @@ fn start_pool(
         sync.do_send(Attach(rotator.clone().recipient()));
     }
     let attempts = metrics.attempts.with_label_values(&[provider.id.name()]);
-    Ok((Pool { provider: provider.clone(), rotator, current, attempts }, key_sync))
+    let waiting = metrics.requests_waiting_for_key.with_label_values(&[provider.id.name()]);
+    Ok((Pool { provider: provider.clone(), rotator, current, attempts, waiting }, key_sync))
 }
 
 /// How often usage is flushed and the key cache reloaded: revocations land within two.

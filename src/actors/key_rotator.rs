@@ -20,16 +20,18 @@ use crate::config::NamedKey;
 use prometheus::IntGauge;
 
 use crate::metrics::Metrics;
+use crate::policy::fair_queue::FairQueue;
 use crate::policy::key_pool::{Availability, Cooldowns, KeyGrant, KeyPool, KeyState, KeyStatus, KeyVerdict, Rejection};
 use crate::providers::ProviderId;
 use crate::shared::changes::{from_wall_ms, to_wall_ms, KeyChange};
 
 /// Asks for a key. With `wait`, an all-cooling answer carries a ticket that yields the
-/// first key to come free.
+/// first key to come free; `client` (the client key's name) is the turn it waits in.
 #[derive(Message)]
 #[rtype(result = "Result<Acquired, ActorFault>")]
 pub struct Acquire {
     pub wait: bool,
+    pub client: Option<Arc<str>>,
 }
 
 pub enum Acquired {
@@ -53,6 +55,12 @@ pub type Ticket = oneshot::Receiver<Result<KeyGrant, Rejection>>;
 pub struct AcquireOther {
     pub avoid: usize,
 }
+
+/// A key just answered a request (a response came back): while requests wait, two more of
+/// them are woken, so a queue drains as fast as the key proves it can take it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Proven;
 
 /// Ends every key's rejection (on SIGHUP): the operator says the keys may be good now.
 #[derive(Message)]
@@ -85,38 +93,61 @@ pub type CurrentKey = Arc<ArcSwapOption<KeyGrant>>;
 
 /// The requests waiting for a key: at most `max` at once (`MAX_WAITING_REQUESTS`), counted in
 /// the provider's `glm_proxy_requests_waiting_for_key` gauge.
+/// Requests waiting for a key, in their clients' turns (`FairQueue`): when a key frees they are
+/// woken client by client, so one client's 500 waiting requests delay another's by one turn.
 struct Waiters {
-    senders: Vec<oneshot::Sender<Result<KeyGrant, Rejection>>>,
+    queue: FairQueue<Option<Arc<str>>, oneshot::Sender<Result<KeyGrant, Rejection>>>,
     max: usize,
     gauge: IntGauge,
 }
 
 impl Waiters {
-    /// A place in the queue, unless it is full. Requests whose client left are let go first.
-    fn join(&mut self) -> Option<Ticket> {
+    /// A place in `client`'s queue, unless the queue is full. Requests whose client left are
+    /// let go first.
+    fn join(&mut self, client: Option<Arc<str>>) -> Option<Ticket> {
         self.forget_gone();
-        if self.senders.len() >= self.max {
+        if self.queue.len() >= self.max {
             return None;
         }
         let (sender, receiver) = oneshot::channel();
-        self.senders.push(sender);
-        self.gauge.set(self.senders.len() as i64);
+        self.queue.push(client, sender);
+        self.gauge.set(self.queue.len() as i64);
         Some(receiver)
     }
 
-    /// Every waiting request gets `outcome`: the key that came free, or the last rejection.
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// The next `n` waiting requests, in their clients' turns, get the key that came free;
+    /// those whose client left do not count.
+    fn wake(&mut self, grant: &KeyGrant, mut n: usize) {
+        while n > 0 {
+            let Some(waiter) = self.queue.pop() else { break };
+            n -= usize::from(waiter.send(Ok(grant.clone())).is_ok());
+        }
+        self.gauge.set(self.queue.len() as i64);
+    }
+
+    /// Every waiting request gets `outcome` (the last rejection, or a key) at once.
     fn settle(&mut self, outcome: &Result<KeyGrant, Rejection>) {
-        for waiter in self.senders.drain(..) {
+        for waiter in self.queue.drain() {
             // A waiter that gave up has dropped its receiver; nothing to do for it.
             let _ = waiter.send(outcome.clone());
         }
         self.gauge.set(0);
     }
 
+    /// Lets go of every waiter (their tickets end, and they answer 503).
+    fn clear(&mut self) {
+        self.queue.retain(|_| false);
+        self.gauge.set(0);
+    }
+
     fn forget_gone(&mut self) -> usize {
-        self.senders.retain(|w| !w.is_closed());
-        self.gauge.set(self.senders.len() as i64);
-        self.senders.len()
+        self.queue.retain(|w| !w.is_closed());
+        self.gauge.set(self.queue.len() as i64);
+        self.queue.len()
     }
 }
 
@@ -132,6 +163,8 @@ pub struct KeyRotator {
     shared: Option<Recipient<Share>>,
     /// Each key's served count as last added to the replicas' totals.
     served_shared: Vec<u64>,
+    /// A timer to wake the next waiting request is set.
+    pacing: bool,
 }
 
 impl KeyRotator {
@@ -145,10 +178,20 @@ impl KeyRotator {
     ) -> Self {
         let pool = KeyPool::new(&keys, cooldowns);
         let gauge = metrics.requests_waiting_for_key.with_label_values(&[provider.name()]);
-        let waiters = Waiters { senders: Vec::new(), max: max_waiting, gauge };
+        let waiters = Waiters { queue: FairQueue::default(), max: max_waiting, gauge };
         let served_shared = Vec::new();
-        let mut rotator =
-            Self { provider, keys, current, metrics, cooldowns, pool, waiters, shared: None, served_shared };
+        let mut rotator = Self {
+            provider,
+            keys,
+            current,
+            metrics,
+            cooldowns,
+            pool,
+            waiters,
+            shared: None,
+            served_shared,
+            pacing: false,
+        };
         rotator.publish();
         rotator
     }
@@ -184,7 +227,7 @@ impl KeyRotator {
 
     /// A key rests until `until`: waiting requests hear of it when the rest is over.
     fn wake_at(ctx: &mut Context<Self>, until: Instant) {
-        ctx.run_later(until.saturating_duration_since(Instant::now()), |this, _| this.wake_waiters());
+        ctx.run_later(until.saturating_duration_since(Instant::now()), |this, ctx| this.wake_waiters(ctx));
     }
 
     /// Publishes the key requests should use now, if any, and every key's state as metrics.
@@ -209,21 +252,40 @@ impl KeyRotator {
         }
     }
 
-    /// Keys changed: publish the key to use now, and settle the waiting requests if waiting
-    /// is over (a key came free, or every key is now rejected).
-    fn wake_waiters(&mut self) {
+    /// Keys changed: publish the key to use now, and if waiting is over for the waiting
+    /// requests, tell them: every one, when every key is rejected; the first in turn, when a key
+    /// came free, and the next ones as the key proves itself (`Proven`), or one every
+    /// `NEXT_WAKE` if it does not say. A queue of hundreds sent at once to a key that just came
+    /// back would only rest it again, and who goes first is decided here, fairly.
+    fn wake_waiters(&mut self, ctx: &mut Context<Self>) {
         self.publish();
-        if self.waiters.senders.is_empty() {
+        self.wake(ctx, 1);
+    }
+
+    fn wake(&mut self, ctx: &mut Context<Self>, n: usize) {
+        if self.waiters.is_empty() {
             return;
         }
-        let outcome = match self.pool.acquire(Instant::now()) {
-            Availability::Ready(index) => Ok(self.pool.grant(index)),
-            Availability::AllRejected(rejection) => Err(rejection),
-            Availability::AllCooling { .. } => return,
-        };
-        self.waiters.settle(&outcome);
+        match self.pool.acquire(Instant::now()) {
+            Availability::Ready(index) => {
+                let grant = self.pool.grant(index);
+                self.waiters.wake(&grant, n);
+                if !self.waiters.is_empty() && !self.pacing {
+                    self.pacing = true;
+                    ctx.run_later(NEXT_WAKE, |this, ctx| {
+                        this.pacing = false;
+                        this.wake(ctx, 1);
+                    });
+                }
+            }
+            Availability::AllRejected(rejection) => self.waiters.settle(&Err(rejection)),
+            Availability::AllCooling { .. } => {}
+        }
     }
 }
+
+/// The longest a woken request's key goes unproven before the next waiting request is woken.
+const NEXT_WAKE: Duration = Duration::from_millis(250);
 
 impl Named for KeyRotator {
     const NAME: &'static str = "key rotator";
@@ -250,8 +312,7 @@ impl Supervised for KeyRotator {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         self.pool = KeyPool::new(&self.keys, self.cooldowns);
         self.served_shared.clear();
-        self.waiters.senders.clear();
-        self.waiters.forget_gone();
+        self.waiters.clear();
         self.publish();
         // The other replicas still know which keys rest.
         self.share(Share::Resync);
@@ -269,7 +330,7 @@ impl Handler<Acquire> for KeyRotator {
             match this.pool.acquire(now) {
                 Availability::Ready(index) => Acquired::Ready(this.pool.grant(index)),
                 Availability::AllCooling { free_at } => {
-                    let ticket = if msg.wait { this.waiters.join() } else { None };
+                    let ticket = if msg.wait { this.waiters.join(msg.client) } else { None };
                     Acquired::AllCooling { free_in: free_at - now, ticket }
                 }
                 Availability::AllRejected(rejection) => Acquired::AllRejected(rejection),
@@ -290,11 +351,11 @@ impl Handler<ClearRejections> for KeyRotator {
     type Result = ();
 
     fn handle(&mut self, _: ClearRejections, ctx: &mut Context<Self>) {
-        let _ = guarded(self, ctx, |this, _| {
+        let _ = guarded(self, ctx, |this, ctx| {
             let cleared = this.pool.clear_rejections(Instant::now());
             log::info!("event=key_rejections_cleared provider={} keys={cleared}", this.provider.name());
             this.share(Share::Change(KeyChange::ClearRejections));
-            this.wake_waiters();
+            this.wake_waiters(ctx);
         });
     }
 }
@@ -309,7 +370,7 @@ impl Handler<Report> for KeyRotator {
             let now = Instant::now();
             let sticky = this.pool.current_index();
             let rested = this.pool.report(msg.index, &msg.verdict, now);
-            this.wake_waiters();
+            this.wake_waiters(ctx);
             if let Some((until, rest)) = rested {
                 let (provider, name) = (this.provider.name(), this.pool.grant(msg.index).name);
                 this.metrics.key_cooldowns.with_label_values(&[provider, &*name]).inc();
@@ -359,8 +420,16 @@ impl Handler<KeyChange<usize>> for KeyRotator {
                     this.pool.clear_rejections(now);
                 }
             }
-            this.wake_waiters();
+            this.wake_waiters(ctx);
         });
+    }
+}
+
+impl Handler<Proven> for KeyRotator {
+    type Result = ();
+
+    fn handle(&mut self, _: Proven, ctx: &mut Context<Self>) {
+        let _ = guarded(self, ctx, |this, ctx| this.wake(ctx, 2));
     }
 }
 
@@ -416,13 +485,13 @@ mod tests {
     async fn a_panic_restarts_the_rotator_with_fresh_state() {
         let addr = rotator(Duration::from_secs(60));
         addr.send(Report { index: 0, verdict: KeyVerdict::RateLimited { requested: None } }).await.unwrap();
-        assert_eq!(ready_name(addr.send(Acquire { wait: true }).await.unwrap().unwrap()), "key2");
+        assert_eq!(ready_name(addr.send(Acquire { wait: true, client: None }).await.unwrap().unwrap()), "key2");
 
         assert!(addr.send(Explode).await.unwrap().is_err());
 
         // Same address, same mailbox, sane state: every key available again, key1 current.
         assert!(addr.connected());
-        assert_eq!(ready_name(addr.send(Acquire { wait: true }).await.unwrap().unwrap()), "key1");
+        assert_eq!(ready_name(addr.send(Acquire { wait: true, client: None }).await.unwrap().unwrap()), "key1");
         let status = addr.send(GetStatus).await.unwrap().unwrap();
         assert!(status.keys.iter().all(|k| k.available));
     }
@@ -435,7 +504,7 @@ mod tests {
         let longer = KeyVerdict::RateLimited { requested: Some(Duration::from_secs(5)) };
         addr.send(Report { index: 1, verdict: longer }).await.unwrap();
         let Acquired::AllCooling { free_in, ticket: Some(ticket) } =
-            addr.send(Acquire { wait: true }).await.unwrap().unwrap()
+            addr.send(Acquire { wait: true, client: None }).await.unwrap().unwrap()
         else {
             panic!("every key should be cooling");
         };
@@ -452,14 +521,18 @@ mod tests {
         }
         let mut tickets = Vec::new();
         for _ in 0..3 {
-            let Acquired::AllCooling { ticket, .. } = addr.send(Acquire { wait: true }).await.unwrap().unwrap() else {
+            let Acquired::AllCooling { ticket, .. } =
+                addr.send(Acquire { wait: true, client: None }).await.unwrap().unwrap()
+            else {
                 panic!("every key should be cooling");
             };
             tickets.push(ticket);
         }
         assert!(tickets[0].is_some() && tickets[1].is_some() && tickets[2].is_none(), "the cap is two");
         drop(tickets);
-        let Acquired::AllCooling { ticket, .. } = addr.send(Acquire { wait: true }).await.unwrap().unwrap() else {
+        let Acquired::AllCooling { ticket, .. } =
+            addr.send(Acquire { wait: true, client: None }).await.unwrap().unwrap()
+        else {
             panic!("every key should be cooling");
         };
         assert!(ticket.is_some(), "requests whose client left free their place");
@@ -471,7 +544,7 @@ mod tests {
         for index in 0..2 {
             addr.send(Report { index, verdict: KeyVerdict::RateLimited { requested: None } }).await.unwrap();
         }
-        let acquired = addr.send(Acquire { wait: false }).await.unwrap().unwrap();
+        let acquired = addr.send(Acquire { wait: false, client: None }).await.unwrap().unwrap();
         assert!(matches!(acquired, Acquired::AllCooling { ticket: None, .. }));
         assert_eq!(addr.send(GetStatus).await.unwrap().unwrap().requests_waiting_for_key, 0);
     }

@@ -58,15 +58,12 @@ struct KnownKey {
 }
 
 impl KnownKey {
-    /// The cache's entry for a stored key: the limiter of its `earlier` entry moves over, and
-    /// learns what the key has `spent` (this day, this month).
-    fn of(key: ApiKey, earlier: Option<&KnownKey>, spent: Option<&(Spent, Spent)>) -> Self {
+    /// The cache's entry for a stored key, with its one limiter (`limiters`), told what the key
+    /// has `spent` (this day, this month).
+    fn of(key: ApiKey, limiters: &mut Limiters, spent: Option<&(Spent, Spent)>) -> Self {
         let limits = key.limits();
         let limiting = limits.any().then(|| {
-            let limiter = earlier.and_then(|known| known.limiting.as_ref()).map_or_else(
-                || Arc::new(parking_lot::Mutex::new(Limiter::default())),
-                |limiting| limiting.limiter.clone(),
-            );
+            let limiter = limiters.entry(key.id).or_default().clone();
             if let Some(&(day, month)) = spent {
                 limiter.lock().set_spent(day, month);
             }
@@ -75,6 +72,12 @@ impl KnownKey {
         Self { id: key.id, name: key.name.into(), revoked: key.revoked, limiting }
     }
 }
+
+/// Each limited key's limiter, by id: one per key whichever entry of the cache holds it, so
+/// that a reload and a lookup racing it never leave a request charging a limiter the next
+/// request does not read. Never pruned: a reload that began before a key was made does not
+/// list it. Keys are never deleted, so this is bounded by the keys with limits.
+type Limiters = HashMap<i32, Arc<Mutex<Limiter>>>;
 
 pub struct AuthGate {
     /// The database thread for lookups of keys the cache does not know.
@@ -89,6 +92,8 @@ pub struct AuthGate {
     lookup_slots: Semaphore,
     usage: Mutex<HashMap<i32, Usage>>,
     ledger: Arc<Ledger>,
+    /// Locked by reloads and lookups only, never on a cached key's admission.
+    limiters: Mutex<Limiters>,
     /// When the cache was last reloaded, in milliseconds since `epoch`: read by every request,
     /// so an atomic rather than a lock.
     reloaded_ms: AtomicU64,
@@ -111,6 +116,7 @@ impl AuthGate {
             lookup_slots: Semaphore::new(limits.lookup_queue),
             usage: Mutex::default(),
             ledger: Arc::new(Ledger::new(metrics)),
+            limiters: Mutex::default(),
             reloaded_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             cache_max_age: limits.cache_max_age,
@@ -164,7 +170,7 @@ impl AuthGate {
         match ask(&self.lookups, Lookup { key_hash: key_hash.clone() }).await? {
             Some(found) => {
                 // Its spend is read with the next reload, within a second.
-                let key = KnownKey::of(found, None, None);
+                let key = KnownKey::of(found, &mut self.limiters.lock(), None);
                 self.known.rcu(|known| {
                     let mut known = HashMap::clone(known);
                     known.insert(key_hash.clone(), key.clone());
@@ -211,16 +217,15 @@ impl AuthGate {
                     self.client_requests.with_label_values(&[&key.name]);
                     self.ledger.preset(&key.name);
                 }
-                let spent = self.ledger.spent(&spent);
-                let earlier = self.known.load();
-                let known = keys
-                    .into_iter()
-                    .map(|key| {
-                        let (hash, id) = (key.key_hash.clone(), key.id);
-                        let entry = KnownKey::of(key, earlier.get(&hash), spent.get(&id));
-                        (hash, entry)
-                    })
-                    .collect();
+                let known = self.ledger.spent(&spent, |spent| {
+                    let mut limiters = self.limiters.lock();
+                    keys.into_iter()
+                        .map(|key| {
+                            let (hash, id) = (key.key_hash.clone(), key.id);
+                            (hash, KnownKey::of(key, &mut limiters, spent.get(&id)))
+                        })
+                        .collect()
+                });
                 self.known.store(Arc::new(known));
                 let now = self.epoch.elapsed().as_millis() as u64;
                 self.reloaded_ms.store(now, Ordering::Relaxed);

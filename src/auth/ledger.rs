@@ -45,13 +45,24 @@ impl Ledger {
         Clock { tick: self.epoch.elapsed(), utc: Utc::now() }
     }
 
-    /// One answer's usage, on the model the client asked for (`""` when it named none).
-    pub fn record(&self, key_id: i32, client: &str, model: Option<&str>, usage: Option<Usage>, day: NaiveDate) {
+    /// One answer's usage, on the model the client asked for (`""` when it named none);
+    /// `charge` (the key's limiter) runs under the same lock, so that a reload reading what is
+    /// not written yet sees both or neither.
+    pub fn record(
+        &self,
+        key_id: i32,
+        client: &str,
+        model: Option<&str>,
+        usage: Option<Usage>,
+        day: NaiveDate,
+        charge: impl FnOnce(),
+    ) {
         let model = self.metrics.model_label(model.unwrap_or_default());
         let (prompt, completion) = usage.map_or((0, 0), |u| (u.prompt_tokens, u.completion_tokens));
         self.client_tokens.with_label_values(&[client, "in"]).inc_by(prompt);
         self.client_tokens.with_label_values(&[client, "out"]).inc_by(completion);
         let mut pending = self.pending.lock();
+        charge();
         let row = pending.entry((key_id, day, model.clone())).or_insert_with(|| TokenUsage {
             key_id,
             day,
@@ -94,8 +105,10 @@ impl Ledger {
         }
     }
 
-    /// What each key spent today and this month, from `stored` rows and those not written yet.
-    pub fn spent(&self, stored: &[TokenUsage]) -> HashMap<i32, (Spent, Spent)> {
+    /// What each key spent today and this month, from `stored` rows and those not written
+    /// yet, handed to `apply` under the lock that charges take (so none is missed or counted
+    /// twice while it runs).
+    pub fn spent<R>(&self, stored: &[TokenUsage], apply: impl FnOnce(&HashMap<i32, (Spent, Spent)>) -> R) -> R {
         let now = Utc::now();
         let (today, month) = (Period::Day.start(now), Period::Month.start(now));
         let mut spent: HashMap<i32, (Spent, Spent)> = HashMap::new();
@@ -112,6 +125,6 @@ impl Ledger {
                 entry.0.tokens += tokens;
             }
         }
-        spent
+        apply(&spent)
     }
 }

@@ -88,15 +88,19 @@ impl ClientPass {
             return;
         }
         let clock = self.ledger.clock();
-        if let Some(limiting) = &self.limiting {
-            let used = usage.map(|u| u.prompt_tokens + u.completion_tokens);
-            limiting.limiter.lock().finish(self.estimate, used, clock);
-        }
+        let finish = || {
+            if let Some(limiting) = &self.limiting {
+                let used = usage.map(|u| u.prompt_tokens + u.completion_tokens);
+                limiting.limiter.lock().finish(self.estimate, used, clock);
+            }
+        };
         // A request that named no model and used nothing (a model list, a token count) has no
         // row to add to.
-        if self.model.is_some() || usage.is_some() {
-            self.ledger.record(self.key_id, &self.client, self.model.as_deref(), usage, clock.utc.date_naive());
+        if self.model.is_none() && usage.is_none() {
+            return finish();
         }
+        let day = clock.utc.date_naive();
+        self.ledger.record(self.key_id, &self.client, self.model.as_deref(), usage, day, finish);
     }
 }
 

@@ -25,7 +25,7 @@ enum Command {
     /// Start the proxy (the default when no command is given).
     Serve,
     /// Manage client API keys (used when ENABLE_INCOMING_AUTH=true).
-    Keys(keys::KeysArgs),
+    Keys(Box<keys::KeysArgs>),
     /// Check that the proxy at HOST:PORT answers /health (exit 0), for container health checks.
     Health(health::HealthArgs),
 }
@@ -50,7 +50,7 @@ pub fn main() -> ExitCode {
         .init();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(),
-        Command::Keys(args) => keys::run(args),
+        Command::Keys(args) => keys::run(*args),
         Command::Health(args) => health::run(args),
     }
 }

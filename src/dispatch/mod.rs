@@ -23,12 +23,12 @@ use actix::Addr;
 use actix_web::http::header::HeaderMap;
 use actix_web::http::{Method, StatusCode};
 use bytes::Bytes;
-use prometheus::IntCounter;
+use prometheus::{IntCounter, IntGauge};
 
 use self::attempt::{Response, Target};
 use self::reply::{relay, HeldResponse, Reply, ReplyBody};
 use self::trail::Trail;
-use crate::actors::key_rotator::{Acquire, AcquireOther, Acquired, CurrentKey, KeyRotator, Report};
+use crate::actors::key_rotator::{Acquire, AcquireOther, Acquired, CurrentKey, KeyRotator, Proven, Report};
 use crate::actors::supervision::ask;
 use crate::actors::upstream_router::{Health, ProviderEvent, UpstreamRouter};
 use crate::catalogue::{Catalogue, PublicModel};
@@ -58,6 +58,8 @@ pub struct Outgoing {
     pub chat: Option<Chat>,
     /// The client's `model`.
     pub model: Option<Arc<str>>,
+    /// The client key's name (with auth on): the turn the request waits in for a key.
+    pub client: Option<Arc<str>>,
 }
 
 impl Outgoing {
@@ -89,6 +91,8 @@ pub struct Pool {
     pub current: CurrentKey,
     /// `glm_proxy_upstream_attempts_total` for this provider, looked up once.
     pub attempts: IntCounter,
+    /// The requests waiting for one of its keys, as the rotator counts them.
+    pub waiting: IntGauge,
 }
 
 /// What a dispatch needs from the application, shared by all workers.
@@ -200,7 +204,7 @@ impl Dispatcher {
         let mut suspect: Option<HeldResponse> = None;
         for attempt in 0..provider.max_attempts() {
             let key = match opinion.avoiding() {
-                None => match self.next_key(pool, attempt, wait_deadline, wait).await {
+                None => match self.next_key(pool, attempt, wait_deadline, wait, &outgoing.client).await {
                     Ok(key) => key,
                     Err(no_key) => return self.no_key(provider, no_key, can_fail_over, trail),
                 },
@@ -216,6 +220,10 @@ impl Dispatcher {
             match opinion.judge(key.index, fault) {
                 Decision::Deliver { blame } => {
                     key.served.fetch_add(1, Ordering::Relaxed);
+                    // Requests wait for a key: this one proved itself, the next may go.
+                    if pool.waiting.get() > 0 {
+                        pool.rotator.do_send(Proven);
+                    }
                     if let Some((index, verdict)) = blame {
                         pool.rotator.do_send(Report { index, verdict });
                     }
@@ -264,6 +272,7 @@ impl Dispatcher {
         attempt: usize,
         wait_deadline: Instant,
         wait: bool,
+        client: &Option<Arc<str>>,
     ) -> Result<KeyGrant, NoKey> {
         // A retry asks the rotator, whose mailbox holds the report that rested the failed key;
         // the published key may not show that report yet.
@@ -272,7 +281,8 @@ impl Dispatcher {
                 return Ok(key.clone());
             }
         }
-        let acquired = ask(&pool.rotator, Acquire { wait }).await.map_err(NoKey::Unavailable)?;
+        let acquired =
+            ask(&pool.rotator, Acquire { wait, client: client.clone() }).await.map_err(NoKey::Unavailable)?;
         let (free_in, ticket) = match acquired {
             Acquired::Ready(grant) => return Ok(grant),
             Acquired::AllRejected(rejection) => return Err(NoKey::Rejected(rejection)),

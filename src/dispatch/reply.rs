@@ -213,20 +213,29 @@ impl Stream for ReplyBody {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        let polled = match &mut this.content {
-            Content::Whole(bytes) => Poll::Ready(bytes.take().map(Ok)),
-            Content::Relayed { relay, .. } => relay.poll_next_unpin(cx),
-        };
-        if let Some(watch) = &mut this.watch {
-            match &polled {
-                Poll::Ready(Some(Ok(chunk))) => watch.push(chunk),
-                Poll::Ready(None) => watch.ended = true,
-                _ => {}
+        loop {
+            let polled = match &mut this.content {
+                Content::Whole(bytes) => Poll::Ready(bytes.take().map(Ok)),
+                Content::Relayed { relay, .. } => relay.poll_next_unpin(cx),
+            };
+            if let Some(watch) = &mut this.watch {
+                match &polled {
+                    Poll::Ready(Some(Ok(chunk))) => watch.push(chunk),
+                    Poll::Ready(None) => watch.end(),
+                    _ => {}
+                }
             }
-        }
-        match polled {
-            Poll::Ready(Some(Ok(chunk))) if this.hide_usage => Poll::Ready(Some(Ok(stream_usage::hidden(chunk)))),
-            polled => polled,
+            match polled {
+                Poll::Ready(Some(Ok(chunk))) if this.hide_usage => {
+                    let shown = stream_usage::hidden(chunk);
+                    // An empty chunk would end a chunked body: a chunk of the usage alone is
+                    // skipped.
+                    if !shown.is_empty() {
+                        return Poll::Ready(Some(Ok(shown)));
+                    }
+                }
+                polled => return polled,
+            }
         }
     }
 }
@@ -255,16 +264,20 @@ pub struct Watch {
     /// The end of the answer, kept when its usage counts for the metrics or the log.
     tail: Option<Tail>,
     ended: bool,
+    /// The body's declared length, and how much of it has passed.
+    length: Option<u64>,
+    seen: u64,
 }
 
 impl Watch {
     pub fn new(meter: Meter, tap: Option<Tap>, pass: Option<ClientPass>) -> Self {
         let tail = (meter.counts_tokens() || tap.is_some() || pass.is_some()).then(Tail::default);
-        Self { meter, tap, pass, tail, ended: false }
+        Self { meter, tap, pass, tail, ended: false, length: None, seen: 0 }
     }
 
     /// A body of known length is coming.
     fn expect(&mut self, length: u64) {
+        self.length = Some(length);
         if let Some(tap) = &mut self.tap {
             tap.expect(length);
         }
@@ -277,13 +290,32 @@ impl Watch {
         if let Some(tap) = &mut self.tap {
             tap.push(chunk);
         }
+        self.seen += chunk.len() as u64;
+        // A body of declared length may not be read to its end once it is all there.
+        if self.length.is_some_and(|length| self.seen >= length) {
+            self.settle();
+        }
+    }
+
+    /// The body is all there: the client's pass is charged, if it was not yet.
+    fn end(&mut self) {
+        self.ended = true;
+        self.settle();
+    }
+
+    /// Charges the client's pass, before the client can send its next request (which a budget
+    /// this answer spent must refuse).
+    fn settle(&mut self) {
+        if let Some(pass) = self.pass.take() {
+            pass.settle(self.tail.as_ref().and_then(Tail::usage));
+        }
     }
 
     /// A body that is all there is, seen whole at once: a record finished as it is made.
     pub fn whole(mut self, body: &[u8]) {
         self.expect(body.len() as u64);
         self.push(body);
-        self.ended = true;
+        self.end();
     }
 }
 
@@ -294,9 +326,8 @@ impl Drop for Watch {
         if let Some(usage) = usage {
             self.meter.tokens(usage);
         }
-        if let Some(pass) = self.pass.take() {
-            pass.settle(usage);
-        }
+        // Cut short: what the answer reported so far is charged.
+        self.settle();
         if let Some(tap) = self.tap.take() {
             let finish_reason = self.tail.as_ref().and_then(Tail::finish_reason);
             tap.finish(usage, finish_reason, self.ended);

@@ -59,6 +59,7 @@ async fn proxy(
         body,
         chat: None,
         model: None,
+        client: journal.client.clone(),
     };
     dispatch(outgoing, state, client, journal).await
 }

@@ -63,6 +63,7 @@ pub async fn send_chat(
         body: prepared.body,
         chat: Some(Chat { facts: prepared.facts, model_slot: prepared.model_slot, public }),
         model: prepared.model,
+        client: journal.client.clone(),
     };
     crate::doors::openai::dispatch(outgoing, state, client, journal).await
 }

@@ -11,6 +11,7 @@ mod catalogue;
 mod codex;
 mod faults;
 mod forwarding;
+mod limits;
 mod logging;
 mod providers;
 mod replicas;

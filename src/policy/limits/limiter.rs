@@ -241,9 +241,14 @@ impl Limiter {
     }
 
     /// What the key has spent this day and this month, as the database (and what is not
-    /// flushed to it yet) says.
+    /// flushed to it yet) says. Spend only grows within a period: a database that has not
+    /// caught up with what this limiter counted lowers nothing.
     pub fn set_spent(&mut self, day: Spent, month: Spent) {
-        (self.day, self.month) = (day, month);
+        for (mine, stored) in [(&mut self.day, day), (&mut self.month, month)] {
+            if mine.period != stored.period || mine.tokens < stored.tokens {
+                *mine = stored;
+            }
+        }
     }
 
     pub fn in_flight(&self) -> u64 {

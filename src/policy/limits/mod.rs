@@ -28,9 +28,4 @@ impl Limits {
     pub fn any(&self) -> bool {
         *self != Self::default()
     }
-
-    /// Whether either token budget is set: only then is the key's spend read back.
-    pub fn has_budget(&self) -> bool {
-        self.daily_tokens.is_some() || self.monthly_tokens.is_some()
-    }
 }
