@@ -474,3 +474,52 @@ async fn waiting_requests_are_woken_client_by_client() {
     let b_at = order.iter().position(|c| c == "b").unwrap();
     assert!(b_at < 2, "B's one request came {b_at}th of 51: {order:?}");
 }
+
+/// The OpenAI Python SDK, default retries: its first attempt meets `max_parallel` (a stream
+/// holds the key's one place), it waits the `Retry-After` and gets through by itself.
+#[actix_web::test]
+async fn the_openai_sdk_gets_through_a_client_rate_limit_by_itself() {
+    let gate = Arc::new(Notify::new());
+    let held = gate.clone();
+    let shared = Shared::start_with(
+        move |request| match request.json()["stream"] == true {
+            true => Reply::Sse { chunks: common::sse_chunks(1), delay: Duration::ZERO, gate: Some(held.clone()) },
+            false => answer(request),
+        },
+        &[],
+    );
+    let key = shared.key("sdk", &["--max-parallel", "1"]);
+    let mut streaming = common::client()
+        .post(shared.proxy.at("/v1/chat/completions"))
+        .insert_header(("authorization", format!("Bearer {key}")))
+        .send_json(&Door::OpenAi.body("llama-3.3-70b", true))
+        .await
+        .unwrap();
+    let (python, script, url) =
+        (crate::sdk::python(), crate::sdk::sdk_dir().join("openai_retry_client.py"), shared.proxy.url.clone());
+    let sdk_key = key.clone();
+    let run = std::thread::spawn(move || {
+        std::process::Command::new(python).arg(script).arg(url).arg(sdk_key).output().unwrap()
+    });
+    // Once the SDK has met the limit, the stream ends and frees the key's place.
+    let limited = r#"glm_proxy_client_limited_total{client="sdk",limit="max_parallel"} 1"#;
+    let mut seen = false;
+    for _ in 0..300 {
+        let metrics = common::client().get(shared.proxy.at("/metrics")).send().await.unwrap().body().await.unwrap();
+        if String::from_utf8_lossy(&metrics).contains(limited) {
+            seen = true;
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(seen, "the SDK's first attempt was refused");
+    gate.notify_one();
+    streaming.body().limit(1 << 20).await.unwrap();
+    while !run.is_finished() {
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let output = run.join().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "the SDK failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("openai sdk retry: ok"), "{stdout}");
+}

@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use common::{config, reasoned_completion, tool_call_stream, MockUpstream, Proxy, Received, Reply};
 
-fn sdk_dir() -> PathBuf {
+pub fn sdk_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk")
 }
 
 /// The venv's python: `SDK_VENV`, or one under the target folder; made once, whichever test
 /// comes first.
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON
         .get_or_init(|| {
