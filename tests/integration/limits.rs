@@ -114,6 +114,18 @@ impl Shared {
         Self { dir, upstream, proxy }
     }
 
+    /// A proxy whose streams hold after their first chunk until the gate is notified; whole
+    /// answers come at once.
+    fn holding_streams() -> (Self, Arc<Notify>) {
+        let gate = Arc::new(Notify::new());
+        let held = gate.clone();
+        let script = move |request: &Received| match request.json()["stream"] == true {
+            true => Reply::Sse { chunks: common::sse_chunks(1), delay: Duration::ZERO, gate: Some(held.clone()) },
+            false => answer(request),
+        };
+        (Self::start_with(script, &[]), gate)
+    }
+
     fn db(&self) -> PathBuf {
         self.dir.path().join("keys.db")
     }
@@ -186,15 +198,7 @@ async fn rpm_answers_429_with_retry_after_and_the_headers_count_down_on_every_do
 
 #[actix_web::test]
 async fn a_stream_counts_against_max_parallel_until_it_ends() {
-    let gate = Arc::new(Notify::new());
-    let held = gate.clone();
-    let shared = Shared::start_with(
-        move |request| match request.json()["stream"] == true {
-            true => Reply::Sse { chunks: common::sse_chunks(2), delay: Duration::ZERO, gate: Some(held.clone()) },
-            false => answer(request),
-        },
-        &[],
-    );
+    let (shared, gate) = Shared::holding_streams();
     for door in DOORS {
         let key = shared.key(&format!("parallel-{door:?}"), &["--max-parallel", "1"]);
         let streaming = common::client()
@@ -479,15 +483,7 @@ async fn waiting_requests_are_woken_client_by_client() {
 /// holds the key's one place), it waits the `Retry-After` and gets through by itself.
 #[actix_web::test]
 async fn the_openai_sdk_gets_through_a_client_rate_limit_by_itself() {
-    let gate = Arc::new(Notify::new());
-    let held = gate.clone();
-    let shared = Shared::start_with(
-        move |request| match request.json()["stream"] == true {
-            true => Reply::Sse { chunks: common::sse_chunks(1), delay: Duration::ZERO, gate: Some(held.clone()) },
-            false => answer(request),
-        },
-        &[],
-    );
+    let (shared, gate) = Shared::holding_streams();
     let key = shared.key("sdk", &["--max-parallel", "1"]);
     let mut streaming = common::client()
         .post(shared.proxy.at("/v1/chat/completions"))
