@@ -91,10 +91,9 @@ pub struct RotatorStatus {
 /// key rests.
 pub type CurrentKey = Arc<ArcSwapOption<KeyGrant>>;
 
-/// The requests waiting for a key: at most `max` at once (`MAX_WAITING_REQUESTS`), counted in
-/// the provider's `glm_proxy_requests_waiting_for_key` gauge.
-/// Requests waiting for a key, in their clients' turns (`FairQueue`): when a key frees they are
-/// woken client by client, so one client's 500 waiting requests delay another's by one turn.
+/// The requests waiting for a key, in their clients' turns (`FairQueue`): woken client by
+/// client, so one client's 500 waiting requests delay another's by one turn. At most `max` at
+/// once (`MAX_WAITING_REQUESTS`), counted in the provider's `glm_proxy_requests_waiting_for_key`.
 struct Waiters {
     queue: FairQueue<Option<Arc<str>>, oneshot::Sender<Result<KeyGrant, Rejection>>>,
     max: usize,

@@ -3,6 +3,7 @@
 //! never once a request). It also answers what a key spent that is not in the database yet, so
 //! that a budget read back from the database misses nothing.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -61,19 +62,17 @@ impl Ledger {
         let (prompt, completion) = usage.map_or((0, 0), |u| (u.prompt_tokens, u.completion_tokens));
         self.client_tokens.with_label_values(&[client, "in"]).inc_by(prompt);
         self.client_tokens.with_label_values(&[client, "out"]).inc_by(completion);
-        let mut pending = self.pending.lock();
-        charge();
-        let row = pending.entry((key_id, day, model.clone())).or_insert_with(|| TokenUsage {
+        let row = TokenUsage {
             key_id,
             day,
             model: model.to_string(),
-            requests: 0,
-            prompt_tokens: 0,
-            completion_tokens: 0,
-        });
-        row.requests += 1;
-        row.prompt_tokens += prompt as i64;
-        row.completion_tokens += completion as i64;
+            requests: 1,
+            prompt_tokens: prompt as i64,
+            completion_tokens: completion as i64,
+        };
+        let mut pending = self.pending.lock();
+        charge();
+        add(&mut pending, row);
     }
 
     pub fn refused(&self, client: &str, refusal: &Refusal) {
@@ -96,12 +95,7 @@ impl Ledger {
     pub fn restore(&self, rows: Vec<TokenUsage>) {
         let mut pending = self.pending.lock();
         for row in rows {
-            let entry = pending
-                .entry((row.key_id, row.day, Arc::from(row.model.as_str())))
-                .or_insert_with(|| TokenUsage { requests: 0, prompt_tokens: 0, completion_tokens: 0, ..row.clone() });
-            entry.requests += row.requests;
-            entry.prompt_tokens += row.prompt_tokens;
-            entry.completion_tokens += row.completion_tokens;
+            add(&mut pending, row);
         }
     }
 
@@ -126,5 +120,20 @@ impl Ledger {
             }
         }
         apply(&spent)
+    }
+}
+
+/// Adds `row` to the pending row of its key, day and model.
+fn add(pending: &mut HashMap<Row, TokenUsage>, row: TokenUsage) {
+    match pending.entry((row.key_id, row.day, Arc::from(row.model.as_str()))) {
+        Entry::Occupied(mut entry) => {
+            let entry = entry.get_mut();
+            entry.requests += row.requests;
+            entry.prompt_tokens += row.prompt_tokens;
+            entry.completion_tokens += row.completion_tokens;
+        }
+        Entry::Vacant(entry) => {
+            entry.insert(row);
+        }
     }
 }

@@ -31,6 +31,7 @@ use crate::transform::body_tail::Tail;
 use crate::transform::stream_usage;
 use crate::upstream::headers::relays_response_header;
 use crate::upstream::relay::{Interrupted, Relay};
+use crate::wire::chat::Usage;
 
 /// Names the provider that answered.
 pub const PROVIDER_HEADER: HeaderName = HeaderName::from_static("x-glm-proxy-provider");
@@ -263,6 +264,8 @@ pub struct Watch {
     pass: Option<ClientPass>,
     /// The end of the answer, kept when its usage counts for the metrics or the log.
     tail: Option<Tail>,
+    /// The tail's usage once read: the pass and the metrics both want it, at the end.
+    usage: Option<Option<Usage>>,
     ended: bool,
     /// The body's declared length, and how much of it has passed.
     length: Option<u64>,
@@ -272,7 +275,7 @@ pub struct Watch {
 impl Watch {
     pub fn new(meter: Meter, tap: Option<Tap>, pass: Option<ClientPass>) -> Self {
         let tail = (meter.counts_tokens() || tap.is_some() || pass.is_some()).then(Tail::default);
-        Self { meter, tap, pass, tail, ended: false, length: None, seen: 0 }
+        Self { meter, tap, pass, tail, usage: None, ended: false, length: None, seen: 0 }
     }
 
     /// A body of known length is coming.
@@ -307,8 +310,14 @@ impl Watch {
     /// this answer spent must refuse).
     fn settle(&mut self) {
         if let Some(pass) = self.pass.take() {
-            pass.settle(self.tail.as_ref().and_then(Tail::usage));
+            pass.settle(self.usage());
         }
+    }
+
+    /// The answer's usage, read from its tail once the answer is over.
+    fn usage(&mut self) -> Option<Usage> {
+        let tail = &self.tail;
+        *self.usage.get_or_insert_with(|| tail.as_ref().and_then(Tail::usage))
     }
 
     /// A body that is all there is, seen whole at once: a record finished as it is made.
@@ -322,7 +331,7 @@ impl Watch {
 /// Done, or dropped because the client went away: the metrics and the log learn it now.
 impl Drop for Watch {
     fn drop(&mut self) {
-        let usage = self.tail.as_ref().and_then(Tail::usage);
+        let usage = self.usage();
         if let Some(usage) = usage {
             self.meter.tokens(usage);
         }

@@ -9,6 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use memchr::memmem;
 
 use crate::transform::chat_view::StreamAsk;
+use crate::wire::sse;
 
 /// The body asking for the usage chunk, the bytes it replaced and the length of what took
 /// their place; `None` when the body is no stream or already asks.
@@ -43,7 +44,7 @@ pub fn hidden(events: Bytes) -> Bytes {
         return events;
     }
     let mut out = BytesMut::with_capacity(events.len());
-    for event in split_events(&events) {
+    for event in sse::events(&events) {
         let usage_only =
             memmem::find(event, b"\"choices\":[]").is_some() && memmem::find(event, b"\"usage\"").is_some();
         if !usage_only {
@@ -51,24 +52,6 @@ pub fn hidden(events: Bytes) -> Bytes {
         }
     }
     out.freeze()
-}
-
-/// The events of `bytes`, each with its blank line.
-fn split_events(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = bytes;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let blank = |line: &[u8]| memmem::find(rest, line).map(|at| at + line.len());
-        let end = match (blank(b"\n\n"), blank(b"\n\r\n")) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b).unwrap_or(rest.len()),
-        };
-        let (event, tail) = rest.split_at(end);
-        rest = tail;
-        Some(event)
-    })
 }
 
 #[cfg(test)]

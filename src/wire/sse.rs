@@ -63,6 +63,33 @@ impl Reader {
     }
 }
 
+/// The events of `bytes` (whole events, as the relay hands them on), each with its blank line.
+pub fn events(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = bytes;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        // Just past the first blank line (`\n\n`, or the end of `\r\n\r\n`), each byte looked
+        // at once.
+        let mut from = 0;
+        let end = loop {
+            let Some(at) = memchr::memchr(b'\n', &rest[from..]) else { break rest.len() };
+            let after = &rest[from + at + 1..];
+            if after.starts_with(b"\n") {
+                break from + at + 2;
+            }
+            if after.starts_with(b"\r\n") {
+                break from + at + 3;
+            }
+            from += at + 1;
+        };
+        let (event, tail) = rest.split_at(end);
+        rest = tail;
+        Some(event)
+    })
+}
+
 /// Just past the last blank line in `bytes` that ends at or after `from`: where the last whole
 /// event ends. A blank line is `\n\n`, or `\n\r\n` (the end of `\r\n\r\n`).
 pub fn event_end(bytes: &[u8], from: usize) -> Option<usize> {
@@ -101,6 +128,13 @@ pub fn comment(out: &mut Vec<u8>, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_events_split_at_their_blank_lines() {
+        let bytes = b"data: a\n\ndata: b\r\n\r\ndata: c\n";
+        let events: Vec<&[u8]> = events(bytes).collect();
+        assert_eq!(events, [&b"data: a\n\n"[..], b"data: b\r\n\r\n", b"data: c\n"]);
+    }
 
     fn read(pieces: &[&str]) -> Vec<String> {
         let mut reader = Reader::default();

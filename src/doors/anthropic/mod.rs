@@ -105,7 +105,7 @@ pub async fn count_tokens(request: HttpRequest, payload: web::Payload, state: we
         Ok(reply) => reply.into_response(),
         Err(error) => serve::error_response::<Anthropic>(&Failure::Proxy(error), None),
     };
-    with_request_id(response, &id)
+    with_request_id(rate_headers::add(&request, response, Style::Anthropic), &id)
 }
 
 fn estimate(body: &[u8], chars_per_token: f64) -> Result<u64, ProxyError> {
