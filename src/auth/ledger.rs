@@ -12,9 +12,9 @@ use chrono::{NaiveDate, Utc};
 use parking_lot::Mutex;
 use prometheus::IntCounterVec;
 
-use crate::db::keys::TokenUsage;
+use crate::db::keys::{spent_by_key, TokenUsage};
 use crate::metrics::Metrics;
-use crate::policy::limits::budget::{Period, Spent};
+use crate::policy::limits::budget::Spent;
 use crate::policy::limits::limiter::{Clock, Refusal};
 use crate::wire::chat::Usage;
 
@@ -103,23 +103,8 @@ impl Ledger {
     /// yet, handed to `apply` under the lock that charges take (so none is missed or counted
     /// twice while it runs).
     pub fn spent<R>(&self, stored: &[TokenUsage], apply: impl FnOnce(&HashMap<i32, (Spent, Spent)>) -> R) -> R {
-        let now = Utc::now();
-        let (today, month) = (Period::Day.start(now), Period::Month.start(now));
-        let mut spent: HashMap<i32, (Spent, Spent)> = HashMap::new();
         let pending = self.pending.lock();
-        for row in stored.iter().chain(pending.values()) {
-            let entry = spent
-                .entry(row.key_id)
-                .or_insert((Spent { period: today, tokens: 0 }, Spent { period: month, tokens: 0 }));
-            let tokens = (row.prompt_tokens + row.completion_tokens).max(0) as u64;
-            if row.day >= month {
-                entry.1.tokens += tokens;
-            }
-            if row.day == today {
-                entry.0.tokens += tokens;
-            }
-        }
-        apply(&spent)
+        apply(&spent_by_key(stored.iter().chain(pending.values()), Utc::now()))
     }
 }
 

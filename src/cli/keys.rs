@@ -15,7 +15,7 @@ use serde_json::json;
 use super::limits::LimitArgs;
 use super::usage;
 use crate::auth::client_key;
-use crate::db::keys::{LimitChange, TokenUsage};
+use crate::db::keys::LimitChange;
 use crate::db::{self, keys, keys::ApiKey, DbError, KeyDb, Location};
 use crate::policy::limits::budget::Period;
 
@@ -230,7 +230,6 @@ fn limits_of(key: &ApiKey) -> String {
 
 /// Tokens each key spent today and this month (UTC), from the daily rows.
 struct Spent {
-    today: chrono::NaiveDate,
     by_key: HashMap<i32, (i64, i64)>,
 }
 
@@ -238,20 +237,11 @@ impl Spent {
     fn of(conn: &mut KeyDb) -> Result<Self, String> {
         let now = Utc::now();
         let rows = keys::token_usage_since(conn, Period::Month.start(now), None).map_err(|e| e.to_string())?;
-        let mut spent = Self { today: Period::Day.start(now), by_key: HashMap::new() };
-        for row in &rows {
-            spent.add(row);
-        }
-        Ok(spent)
-    }
-
-    fn add(&mut self, row: &TokenUsage) {
-        let tokens = row.prompt_tokens + row.completion_tokens;
-        let entry = self.by_key.entry(row.key_id).or_default();
-        entry.1 += tokens;
-        if row.day == self.today {
-            entry.0 += tokens;
-        }
+        let by_key = keys::spent_by_key(rows.iter(), now)
+            .into_iter()
+            .map(|(id, (day, month))| (id, (day.tokens as i64, month.tokens as i64)))
+            .collect();
+        Ok(Self { by_key })
     }
 
     /// (today, this month)

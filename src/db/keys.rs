@@ -2,12 +2,15 @@
 //! runs on.
 
 use super::KeyDb;
-use chrono::{NaiveDate, NaiveDateTime, TimeZone, Utc};
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use diesel::prelude::*;
 use serde::Serialize;
 
 use super::schema::api_keys::{self, dsl};
 use super::schema::key_usage;
+use crate::policy::limits::budget::{Period, Spent};
 use crate::policy::limits::models::ModelList;
 use crate::policy::limits::Limits;
 
@@ -94,6 +97,27 @@ pub struct TokenUsage {
     pub requests: i64,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
+}
+
+/// What each key spent in the UTC day and month holding `now`, over `rows`: (day, month).
+pub fn spent_by_key<'a>(
+    rows: impl Iterator<Item = &'a TokenUsage>,
+    now: DateTime<Utc>,
+) -> HashMap<i32, (Spent, Spent)> {
+    let (today, month) = (Period::Day.start(now), Period::Month.start(now));
+    let mut spent: HashMap<i32, (Spent, Spent)> = HashMap::new();
+    for row in rows {
+        let entry =
+            spent.entry(row.key_id).or_insert((Spent { period: today, tokens: 0 }, Spent { period: month, tokens: 0 }));
+        let tokens = (row.prompt_tokens + row.completion_tokens).max(0) as u64;
+        if row.day >= month {
+            entry.1.tokens += tokens;
+        }
+        if row.day == today {
+            entry.0.tokens += tokens;
+        }
+    }
+    spent
 }
 
 /// A stored time (always UTC) as RFC 3339 with its zone: `2026-11-26T04:40:55Z`.
