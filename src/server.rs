@@ -12,9 +12,11 @@ use arc_swap::ArcSwap;
 use crate::actors::auth::AuthActor;
 use crate::actors::key_rotator::{ClearRejections, CurrentKey, KeyRotator};
 use crate::actors::key_sync::{Attach, KeySync};
+use crate::actors::limit_sync::LimitSync;
 use crate::actors::logger::{Flush, LogFiles, LoggerActor};
 use crate::actors::upstream_router::{Health, UpstreamRouter};
 use crate::auth::gate::AuthGate;
+use crate::auth::limit_link::LimitLink;
 use crate::body_budget::BodyBudget;
 use crate::catalogue::Catalogue;
 use crate::config::{Config, ConfigError};
@@ -159,8 +161,15 @@ fn start_pool(
 /// How often usage is flushed and the key cache reloaded: revocations land within two.
 const AUTH_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Opens (creating and migrating) the key database and starts the actor and the sync loop.
-fn start_auth(config: &Config, metrics: &Arc<Metrics>) -> Result<Option<Arc<AuthGate>>, StartError> {
+/// The client-key gate, and with Redis the actor sharing its limits.
+struct Auth {
+    gate: Arc<AuthGate>,
+    limit_sync: Option<Addr<LimitSync>>,
+}
+
+/// Opens (creating and migrating) the key database and starts the actor and the sync loop;
+/// with `REDIS_URL`, the actor that shares client limits with the other replicas too.
+fn start_auth(config: &Config, metrics: &Arc<Metrics>) -> Result<Option<Auth>, StartError> {
     if !config.enable_incoming_auth {
         log::info!("event=config incoming_auth=off");
         return Ok(None);
@@ -175,7 +184,19 @@ fn start_auth(config: &Config, metrics: &Arc<Metrics>) -> Result<Option<Arc<Auth
     let pool = db::pool(&config.key_db);
     let database = |pool: db::ConnectionPool| SyncArbiter::start(1, move || AuthActor::new(pool.clone()));
     let (lookups, syncs) = (database(pool.clone()), database(pool));
-    let gate = Arc::new(AuthGate::new(lookups, syncs, &config.auth_limits, metrics));
+    let link = config.redis_url.is_some().then(|| Arc::new(LimitLink::new(metrics.client_limit_waits.clone())));
+    let gate = Arc::new(AuthGate::new(lookups, syncs, &config.auth_limits, link.clone(), metrics));
+    let limit_sync = match (&config.redis_url, link) {
+        (Some(url), Some(link)) => {
+            let (errors, shared) = (metrics.redis_errors.clone(), metrics.client_limits_shared.clone());
+            let sync = LimitSync::new(url, &config.redis_prefix, gate.clone(), link.clone(), errors, shared)
+                .map_err(|error| ConfigError::new("REDIS_URL", format!("is not usable: {error}")))?;
+            let sync = Actor::start(sync);
+            link.attach(sync.clone().recipient());
+            Some(sync)
+        }
+        _ => None,
+    };
     let syncing = gate.clone();
     actix_web::rt::spawn(async move {
         let mut interval = actix_web::rt::time::interval(AUTH_SYNC_INTERVAL);
@@ -184,7 +205,7 @@ fn start_auth(config: &Config, metrics: &Arc<Metrics>) -> Result<Option<Arc<Auth
             syncing.sync().await;
         }
     });
-    Ok(Some(gate))
+    Ok(Some(Auth { gate, limit_sync }))
 }
 
 /// SIGTERM and SIGINT (Ctrl-C, and the stop signal of some container runtimes) both stop
@@ -257,7 +278,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     preflight::warn_if_open(&config);
     let tls = client::tls_config(&config)?;
     let metrics = Arc::new(Metrics::new()?);
-    let auth = start_auth(&config, &metrics)?;
+    let (auth, limit_sync) = start_auth(&config, &metrics)?.map_or((None, None), |a| (Some(a.gate), a.limit_sync));
     let logs = start_logs(&config, &metrics);
     if config.redis_url.is_some() {
         log::info!("event=config shared_key_state=redis prefix={}", config.redis_prefix);
@@ -332,6 +353,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         started: Instant::now(),
         ping_interval: config.anthropic_ping_interval,
         key_syncs,
+        limit_sync,
     });
 
     let worker_config = config.clone();

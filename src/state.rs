@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use actix::Addr;
 
 use crate::actors::key_sync::KeySync;
+use crate::actors::limit_sync::LimitSync;
 use crate::auth::gate::AuthGate;
 use crate::body_budget::BodyBudget;
 use crate::dispatch::Dispatcher;
@@ -30,4 +31,6 @@ pub struct AppState {
     /// With `REDIS_URL`, one per provider, in their order: the key state shared with the other
     /// replicas. Empty without.
     pub key_syncs: Vec<Addr<KeySync>>,
+    /// With `REDIS_URL` and client keys: client limits shared with the other replicas.
+    pub limit_sync: Option<Addr<LimitSync>>,
 }

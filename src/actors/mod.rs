@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod key_rotator;
 pub mod key_sync;
+pub mod limit_sync;
 pub mod logger;
 pub mod supervision;
 pub mod upstream_router;

@@ -37,6 +37,7 @@ use tokio::sync::Semaphore;
 
 use super::client_key::{self, Refusal};
 use super::ledger::Ledger;
+use super::limit_link::{LimitLink, CREDIT_WAIT};
 use super::miss_cache::MissCache;
 use super::pass::{ClientPass, Limiting};
 use crate::actors::auth::{AuthActor, FlushUsage, LoadAll, Loaded, Lookup};
@@ -58,12 +59,17 @@ struct KnownKey {
 }
 
 impl KnownKey {
-    /// The cache's entry for a stored key, with its one limiter (`limiters`), told what the key
-    /// has `spent` (this day, this month).
-    fn of(key: ApiKey, limiters: &mut Limiters, spent: Option<&(Spent, Spent)>) -> Self {
+    /// The cache's entry for a stored key, with its one limiter (`limiters`, made sharing on
+    /// `link` when there is one), told what the key has `spent` (this day, this month).
+    fn of(key: ApiKey, limiters: &mut Limiters, link: Option<&LimitLink>, spent: Option<&(Spent, Spent)>) -> Self {
         let limits = key.limits();
         let limiting = limits.any().then(|| {
-            let limiter = limiters.entry(key.id).or_default().clone();
+            let tracked = limiters.entry(key.id).or_insert_with(|| Tracked {
+                // A digest of the key's digest: a name for Redis that says nothing of it.
+                tag: client_key::hash(&key.key_hash)[..16].into(),
+                limiter: Arc::new(Mutex::new(link.map(LimitLink::limiter).unwrap_or_default())),
+            });
+            let limiter = tracked.limiter.clone();
             if let Some(&(day, month)) = spent {
                 limiter.lock().set_spent(day, month);
             }
@@ -77,7 +83,14 @@ impl KnownKey {
 /// that a reload and a lookup racing it never leave a request charging a limiter the next
 /// request does not read. Never pruned: a reload that began before a key was made does not
 /// list it. Keys are never deleted, so this is bounded by the keys with limits.
-type Limiters = HashMap<i32, Arc<Mutex<Limiter>>>;
+type Limiters = HashMap<i32, Tracked>;
+
+/// A limited key's limiter, and the name its share goes by on Redis.
+#[derive(Clone)]
+pub struct Tracked {
+    pub tag: Arc<str>,
+    pub limiter: Arc<Mutex<Limiter>>,
+}
 
 pub struct AuthGate {
     /// The database thread for lookups of keys the cache does not know.
@@ -92,8 +105,10 @@ pub struct AuthGate {
     lookup_slots: Semaphore,
     usage: Mutex<HashMap<i32, Usage>>,
     ledger: Arc<Ledger>,
-    /// Locked by reloads and lookups only, never on a cached key's admission.
+    /// Locked by reloads, lookups and `LimitSync`'s pushes, never on a cached key's admission.
     limiters: Mutex<Limiters>,
+    /// With `REDIS_URL`: limits hold over every replica, shared through it.
+    link: Option<Arc<LimitLink>>,
     /// When the cache was last reloaded, in milliseconds since `epoch`: read by every request,
     /// so an atomic rather than a lock.
     reloaded_ms: AtomicU64,
@@ -107,7 +122,13 @@ pub struct AuthGate {
 }
 
 impl AuthGate {
-    pub fn new(lookups: Addr<AuthActor>, syncs: Addr<AuthActor>, limits: &AuthLimits, metrics: &Arc<Metrics>) -> Self {
+    pub fn new(
+        lookups: Addr<AuthActor>,
+        syncs: Addr<AuthActor>,
+        limits: &AuthLimits,
+        link: Option<Arc<LimitLink>>,
+        metrics: &Arc<Metrics>,
+    ) -> Self {
         Self {
             lookups,
             syncs,
@@ -117,6 +138,7 @@ impl AuthGate {
             usage: Mutex::default(),
             ledger: Arc::new(Ledger::new(metrics)),
             limiters: Mutex::default(),
+            link,
             reloaded_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             cache_max_age: limits.cache_max_age,
@@ -145,18 +167,42 @@ impl AuthGate {
             return Err(ProxyError::Unauthorized(Refusal::Unknown));
         }
         if let Some(limiting) = &key.limiting {
-            let clock = self.ledger.clock();
-            let mut limiter = limiting.limiter.lock();
-            if let Err(refusal) = limiter.admit(&limiting.limits, clock) {
-                let rate = limiter.view(&limiting.limits, clock);
-                drop(limiter);
-                self.ledger.refused(&key.name, &refusal);
-                return Err(ProxyError::ClientRefused { refusal, rate });
-            }
+            self.admit_limited(&key.name, limiting).await?;
         }
         self.count_use(key.id);
         self.client_requests.with_label_values(&[&key.name]).inc();
         Ok(ClientPass::new(key.id, key.name, key.limiting, self.ledger.clone()))
+    }
+
+    /// The first step of a limited key's admission. Past its credit between two answers from
+    /// Redis (replicas sharing limits), the request waits for the next answer, for
+    /// `CREDIT_WAIT` at most.
+    async fn admit_limited(&self, client: &str, limiting: &Limiting) -> Result<(), ProxyError> {
+        let deadline = Instant::now() + CREDIT_WAIT;
+        loop {
+            let answer = {
+                let clock = self.ledger.clock();
+                let mut limiter = limiting.limiter.lock();
+                match &self.link {
+                    Some(link) if limiter.over_credit(&limiting.limits) && Instant::now() < deadline => {
+                        link.next_answer()
+                    }
+                    _ => {
+                        let Err(refusal) = limiter.admit(&limiting.limits, clock) else { return Ok(()) };
+                        let rate = limiter.view(&limiting.limits, clock);
+                        drop(limiter);
+                        self.ledger.refused(client, &refusal);
+                        return Err(ProxyError::ClientRefused { refusal, rate });
+                    }
+                }
+            };
+            let _ = tokio::time::timeout_at(deadline.into(), answer).await;
+        }
+    }
+
+    /// Every limited key's limiter, for `LimitSync` to push and answer.
+    pub fn tracked(&self) -> Vec<Tracked> {
+        self.limiters.lock().values().cloned().collect()
     }
 
     /// A key the cache does not know: one bounded trip to the database, unless it missed lately.
@@ -170,7 +216,7 @@ impl AuthGate {
         match ask(&self.lookups, Lookup { key_hash: key_hash.clone() }).await? {
             Some(found) => {
                 // Its spend is read with the next reload, within a second.
-                let key = KnownKey::of(found, &mut self.limiters.lock(), None);
+                let key = KnownKey::of(found, &mut self.limiters.lock(), self.link.as_deref(), None);
                 self.known.rcu(|known| {
                     let mut known = HashMap::clone(known);
                     known.insert(key_hash.clone(), key.clone());
@@ -222,7 +268,7 @@ impl AuthGate {
                     keys.into_iter()
                         .map(|key| {
                             let (hash, id) = (key.key_hash.clone(), key.id);
-                            (hash, KnownKey::of(key, &mut limiters, spent.get(&id)))
+                            (hash, KnownKey::of(key, &mut limiters, self.link.as_deref(), spent.get(&id)))
                         })
                         .collect()
                 });

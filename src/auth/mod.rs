@@ -4,5 +4,6 @@
 pub mod client_key;
 pub mod gate;
 pub mod ledger;
+pub mod limit_link;
 pub mod miss_cache;
 pub mod pass;

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::actors::key_rotator::GetStatus;
 use crate::actors::key_sync::{GetSyncStatus, SyncStatus};
+use crate::actors::limit_sync::{GetLimitSyncStatus, LimitSyncStatus};
 use crate::actors::supervision::ask;
 use crate::actors::upstream_router::{GetRoutingStatus, RoutingStatus};
 use crate::error::ProxyError;
@@ -29,6 +30,9 @@ struct StatusBody {
     catalogue: Option<serde_json::Value>,
     /// Redis, where replicas share key state; `null` without `REDIS_URL`.
     redis: Option<SyncStatus>,
+    /// Whether client keys' limits hold over every replica (`all_replicas`) or, Redis being
+    /// away, over each one's own traffic (`this_replica`); `null` without Redis and client keys.
+    client_limits: Option<LimitSyncStatus>,
 }
 
 pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ProxyError> {
@@ -52,6 +56,12 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ProxyErr
             Some(all) => all.and(one),
         });
     }
+    let client_limits = match &state.limit_sync {
+        Some(sync) => {
+            Some(sync.send(GetLimitSyncStatus).await.map_err(|_| ProxyError::ActorUnavailable("limit sync"))?)
+        }
+        None => None,
+    };
     Ok(HttpResponse::Ok().json(StatusBody {
         keys: primary.keys,
         current_key: primary.current_key,
@@ -61,6 +71,7 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ProxyErr
         routing,
         catalogue: dispatcher.catalogue.as_ref().map(|catalogue| catalogue.status()),
         redis,
+        client_limits,
     }))
 }
 

@@ -51,6 +51,10 @@ pub struct Metrics {
     pub client_tokens: IntCounterVec,
     /// Requests refused by a client key's own limits, by key name and limit.
     pub client_limited: IntCounterVec,
+    /// Requests that waited for Redis past their key's credit (replicas sharing limits).
+    pub client_limit_waits: IntCounter,
+    /// 1 while client limits hold over every replica through Redis.
+    pub client_limits_shared: IntGauge,
     pub auth_failures: IntCounterVec,
     pub log_records_dropped: IntCounter,
     pub in_flight_requests: IntGauge,
@@ -154,6 +158,14 @@ impl Metrics {
                 "client_limited_total",
                 "Requests refused by their client key's limits, by key name and limit",
                 &["client", "limit"],
+            )?,
+            client_limit_waits: counter(
+                "client_limit_waits_total",
+                "Requests past their client key's credit that waited for Redis (at most 1 s)",
+            )?,
+            client_limits_shared: gauge(
+                "client_limits_shared",
+                "1 while client limits hold over every replica through Redis, 0 while each counts alone",
             )?,
             auth_failures: counters("auth_failures_total", "Requests refused for their client key", &["code"])?,
             log_records_dropped: counter(

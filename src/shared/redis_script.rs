@@ -40,3 +40,60 @@ end
 redis.call('PUBLISH', KEYS[1], ARGV[1])
 return 1
 ";
+
+/// One replica's heartbeat among those sharing client limits: `KEYS[1]` is a hash of replica →
+/// the second it was last heard of, `ARGV[1]` this replica. Returns how many were heard of in
+/// the last 5 seconds (those not heard of longer leave).
+pub const LIMIT_REPLICAS: &str = r"
+local now = tonumber(redis.call('TIME')[1])
+redis.call('HSET', KEYS[1], ARGV[1], now)
+local all = redis.call('HGETALL', KEYS[1])
+local replicas = 0
+for i = 1, #all, 2 do
+  if tonumber(all[i + 1]) < now - 5 then
+    redis.call('HDEL', KEYS[1], all[i])
+  else
+    replicas = replicas + 1
+  end
+end
+redis.call('EXPIRE', KEYS[1], 60)
+return replicas
+";
+
+/// One client key's counters, pushed by one replica and summed over the others, in one step.
+/// `KEYS[1]`: the key's hash, with fields `r|second|replica` (requests) and `t|second|replica`
+/// (tokens) for each second of the last 62 (a minute, counted whole with a second to spare
+/// for the replicas' windows), and `p|replica` (requests in flight, with the second it was
+/// said; a replica not heard of for 5 seconds counts for nothing). `ARGV`: the replica, its
+/// requests and tokens since its last push, its requests in flight now. Returns the other
+/// replicas' requests, tokens and requests in flight.
+pub const PUSH_LIMITS: &str = r"
+local now = tonumber(redis.call('TIME')[1])
+local me = ARGV[1]
+local requests, tokens = tonumber(ARGV[2]), tonumber(ARGV[3])
+if requests ~= 0 then redis.call('HINCRBY', KEYS[1], 'r|' .. now .. '|' .. me, requests) end
+if tokens ~= 0 then redis.call('HINCRBY', KEYS[1], 't|' .. now .. '|' .. me, tokens) end
+redis.call('HSET', KEYS[1], 'p|' .. me, ARGV[4] .. '|' .. now)
+local fields = redis.call('HGETALL', KEYS[1])
+local r, t, p = 0, 0, 0
+for i = 1, #fields, 2 do
+  local name, value = fields[i], fields[i + 1]
+  local kind, first, second = string.match(name, '^(%a)|([^|]*)|?(.*)$')
+  if kind == 'p' then
+    local level, seen = string.match(value, '^(-?%d+)|(%d+)$')
+    if tonumber(seen) < now - 5 then
+      redis.call('HDEL', KEYS[1], name)
+    elseif first ~= me then
+      p = p + tonumber(level)
+    end
+  elseif kind == 'r' or kind == 't' then
+    if tonumber(first) <= now - 62 then
+      redis.call('HDEL', KEYS[1], name)
+    elseif second ~= me then
+      if kind == 'r' then r = r + tonumber(value) else t = t + tonumber(value) end
+    end
+  end
+end
+redis.call('EXPIRE', KEYS[1], 120)
+return {r, t, p}
+";

@@ -400,3 +400,144 @@ async fn metric(replica: &ProxyProcess, name: &str) -> f64 {
     let text = String::from_utf8(text.to_vec()).unwrap();
     text.lines().find_map(|line| line.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0.0)
 }
+
+/// Two replicas sharing client keys on PostgreSQL and their limits on Redis, with one key,
+/// `agent`, made with `limits`; every answer reports 50 tokens of usage.
+struct LimitsShared {
+    dir: tempfile::TempDir,
+    database: String,
+    key: String,
+    a: ProxyProcess,
+    b: ProxyProcess,
+    upstream: MockUpstream,
+    relay: common::TcpRelay,
+    _namespace: Namespace,
+}
+
+impl LimitsShared {
+    /// Both replicas reach Redis through a relay the test can cut; `None` without the services.
+    async fn start(limits: &[&str]) -> Option<Self> {
+        let (redis, database) = (service("TEST_REDIS_URL")?, service("TEST_DATABASE_URL")?);
+        let dir = tempfile::tempdir().unwrap();
+        let mut namespace = Namespace::new();
+        let (prefix, database) = (namespace.on_redis(&redis), namespace.on_database(&database));
+        let key = keys(dir.path(), &database, &[&["add", "agent", "--quiet"], limits].concat()).trim().to_owned();
+        let upstream = MockUpstream::start(|_| {
+            let mut answer = completion("ok");
+            answer["usage"] = serde_json::json!({"prompt_tokens": 30, "completion_tokens": 20, "total_tokens": 50});
+            Reply::ok(answer)
+        });
+        let relay = common::TcpRelay::start(redis.trim_start_matches("redis://").trim_end_matches('/'));
+        let redis = format!("redis://{}", relay.address());
+        let vars = [
+            ("ENABLE_INCOMING_AUTH", "true"),
+            ("DATABASE_URL", database.as_str()),
+            ("REDIS_URL", redis.as_str()),
+            ("REDIS_KEY_PREFIX", prefix.as_str()),
+        ];
+        let (a, b) = (replica(dir.path(), &upstream, &vars), replica(dir.path(), &upstream, &vars));
+        // Each counts the other before the test begins: the credit is split between two.
+        for replica in [&a, &b] {
+            let both = async || status(replica).await["client_limits"]["replicas"] == 2;
+            assert!(until(both).await.is_some(), "{}", status(replica).await);
+        }
+        Some(Self { dir, database, key, a, b, upstream, relay, _namespace: namespace })
+    }
+}
+
+/// A client-key request to `path` on a replica: its status and its error's code, if any.
+async fn limited(replica: &ProxyProcess, key: &str, path: &str) -> (u16, Value) {
+    let url = format!("{}{path}", replica.url);
+    let request = client().request(
+        if path.ends_with("models") { actix_web::http::Method::GET } else { actix_web::http::Method::POST },
+        url,
+    );
+    let mut response =
+        request.insert_header(("authorization", format!("Bearer {key}"))).send_json(&chat_body(false)).await.unwrap();
+    let body: Value = response.json().await.unwrap_or_default();
+    (response.status().as_u16(), body["error"]["code"].clone())
+}
+
+#[actix_web::test]
+async fn an_rpm_holds_over_both_replicas_within_its_bound() {
+    let Some(shared) = LimitsShared::start(&["--rpm", "30"]).await else { return };
+    // 60 at once, half to each: 30 let through, and at most max(N, R/10) = 3 more.
+    let requests = (0..60).map(|i| {
+        let replica = if i % 2 == 0 { &shared.a } else { &shared.b };
+        limited(replica, &shared.key, "/v1/chat/completions")
+    });
+    let answers = futures_util::future::join_all(requests).await;
+    let through = answers.iter().filter(|(status, _)| *status == 200).count();
+    assert!((30..=33).contains(&through), "{through} let through: {answers:?}");
+    let refused = answers.iter().filter(|answer| **answer == (429, Value::from("client_rate_limited"))).count();
+    assert_eq!(through + refused, 60, "{answers:?}");
+    assert_eq!(shared.upstream.received().len(), through, "nothing refused went upstream");
+    for replica in [&shared.a, &shared.b] {
+        assert_eq!(status(replica).await["client_limits"]["scope"], "all_replicas");
+    }
+}
+
+#[actix_web::test]
+async fn a_budget_spent_on_one_replica_is_refused_on_the_other() {
+    let Some(shared) = LimitsShared::start(&["--daily-tokens", "40"]).await else { return };
+    assert_eq!(limited(&shared.a, &shared.key, "/v1/chat/completions").await.0, 200);
+    // A flushes the 50 tokens within a second, B reads them back within the next; asking
+    // for the model list spends nothing.
+    let on_b = async || limited(&shared.b, &shared.key, "/v1/models").await == (429, "client_budget_exceeded".into());
+    let refused = until(on_b).await.expect("B never learned of the spent budget");
+    assert!(refused < Duration::from_secs(3), "took {refused:?}");
+    let sent = shared.upstream.received().len();
+    assert_eq!(limited(&shared.b, &shared.key, "/v1/chat/completions").await.1, "client_budget_exceeded");
+    assert_eq!(shared.upstream.received().len(), sent, "the refused chat never went upstream");
+}
+
+#[actix_web::test]
+async fn a_limit_set_from_the_cli_holds_on_every_replica_within_2_s() {
+    let Some(shared) = LimitsShared::start(&[]).await else { return };
+    let chat_path = "/v1/chat/completions";
+    for replica in [&shared.a, &shared.b] {
+        assert_eq!(limited(replica, &shared.key, chat_path).await.0, 200);
+    }
+    keys(shared.dir.path(), &shared.database, &["set", "agent", "--models", "glm-only"]);
+    let set = Instant::now();
+    for replica in [&shared.a, &shared.b] {
+        let refused = async || limited(replica, &shared.key, chat_path).await == (403, "model_not_allowed".into());
+        assert!(until(refused).await.is_some(), "the model list never held");
+    }
+    assert!(set.elapsed() < Duration::from_secs(3), "took {:?}", set.elapsed());
+}
+
+#[actix_web::test]
+async fn with_redis_cut_each_replica_limits_its_own_traffic_then_shares_again() {
+    let Some(shared) = LimitsShared::start(&["--rpm", "4"]).await else { return };
+    let (a, b, key) = (&shared.a, &shared.b, shared.key.as_str());
+    let chat_path = "/v1/chat/completions";
+    assert_eq!(limited(a, key, chat_path).await.0, 200);
+
+    shared.relay.cut();
+    for replica in [a, b] {
+        let alone = async || status(replica).await["client_limits"]["scope"] == "this_replica";
+        assert!(until(alone).await.is_some(), "{}", status(replica).await);
+    }
+    // B counts its own traffic alone: four in its minute, then refused.
+    for _ in 0..4 {
+        assert_eq!(limited(b, key, chat_path).await.0, 200);
+    }
+    assert_eq!(limited(b, key, chat_path).await, (429, "client_rate_limited".into()));
+    let logs = b.log_lines().join("\n");
+    assert_eq!(logs.matches("event=redis_unavailable scope=client_limits").count(), 1, "said once: {logs}");
+
+    shared.relay.restore();
+    for replica in [a, b] {
+        let shared_again = async || status(replica).await["client_limits"]["scope"] == "all_replicas";
+        assert!(until(shared_again).await.is_some(), "{}", status(replica).await);
+    }
+    // B's four reached Redis when it came back: A, with one of its own, lets through at most
+    // its credit of one more before it hears of them.
+    let mut through = 0;
+    for _ in 0..3 {
+        through += usize::from(limited(a, key, chat_path).await.0 == 200);
+    }
+    assert!(through <= 1, "A let {through} more through");
+    assert_eq!(limited(a, key, chat_path).await, (429, "client_rate_limited".into()));
+}

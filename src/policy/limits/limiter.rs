@@ -13,6 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::budget::{Period, Spent};
+use super::shared::{Answer, Counts, Push, Share};
 use super::window::{Elapsed, Window};
 use super::Limits;
 
@@ -145,12 +146,14 @@ pub struct Limiter {
     in_flight: u64,
     day: Spent,
     month: Spent,
+    /// With replicas sharing limits on Redis, this key's share of them.
+    share: Option<Share>,
 }
 
 impl Default for Limiter {
     fn default() -> Self {
         let nothing = Spent { period: NaiveDate::MIN, tokens: 0 };
-        Self { rpm: None, tpm: None, in_flight: 0, day: nothing, month: nothing }
+        Self { rpm: None, tpm: None, in_flight: 0, day: nothing, month: nothing, share: None }
     }
 }
 
@@ -166,6 +169,51 @@ fn window(slot: &mut Option<Window>, limit: Option<u64>) -> Option<&mut Window> 
 }
 
 impl Limiter {
+    /// A limiter whose `rpm`, `tpm` and `max_parallel` hold over every replica, through `share`.
+    pub fn sharing(share: Share) -> Self {
+        Self { share: Some(share), ..Self::default() }
+    }
+
+    /// The other replicas' counts (nothing for a limiter of one replica's own).
+    fn others(&self) -> Counts {
+        self.share.as_ref().map(Share::others).unwrap_or_default()
+    }
+
+    /// Counts a change in the share the other replicas see.
+    fn count(&mut self, requests: i64, tokens: i64) {
+        if let Some(share) = &mut self.share {
+            share.count(requests, tokens);
+        }
+    }
+
+    /// Whether one more request would go past this replica's credit between two answers from
+    /// Redis: it should wait for the answer asked for.
+    pub fn over_credit(&self, limits: &Limits) -> bool {
+        let shared = [limits.rpm, limits.max_parallel].into_iter().flatten();
+        self.share.as_ref().is_some_and(|share| share.over_credit(shared))
+    }
+
+    /// What to push to Redis now, if anything.
+    pub fn start_push(&mut self) -> Option<Push> {
+        let in_flight = self.in_flight;
+        let share = self.share.as_mut().filter(|share| share.wants_push(in_flight))?;
+        Some(share.start_push(in_flight))
+    }
+
+    /// Redis counted the last push, and said what the others hold.
+    pub fn answered(&mut self, answer: Answer) {
+        if let Some(share) = &mut self.share {
+            share.answered(answer);
+        }
+    }
+
+    /// The last push failed: it is kept, and the limits hold on this replica's traffic alone.
+    pub fn cut(&mut self, push: Push) {
+        if let Some(share) = &mut self.share {
+            share.cut(push);
+        }
+    }
+
     /// The first step: expiry, budgets, requests in flight and per minute. Admitted, the
     /// request is counted, in flight until `finish` (or `withdraw`).
     pub fn admit(&mut self, limits: &Limits, now: Clock) -> Result<(), Refusal> {
@@ -179,7 +227,9 @@ impl Limiter {
                 return Err(Refusal::OverBudget { period, allowed, retry_after: period.renews_in(now.utc) });
             }
         }
-        if let Some(allowed) = limits.max_parallel.filter(|max| self.in_flight >= *max) {
+        let others = self.others();
+        let in_flight = self.in_flight + others.in_flight.max(0) as u64;
+        if let Some(allowed) = limits.max_parallel.filter(|max| in_flight >= *max) {
             // A stream ends in its own time: a second is a fair wait to try again.
             return Err(Refusal::RateLimited {
                 limit: Limit::MaxParallel,
@@ -188,27 +238,29 @@ impl Limiter {
             });
         }
         if let (Some(window), Some(allowed)) = (window(&mut self.rpm, limits.rpm), limits.rpm) {
-            window.admit(1, now.tick).map_err(|refused| Refusal::RateLimited {
-                limit: Limit::Rpm,
-                allowed,
-                retry_after: refused.retry_after,
+            window.admit_beside(1, others.requests.max(0) as u64, now.tick).map_err(|refused| {
+                Refusal::RateLimited { limit: Limit::Rpm, allowed, retry_after: refused.retry_after }
             })?;
         }
         self.in_flight += 1;
+        self.count(1, 0);
         Ok(())
     }
 
     /// The second step, once the prompt is estimated: the tokens per minute. A refusal here
     /// leaves the request to be withdrawn.
     pub fn admit_tokens(&mut self, limits: &Limits, estimate: u64, now: Clock) -> Result<(), Refusal> {
+        let others = self.others().tokens.max(0) as u64;
         let (Some(window), Some(allowed)) = (window(&mut self.tpm, limits.tpm), limits.tpm) else {
             return Ok(());
         };
-        window.admit(estimate, now.tick).map_err(|refused| Refusal::RateLimited {
+        window.admit_beside(estimate, others, now.tick).map_err(|refused| Refusal::RateLimited {
             limit: Limit::Tpm,
             allowed,
             retry_after: refused.retry_after,
-        })
+        })?;
+        self.count(0, estimate as i64);
+        Ok(())
     }
 
     /// A request admitted, then refused by its second step: it spends nothing, so its count
@@ -217,6 +269,7 @@ impl Limiter {
         if let Some(window) = &mut self.rpm {
             window.refund(1);
         }
+        self.count(-1, 0);
         self.in_flight = self.in_flight.saturating_sub(1);
     }
 
@@ -230,6 +283,7 @@ impl Limiter {
                 Some(more) => window.add(more, now.tick),
                 None => window.refund(estimate - used),
             }
+            self.count(0, used as i64 - estimate as i64);
         }
         for (spent, period) in [(&mut self.day, Period::Day), (&mut self.month, Period::Month)] {
             let start = period.start(now.utc);
@@ -254,13 +308,17 @@ impl Limiter {
     /// What the rate-limit headers say: requests per minute, and tokens per minute, or
     /// without a `tpm` the tighter budget's tokens left until it renews.
     pub fn view(&mut self, limits: &Limits, now: Clock) -> RateView {
-        let gauge = |window: &mut Window| Gauge {
-            limit: window.limit(),
-            remaining: window.remaining(now.tick),
-            reset: window.reset_after(now.tick),
+        let others = self.others();
+        let gauge = |others: i64| {
+            move |window: &mut Window| Gauge {
+                limit: window.limit(),
+                remaining: window.remaining(now.tick).saturating_sub(others.max(0) as u64),
+                reset: window.reset_after(now.tick),
+            }
         };
-        let requests = window(&mut self.rpm, limits.rpm).map(gauge);
-        let tokens = window(&mut self.tpm, limits.tpm).map(gauge).or_else(|| self.budget_left(limits, now));
+        let requests = window(&mut self.rpm, limits.rpm).map(gauge(others.requests));
+        let tokens = window(&mut self.tpm, limits.tpm).map(gauge(others.tokens));
+        let tokens = tokens.or_else(|| self.budget_left(limits, now));
         RateView { requests, tokens }
     }
 
@@ -351,6 +409,27 @@ mod tests {
             Spent { period: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(), tokens: 1000 },
         );
         assert_eq!(limiter.admit(&limits, at(62)).unwrap_err().limit(), Limit::MonthlyTokens);
+    }
+
+    #[test]
+    fn what_the_other_replicas_hold_counts_against_every_shared_limit() {
+        let limits = Limits { rpm: Some(5), tpm: Some(100), max_parallel: Some(2), ..Limits::default() };
+        let mut limiter = Limiter::sharing(Share::new(2, true));
+        limiter.admit(&limits, at(0)).unwrap();
+        assert!(limiter.over_credit(&limits), "credit(2, 2) = 1, and no answer yet");
+        assert_eq!(limiter.start_push(), Some(Counts { requests: 1, tokens: 0, in_flight: 1 }));
+        let others = Counts { requests: 3, tokens: 90, in_flight: 1 };
+        limiter.answered(Answer { others, replicas: 2 });
+        assert!(!limiter.over_credit(&limits));
+        assert_eq!(limiter.view(&limits, at(0)).requests.map(|g| g.remaining), Some(1));
+        assert_eq!(limiter.admit_tokens(&limits, 20, at(0)).unwrap_err().limit(), Limit::Tpm, "90 + 20 > 100");
+        limiter.withdraw();
+        limiter.admit(&limits, at(0)).unwrap();
+        assert_eq!(limiter.admit(&limits, at(0)).unwrap_err().limit(), Limit::MaxParallel, "1 + 1 here, 1 there");
+        limiter.finish(0, None, at(1));
+        limiter.admit(&limits, at(1)).unwrap();
+        limiter.finish(0, None, at(1));
+        assert_eq!(limiter.admit(&limits, at(1)).unwrap_err().limit(), Limit::Rpm, "2 here, 3 there");
     }
 
     #[test]

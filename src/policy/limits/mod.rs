@@ -5,6 +5,7 @@
 pub mod budget;
 pub mod limiter;
 pub mod models;
+pub mod shared;
 pub mod window;
 
 use chrono::{DateTime, Utc};

@@ -89,10 +89,20 @@ impl Window {
     /// limit is admitted into an empty window (one big request must not be refused forever);
     /// the window then stays full for a span.
     pub fn admit(&mut self, amount: u64, now: Elapsed) -> Result<(), Refused> {
+        self.admit_beside(amount, 0, now)
+    }
+
+    /// [`Self::admit`], with `others` counted in the span besides what this window holds
+    /// (the other replicas'), which it cannot see leave: a refusal they cause says to retry
+    /// in a slot.
+    pub fn admit_beside(&mut self, amount: u64, others: u64, now: Elapsed) -> Result<(), Refused> {
         self.expire(now);
-        let fits = self.total + amount <= self.limit || (self.total == 0 && amount > 0);
+        let held = self.total + others;
+        let fits = held + amount <= self.limit || (held == 0 && amount > 0);
         if !fits {
-            return Err(Refused { retry_after: self.free_after(amount, now) });
+            let alone = self.total + amount > self.limit;
+            let retry_after = if alone { self.free_after(amount, now) } else { self.slot };
+            return Err(Refused { retry_after });
         }
         self.add(amount, now);
         Ok(())
