@@ -152,7 +152,8 @@ impl LimitSync {
         ctx.spawn(asking.into_actor(self).map(move |outcome, this, ctx| {
             this.pushing = false;
             match outcome {
-                Ok((replicas, answers)) => this.answered(replicas, &pushes, answers),
+                Ok((replicas, answers)) if answers.len() == pushes.len() => this.answered(replicas, &pushes, answers),
+                Ok(_) => this.failed("an answer for each key pushed was expected", pushes),
                 Err(error) => this.failed(&error.to_string(), pushes),
             }
             if std::mem::take(&mut this.push_again) {

@@ -125,7 +125,8 @@ pub fn relay(mut answer: ClientResponse, first: Option<Bytes>, source: &Source, 
 
 /// The upstream's headers a client may see, and the provider and key that answered.
 fn client_headers(upstream: &HeaderMap, source: &Source) -> HeaderMap {
-    let mut headers = HeaderMap::with_capacity(upstream.len() + 2);
+    // Room for the proxy's two and a client key's six rate-limit headers: never grown after.
+    let mut headers = HeaderMap::with_capacity(upstream.len() + 8);
     for (name, value) in upstream {
         if relays_response_header(upstream, name) {
             headers.append(name.clone(), value.clone());

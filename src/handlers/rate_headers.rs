@@ -3,11 +3,12 @@
 //! doors, Anthropic's `anthropic-ratelimit-*` on the Messages door. The key's own limits take
 //! the place of the provider's headers, which describe the proxy's pool, not the client.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
-use chrono::Utc;
+use chrono::{DateTime, Datelike, Timelike, Utc};
 
 use crate::policy::limits::limiter::{Gauge, RateView};
 
@@ -17,6 +18,35 @@ pub enum Style {
     Anthropic,
 }
 
+/// The names of one gauge's three headers: limit, remaining, reset.
+type Names = [HeaderName; 3];
+
+/// Requests, then tokens, in each style: static, so that an answer costs no name made.
+static OPENAI: [Names; 2] = [
+    [
+        HeaderName::from_static("x-ratelimit-limit-requests"),
+        HeaderName::from_static("x-ratelimit-remaining-requests"),
+        HeaderName::from_static("x-ratelimit-reset-requests"),
+    ],
+    [
+        HeaderName::from_static("x-ratelimit-limit-tokens"),
+        HeaderName::from_static("x-ratelimit-remaining-tokens"),
+        HeaderName::from_static("x-ratelimit-reset-tokens"),
+    ],
+];
+static ANTHROPIC: [Names; 2] = [
+    [
+        HeaderName::from_static("anthropic-ratelimit-requests-limit"),
+        HeaderName::from_static("anthropic-ratelimit-requests-remaining"),
+        HeaderName::from_static("anthropic-ratelimit-requests-reset"),
+    ],
+    [
+        HeaderName::from_static("anthropic-ratelimit-tokens-limit"),
+        HeaderName::from_static("anthropic-ratelimit-tokens-remaining"),
+        HeaderName::from_static("anthropic-ratelimit-tokens-reset"),
+    ],
+];
+
 /// Adds the headers of the request's client key, when it has limits (the exchange left them in
 /// the request's extensions).
 pub fn add(request: &HttpRequest, mut response: HttpResponse, style: Style) -> HttpResponse {
@@ -24,55 +54,101 @@ pub fn add(request: &HttpRequest, mut response: HttpResponse, style: Style) -> H
         return response;
     };
     let headers = response.headers_mut();
-    let stale: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().starts_with("x-ratelimit-") || name.as_str().starts_with("anthropic-ratelimit-"))
-        .cloned()
-        .collect();
-    for name in stale {
-        headers.remove(name);
+    let stale = |name: &HeaderName| {
+        let name = name.as_str();
+        name.starts_with("x-ratelimit-") || name.starts_with("anthropic-ratelimit-")
+    };
+    if headers.keys().any(stale) {
+        let names: Vec<HeaderName> = headers.keys().filter(|name| stale(name)).cloned().collect();
+        for name in names {
+            headers.remove(name);
+        }
     }
-    for (what, gauge) in [("requests", rate.requests), ("tokens", rate.tokens)] {
+    let styled = match style {
+        Style::OpenAi => &OPENAI,
+        Style::Anthropic => &ANTHROPIC,
+    };
+    for (names, gauge) in styled.iter().zip([rate.requests, rate.tokens]) {
         let Some(gauge) = gauge else { continue };
-        for (name, value) in named(style, what, gauge) {
-            if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-                headers.insert(name, value);
-            }
+        for (name, value) in names.iter().zip(values(style, gauge)) {
+            headers.insert(name.clone(), value);
         }
     }
     response
 }
 
-/// The three headers of one gauge: limit, remaining, reset.
-fn named(style: Style, what: &str, gauge: Gauge) -> [(String, String); 3] {
-    match style {
-        Style::OpenAi => [
-            (format!("x-ratelimit-limit-{what}"), gauge.limit.to_string()),
-            (format!("x-ratelimit-remaining-{what}"), gauge.remaining.to_string()),
-            (format!("x-ratelimit-reset-{what}"), openai_duration(gauge.reset)),
-        ],
-        Style::Anthropic => {
-            let reset = Utc::now() + chrono::Duration::from_std(gauge.reset).unwrap_or_default();
-            [
-                (format!("anthropic-ratelimit-{what}-limit"), gauge.limit.to_string()),
-                (format!("anthropic-ratelimit-{what}-remaining"), gauge.remaining.to_string()),
-                (format!("anthropic-ratelimit-{what}-reset"), reset.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-            ]
-        }
+/// One gauge's three values: limit, remaining, reset.
+fn values(style: Style, gauge: Gauge) -> [HeaderValue; 3] {
+    let reset = match style {
+        Style::OpenAi => openai_reset(gauge.reset),
+        Style::Anthropic => text(&rfc3339(Utc::now() + chrono::Duration::from_std(gauge.reset).unwrap_or_default())),
+    };
+    [number(gauge.limit), number(gauge.remaining), reset]
+}
+
+/// A window's reset is at most a minute and a second away: those are written once.
+fn openai_reset(reset: Duration) -> HeaderValue {
+    static WRITTEN: LazyLock<Vec<HeaderValue>> =
+        LazyLock::new(|| (0..=61).map(|secs| text(&openai_duration(Duration::from_secs(secs)))).collect());
+    let secs = reset.as_secs() + u64::from(reset.subsec_nanos() > 0);
+    match WRITTEN.get(secs as usize) {
+        Some(value) if reset >= Duration::from_secs(1) => value.clone(),
+        _ => text(&openai_duration(reset)),
     }
+}
+
+/// A count as a header value: `HeaderValue::from(u64)` formats through `fmt`, at three times
+/// the cost.
+fn number(value: u64) -> HeaderValue {
+    text(itoa::Buffer::new().format(value))
+}
+
+/// Digits, letters and punctuation only: always a valid value.
+fn text(value: &str) -> HeaderValue {
+    HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// OpenAI's way of writing a reset: `120ms`, `17s`, `6m0s`, `2h3m0s`.
 fn openai_duration(reset: Duration) -> String {
+    let mut text = String::with_capacity(16);
+    let mut put = |number: u64, unit: &str| {
+        text.push_str(itoa::Buffer::new().format(number));
+        text.push_str(unit);
+    };
     if reset < Duration::from_secs(1) {
-        return format!("{}ms", reset.as_millis());
+        put(reset.as_millis() as u64, "ms");
+        return text;
     }
     let secs = reset.as_secs() + u64::from(reset.subsec_nanos() > 0);
-    match (secs / 3600, secs % 3600 / 60, secs % 60) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, s) => format!("{m}m{s}s"),
-        (h, m, s) => format!("{h}h{m}m{s}s"),
+    let (hours, minutes) = (secs / 3600, secs % 3600 / 60);
+    if hours > 0 {
+        put(hours, "h");
     }
+    if hours > 0 || minutes > 0 {
+        put(minutes, "m");
+    }
+    put(secs % 60, "s");
+    text
+}
+
+/// `2026-12-07T23:59:00Z`, written by hand: chrono's formatter costs more than the rest of
+/// these headers together.
+fn rfc3339(at: DateTime<Utc>) -> String {
+    let mut text = String::with_capacity(20);
+    let mut put = |number: u32, width: usize, after: char| {
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(number);
+        (digits.len()..width).for_each(|_| text.push('0'));
+        text.push_str(digits);
+        text.push(after);
+    };
+    put(at.year().max(0) as u32, 4, '-');
+    put(at.month(), 2, '-');
+    put(at.day(), 2, 'T');
+    put(at.hour(), 2, ':');
+    put(at.minute(), 2, ':');
+    put(at.second(), 2, 'Z');
+    text
 }
 
 #[cfg(test)]
@@ -88,13 +164,25 @@ mod tests {
     }
 
     #[test]
-    fn each_style_names_limit_remaining_and_reset() {
+    fn a_reset_moment_is_written_as_rfc3339_in_utc() {
+        use chrono::TimeZone;
+        let at = Utc.with_ymd_and_hms(2026, 1, 7, 3, 4, 5).unwrap();
+        assert_eq!(rfc3339(at), at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        assert_eq!(rfc3339(at), "2026-01-07T03:04:05Z");
+    }
+
+    #[test]
+    fn each_gauge_gives_its_limit_remaining_and_reset() {
         let gauge = Gauge { limit: 30, remaining: 29, reset: Duration::from_secs(60) };
-        let openai = named(Style::OpenAi, "requests", gauge);
-        assert_eq!(openai[0], ("x-ratelimit-limit-requests".to_owned(), "30".to_owned()));
-        assert_eq!(openai[2], ("x-ratelimit-reset-requests".to_owned(), "1m0s".to_owned()));
-        let anthropic = named(Style::Anthropic, "tokens", gauge);
-        assert_eq!(anthropic[1], ("anthropic-ratelimit-tokens-remaining".to_owned(), "29".to_owned()));
-        assert!(anthropic[2].1.ends_with('Z'));
+        let [limit, remaining, reset] = values(Style::OpenAi, gauge);
+        assert_eq!(
+            (limit, remaining, reset),
+            (HeaderValue::from(30u64), HeaderValue::from(29u64), "1m0s".parse().unwrap())
+        );
+        for (reset, written) in [(16_200, "17s"), (61_000, "1m1s"), (90_000, "1m30s"), (300, "300ms")] {
+            assert_eq!(openai_reset(Duration::from_millis(reset)), written);
+        }
+        let [_, _, reset] = values(Style::Anthropic, gauge);
+        assert!(reset.to_str().unwrap().ends_with('Z'));
     }
 }

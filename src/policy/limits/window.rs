@@ -218,6 +218,20 @@ mod tests {
     }
 
     #[test]
+    fn what_others_hold_fills_the_window_too_and_says_to_retry_in_a_slot() {
+        let mut window = Window::per_minute(5);
+        window.admit_beside(1, 3, SECOND).unwrap();
+        assert_eq!(window.admit_beside(2, 3, SECOND).unwrap_err().retry_after, SECOND, "1 + 3 + 2 > 5");
+        window.admit_beside(1, 3, SECOND).unwrap();
+        // Full on its own, it says when its own first slot leaves.
+        let mut alone = Window::per_minute(1);
+        alone.admit_beside(1, 0, SECOND).unwrap();
+        assert_eq!(alone.admit_beside(1, 0, SECOND * 2).unwrap_err().retry_after, SECOND * 60);
+        assert!(Window::per_minute(5).admit_beside(9, 0, SECOND).is_ok(), "an empty window takes one big request");
+        assert!(Window::per_minute(5).admit_beside(9, 1, SECOND).is_err(), "not when others hold some of it");
+    }
+
+    #[test]
     fn reset_is_when_the_newest_slot_leaves() {
         let mut window = Window::per_minute(5);
         assert_eq!(window.reset_after(SECOND), Duration::ZERO);
