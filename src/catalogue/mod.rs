@@ -79,7 +79,7 @@ impl Catalogue {
             match serde_json::from_str::<Value>(text) {
                 Ok(Value::Object(object)) => Ok(object),
                 Ok(_) => Err("JSON, but not an object".to_owned()),
-                Err(error) => Err(format!("not valid JSON at character {}", error.column())),
+                Err(error) => Err(crate::config::json_error::problem(&error, "an object")),
             }
         };
         let mut providers: Vec<&'static str> = configured.iter().map(|provider| provider.name()).collect();
@@ -298,7 +298,7 @@ mod tests {
     fn mistakes_are_named() {
         let models = |text| parse(text, None).unwrap_err().to_string();
         assert!(models("[]").contains("not an object"));
-        assert!(models("{glm}").contains("not valid JSON at character 2"));
+        assert!(models("{glm}").contains("not valid JSON at line 1, column 2"));
         assert!(models("{}").contains("names no model"));
         assert!(models(r#"{"glm": "zai-glm-4.7"}"#).contains("must map provider names"));
         assert!(models(r#"{"glm": {"cerebas": "x"}}"#).contains("\"cerebas\""));

@@ -3,6 +3,7 @@
 //! Every default lives here. A bad value stops the program with one line naming the
 //! variable; no error message ever contains a key value.
 
+pub mod json_error;
 mod providers;
 
 use std::path::PathBuf;
@@ -434,11 +435,11 @@ mod tests {
             ),
             (
                 &[("CEREBRAS_API_KEYS", "{\"a\":\"sk-secret\"")],
-                "CEREBRAS_API_KEYS is not a JSON object of name → key: cut short",
+                "CEREBRAS_API_KEYS is not a JSON object of name → key: cut short at line 1, column 16",
             ),
             (
                 &[("CEREBRAS_API_KEYS", "{key1:sk-secret}")],
-                "CEREBRAS_API_KEYS is not a JSON object of name → key: not valid JSON at character 2",
+                "CEREBRAS_API_KEYS is not a JSON object of name → key: not valid JSON at line 1, column 2",
             ),
             (&[("CEREBRAS_API_KEYS", "{}")], "CEREBRAS_API_KEYS holds no key"),
             (&[("CEREBRAS_API_KEYS", "{\"a\":1}")], "CEREBRAS_API_KEYS entry \"a\""),
@@ -535,7 +536,7 @@ mod tests {
     #[test]
     fn mistakes_in_the_providers_file_name_the_entry_and_never_a_key() {
         let cases: &[(&str, &str)] = &[
-            (r#"[{"name": "x","#, "PROVIDERS_FILE is not valid JSON: Eof at line 1 column 14"),
+            (r#"[{"name": "x","#, "PROVIDERS_FILE is cut short at line 1, column 14"),
             ("{}", "PROVIDERS_FILE must hold a JSON array"),
             (
                 r#"[{"name": "Bad Name", "base_url": "http://h", "keys": {"a": "sk-secret"}}]"#,

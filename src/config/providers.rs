@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{valid_base_url, ConfigError, Env, NamedKey};
+use super::{json_error, valid_base_url, ConfigError, Env, NamedKey};
 use crate::policy::fault::FaultRules;
 use crate::providers::{Provider, ProviderId};
 use crate::secret::Secret;
@@ -167,11 +167,7 @@ fn pool(
 fn parse_keys(var: &'static str, raw: &str) -> Result<Vec<NamedKey>, ConfigError> {
     // Where and what kind of error, never serde's message: it could quote part of a key.
     let object: Map<String, Value> = serde_json::from_str(raw).map_err(|e| {
-        let what = match e.classify() {
-            serde_json::error::Category::Data => "JSON, but not an object".to_owned(),
-            serde_json::error::Category::Eof => "cut short".to_owned(),
-            _ => format!("not valid JSON at character {}", e.column()),
-        };
+        let what = json_error::problem(&e, "an object");
         let quoting = format!(r#"in a .env file, single-quote it: {var}='{{"key1":"..."}}'"#);
         ConfigError::new(var, format!("is not a JSON object of name → key: {what} ({quoting})"))
     })?;
@@ -198,9 +194,8 @@ fn keys_of(object: Map<String, Value>) -> Result<Vec<NamedKey>, String> {
 /// with the line and column of a syntax error, and never a value (keys live here).
 fn file_entries(text: &str, unconfigured: &[&str]) -> Result<Vec<Entry>, ConfigError> {
     let error = |problem: String| ConfigError::new("PROVIDERS_FILE", problem);
-    let value: Value = serde_json::from_str(text).map_err(|e| {
-        error(format!("is not valid JSON: {:?} at line {} column {}", e.classify(), e.line(), e.column()))
-    })?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| error(format!("is {}", json_error::problem(&e, "an array"))))?;
     let Value::Array(items) = value else {
         return Err(error(
             "must hold a JSON array of providers: [{\"name\": ..., \"base_url\": ..., \"keys\": {...}}]".into(),

@@ -21,6 +21,8 @@ use crate::policy::fault::Reason;
 
 pub struct Metrics {
     registry: Registry,
+    /// The process' own (`process_cpu_seconds_total`, `process_resident_memory_bytes`, …).
+    process: Registry,
     /// Final answers by the provider that gave them (`proxy` for the proxy's own) and status.
     pub requests: IntCounterVec,
     /// Requests that left a provider for the next, by provider and kind of reason.
@@ -115,8 +117,10 @@ impl Metrics {
         let seconds = |name: &str, help: &str| HistogramOpts::new(name, help).buckets(SECONDS.to_vec());
         let histograms =
             |name: &str, help: &str, labels: &[&str]| registered(r, HistogramVec::new(seconds(name, help), labels)?);
+        // Unprefixed, as the convention (and the dashboards and alerts built on it) expects.
+        let process = Registry::new();
         #[cfg(target_os = "linux")]
-        r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        process.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
         let build = gauges("build_info", "The running build, by version", &["version"])?;
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         Ok(Self {
@@ -199,6 +203,7 @@ impl Metrics {
             redis_errors: counter("redis_errors_total", "Redis commands and subscriptions that failed")?,
             models: RwLock::default(),
             registry,
+            process,
         })
     }
 
@@ -256,7 +261,9 @@ impl Metrics {
     /// The exposition text.
     pub fn render(&self) -> Result<String, prometheus::Error> {
         let mut text = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut text)?;
+        let mut families = self.registry.gather();
+        families.extend(self.process.gather());
+        TextEncoder::new().encode(&families, &mut text)?;
         String::from_utf8(text).map_err(|e| prometheus::Error::Msg(e.to_string()))
     }
 }
@@ -274,6 +281,8 @@ mod tests {
         assert!(text.contains("glm_proxy_requests_total{provider=\"cerebras\",status=\"200\"} 1"), "{text}");
         assert!(text.contains("glm_proxy_in_flight_streams 1"));
         assert!(text.contains(&format!("glm_proxy_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"))));
+        #[cfg(target_os = "linux")]
+        assert!(text.contains("\nprocess_resident_memory_bytes ") && !text.contains("glm_proxy_process_"), "{text}");
     }
 
     #[test]

@@ -125,7 +125,10 @@ async fn every_family_has_samples_from_the_start_and_the_key_gauges_follow_a_429
     }
     assert_eq!(at_start[r#"glm_proxy_keys{provider="cerebras",state="available"}"#], 2.0);
     assert!(text.contains("glm_proxy_build_info{version="));
-    assert!(text.contains("process_resident_memory_bytes") || !cfg!(target_os = "linux"));
+    // The process' own, unprefixed as dashboards and alerts expect them.
+    let process = text.lines().any(|line| line.starts_with("process_resident_memory_bytes "));
+    assert!(process || !cfg!(target_os = "linux"), "{text}");
+    assert!(!text.contains("glm_proxy_process_"), "{text}");
     // Every family in the exposition has at least one sample.
     for family in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(|l| l.split(' ').next().unwrap()) {
         assert!(text.lines().any(|l| !l.starts_with('#') && l.starts_with(family)), "{family} has no sample");
