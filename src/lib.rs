@@ -2,6 +2,7 @@
 //! streams answers as they arrive, and never shows a key.
 
 pub mod actors;
+pub mod admin;
 pub mod auth;
 pub mod body_budget;
 pub mod catalogue;

@@ -15,6 +15,7 @@ use crate::actors::key_sync::{Attach, KeySync};
 use crate::actors::limit_sync::LimitSync;
 use crate::actors::logger::{Flush, LogFiles, LoggerActor};
 use crate::actors::upstream_router::{Health, UpstreamRouter};
+use crate::admin::{self, AdminToken};
 use crate::auth::gate::AuthGate;
 use crate::auth::limit_link::LimitLink;
 use crate::body_budget::BodyBudget;
@@ -165,6 +166,7 @@ const AUTH_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 struct Auth {
     gate: Arc<AuthGate>,
     limit_sync: Option<Addr<LimitSync>>,
+    db: Addr<AuthActor>,
 }
 
 /// Opens (creating and migrating) the key database and starts the actor and the sync loop;
@@ -185,6 +187,7 @@ fn start_auth(config: &Config, metrics: &Arc<Metrics>) -> Result<Option<Auth>, S
     let database = |pool: db::ConnectionPool| SyncArbiter::start(1, move || AuthActor::new(pool.clone()));
     let (lookups, syncs) = (database(pool.clone()), database(pool));
     let link = config.redis_url.is_some().then(|| Arc::new(LimitLink::new(metrics.client_limit_waits.clone())));
+    let db = syncs.clone();
     let gate = Arc::new(AuthGate::new(lookups, syncs, &config.auth_limits, link.clone(), metrics));
     let limit_sync = match (&config.redis_url, link) {
         (Some(url), Some(link)) => {
@@ -205,7 +208,7 @@ fn start_auth(config: &Config, metrics: &Arc<Metrics>) -> Result<Option<Auth>, S
             syncing.sync().await;
         }
     });
-    Ok(Some(Auth { gate, limit_sync }))
+    Ok(Some(Auth { gate, limit_sync, db }))
 }
 
 /// SIGTERM and SIGINT (Ctrl-C, and the stop signal of some container runtimes) both stop
@@ -278,7 +281,8 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     preflight::warn_if_open(&config);
     let tls = client::tls_config(&config)?;
     let metrics = Arc::new(Metrics::new()?);
-    let (auth, limit_sync) = start_auth(&config, &metrics)?.map_or((None, None), |a| (Some(a.gate), a.limit_sync));
+    let (auth, limit_sync, key_db) =
+        start_auth(&config, &metrics)?.map_or((None, None, None), |a| (Some(a.gate), a.limit_sync, Some(a.db)));
     let logs = start_logs(&config, &metrics);
     if config.redis_url.is_some() {
         log::info!("event=config shared_key_state=redis prefix={}", config.redis_prefix);
@@ -354,6 +358,8 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         ping_interval: config.anthropic_ping_interval,
         key_syncs,
         limit_sync,
+        admin_token: config.admin_token.as_ref().map(AdminToken::new),
+        key_db,
     });
 
     let worker_config = config.clone();
@@ -375,6 +381,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             .route("/models", web::get().to(models::list))
             .route("/v1/models/{id:.+}", web::get().to(models::list))
             .route("/models/{id:.+}", web::get().to(models::list))
+            .service(admin::routes())
             .default_service(web::to(openai::forward))
     })
     .workers(config.workers)

@@ -5,8 +5,10 @@ use std::time::{Duration, Instant};
 
 use actix::Addr;
 
+use crate::actors::auth::AuthActor;
 use crate::actors::key_sync::KeySync;
 use crate::actors::limit_sync::LimitSync;
+use crate::admin::AdminToken;
 use crate::auth::gate::AuthGate;
 use crate::body_budget::BodyBudget;
 use crate::dispatch::Dispatcher;
@@ -33,4 +35,8 @@ pub struct AppState {
     pub key_syncs: Vec<Addr<KeySync>>,
     /// With `REDIS_URL` and client keys: client limits shared with the other replicas.
     pub limit_sync: Option<Addr<LimitSync>>,
+    /// With `ADMIN_TOKEN`: the admin API is there, behind it.
+    pub admin_token: Option<AdminToken>,
+    /// With client keys on: the key database, for the admin API.
+    pub key_db: Option<Addr<AuthActor>>,
 }

@@ -98,3 +98,19 @@ impl Handler<FlushUsage> for AuthActor {
         guarded(self, ctx, |this, _| this.run(|conn| Ok(keys::add_usage(conn, &msg.requests, &msg.tokens)?)))?
     }
 }
+
+/// Work of the admin API on the database: the same operations as the `keys` CLI, on this
+/// actor's thread. Its error is one line for the client, never the database's own words.
+pub struct WithDb<R: Send + 'static>(pub Box<dyn FnOnce(&mut KeyDb) -> R + Send>);
+
+impl<R: Send + 'static> Message for WithDb<R> {
+    type Result = Result<R, ActorFault>;
+}
+
+impl<R: Send + 'static> Handler<WithDb<R>> for AuthActor {
+    type Result = Result<R, ActorFault>;
+
+    fn handle(&mut self, msg: WithDb<R>, ctx: &mut SyncContext<Self>) -> Self::Result {
+        guarded(self, ctx, |this, _| this.run(|conn| Ok(msg.0(conn))))?
+    }
+}

@@ -6,8 +6,6 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use std::collections::HashMap;
-
 use chrono::{NaiveDateTime, Utc};
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -15,9 +13,9 @@ use serde_json::json;
 use super::limits::LimitArgs;
 use super::usage;
 use crate::auth::client_key;
+use crate::db::clients::{self, when, Spent};
 use crate::db::keys::LimitChange;
 use crate::db::{self, keys, keys::ApiKey, DbError, KeyDb, Location};
-use crate::policy::limits::budget::Period;
 
 #[derive(Args)]
 pub struct KeysArgs {
@@ -164,9 +162,6 @@ fn now() -> NaiveDateTime {
 
 fn add(conn: &mut KeyDb, name: &str, quiet: bool, limits: &LimitChange, out: &mut String) -> Outcome {
     let name = name.trim();
-    if name.is_empty() {
-        return Err("a key needs a non-empty name".to_owned());
-    }
     let namesakes: Vec<String> = keys::all(conn)
         .map_err(|e| e.to_string())?
         .iter()
@@ -180,9 +175,7 @@ fn add(conn: &mut KeyDb, name: &str, quiet: bool, limits: &LimitChange, out: &mu
             namesakes.join(", ")
         );
     }
-    let key = client_key::generate().map_err(|e| format!("the OS random generator failed: {e}"))?;
-    let stored = keys::insert(conn, name, &client_key::hash(&key), &client_key::prefix(&key), limits, now())
-        .map_err(|e| e.to_string())?;
+    let (stored, key) = clients::create(conn, name, limits)?;
     if quiet {
         let _ = writeln!(out, "{key}");
     } else {
@@ -191,10 +184,6 @@ fn add(conn: &mut KeyDb, name: &str, quiet: bool, limits: &LimitChange, out: &mu
         let _ = writeln!(out, "Give it to the client now: it is stored hashed and will not be shown again.");
     }
     Ok(())
-}
-
-fn when(time: Option<NaiveDateTime>, otherwise: &str) -> String {
-    time.map_or_else(|| otherwise.to_owned(), |t| keys::rfc3339(&t))
 }
 
 fn status(key: &ApiKey) -> &'static str {
@@ -225,37 +214,6 @@ fn limits_of(key: &ApiKey) -> String {
         "unlimited".to_owned()
     } else {
         parts.join(" ")
-    }
-}
-
-/// Tokens each key spent today and this month (UTC), from the daily rows.
-struct Spent {
-    by_key: HashMap<i32, (i64, i64)>,
-}
-
-impl Spent {
-    fn of(conn: &mut KeyDb) -> Result<Self, String> {
-        let now = Utc::now();
-        let rows = keys::token_usage_since(conn, Period::Month.start(now), None).map_err(|e| e.to_string())?;
-        let by_key = keys::spent_by_key(rows.iter(), now)
-            .into_iter()
-            .map(|(id, (day, month))| (id, (day.tokens as i64, month.tokens as i64)))
-            .collect();
-        Ok(Self { by_key })
-    }
-
-    /// (today, this month)
-    fn of_key(&self, id: i32) -> (i64, i64) {
-        self.by_key.get(&id).copied().unwrap_or_default()
-    }
-
-    /// The key as JSON, with what it spent.
-    fn beside(&self, key: &ApiKey) -> serde_json::Value {
-        let mut value = serde_json::to_value(key).unwrap_or_default();
-        let (today, month) = self.of_key(key.id);
-        value["tokens_today"] = json!(today);
-        value["tokens_this_month"] = json!(month);
-        value
     }
 }
 

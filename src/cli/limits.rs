@@ -3,33 +3,44 @@
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 use clap::Args;
+use serde::{Deserialize, Deserializer};
 
 use crate::db::keys::LimitChange;
 use crate::policy::limits::models::ModelList;
 
-#[derive(Args, Debug, Default)]
+/// The flags, or the admin API's JSON fields of the same names (`max_parallel`, …), where a
+/// value may be a number or a string as on the command line, and `null` or `"none"` clears.
+#[derive(Args, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LimitArgs {
     /// Requests per minute (sliding window); `none` clears.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    #[serde(default, deserialize_with = "setting")]
     rpm: Option<String>,
     /// Tokens per minute: admitted on the prompt's estimate, corrected by the usage reported.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    #[serde(default, deserialize_with = "setting")]
     tpm: Option<String>,
     /// Requests in flight at once (a stream counts until it ends).
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    #[serde(default, deserialize_with = "setting")]
     max_parallel: Option<String>,
     /// Prompt + completion tokens per UTC day, e.g. 5M.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    #[serde(default, deserialize_with = "setting")]
     daily_tokens: Option<String>,
     /// Prompt + completion tokens per UTC calendar month.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    #[serde(default, deserialize_with = "setting")]
     monthly_tokens: Option<String>,
     /// When the key stops working: a date (YYYY-MM-DD, 00:00 UTC), an RFC 3339 time, or a
     /// duration from now (30d, 12h, 2w, 90m).
     #[arg(long, value_name = "DATE|DURATION")]
+    #[serde(default, deserialize_with = "setting")]
     expires: Option<String>,
     /// Public model names or * globs the key may use, comma-separated: 'glm,glm-flash'.
     #[arg(long, value_name = "LIST")]
+    #[serde(default, deserialize_with = "setting")]
     models: Option<String>,
 }
 
@@ -57,6 +68,24 @@ impl LimitArgs {
                 .transpose()?,
         })
     }
+}
+
+/// A JSON setting as the flag would give it: `null` is `none`, a number its digits.
+fn setting<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Setting {
+        Text(String),
+        Count(u64),
+        Negative(i64),
+        Cleared(()),
+    }
+    Ok(Some(match Setting::deserialize(deserializer)? {
+        Setting::Text(text) => text,
+        Setting::Count(count) => count.to_string(),
+        Setting::Negative(count) => count.to_string(),
+        Setting::Cleared(()) => "none".to_owned(),
+    }))
 }
 
 /// `none` as a cleared setting, anything else as `parse` reads it.

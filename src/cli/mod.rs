@@ -2,7 +2,7 @@
 
 mod health;
 mod keys;
-mod limits;
+pub mod limits;
 mod usage;
 
 use std::process::ExitCode;

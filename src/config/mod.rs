@@ -124,6 +124,9 @@ pub struct Config {
     pub catalogue: Option<Arc<Catalogue>>,
     /// Require a client key (from the key database) on every proxied request.
     pub enable_incoming_auth: bool,
+    /// `ADMIN_TOKEN` (or the file `ADMIN_TOKEN_FILE` names): the admin API's bearer token;
+    /// without it, the admin API is not there.
+    pub admin_token: Option<Secret>,
     pub key_db: crate::db::Location,
     /// Set when `DATABASE_URL` and `INCOMING_KEY_DB` disagree, for a warning at start.
     pub key_db_disagreement: Option<String>,
@@ -198,6 +201,7 @@ impl Config {
             token_threshold: env.parsed("TOKEN_THRESHOLD", 120_000.0)?,
             chars_per_token: env.parsed("CHARS_PER_TOKEN", 1.7)?,
             enable_incoming_auth: env.flag("ENABLE_INCOMING_AUTH", false)?,
+            admin_token: admin_token(&env)?,
             key_db: crate::db::location_from_env(&lookup),
             key_db_disagreement: crate::db::disagreement(&lookup),
             auth_limits: AuthLimits {
@@ -272,6 +276,33 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The shortest admin token taken: one a person could guess or type is refused.
+const ADMIN_TOKEN_MIN: usize = 32;
+
+/// `ADMIN_TOKEN`, or the first line of the file `ADMIN_TOKEN_FILE` names (a container's
+/// secret); at least `ADMIN_TOKEN_MIN` characters.
+fn admin_token(env: &Env) -> Result<Option<Secret>, ConfigError> {
+    let (token, var) = match (env.get("ADMIN_TOKEN"), env.get("ADMIN_TOKEN_FILE")) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new("ADMIN_TOKEN_FILE", "and ADMIN_TOKEN are both set: give one"))
+        }
+        (Some(token), None) => (token, "ADMIN_TOKEN"),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError::new("ADMIN_TOKEN_FILE", format!("cannot be read ({path}): {e}")))?;
+            (text, "ADMIN_TOKEN_FILE")
+        }
+        (None, None) => return Ok(None),
+    };
+    let token = token.trim();
+    if token.chars().count() < ADMIN_TOKEN_MIN || token.chars().any(char::is_whitespace) {
+        let problem =
+            format!("must be at least {ADMIN_TOKEN_MIN} characters, without spaces (openssl rand -hex 32 makes one)");
+        return Err(ConfigError::new(var, problem));
+    }
+    Ok(Some(Secret::new(token)))
 }
 
 /// The model catalogue, from `MODELS` or the file `MODELS_FILE` names, with `MODEL_ALIASES`,

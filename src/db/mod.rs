@@ -2,6 +2,7 @@
 //! several replicas (`DATABASE_URL=postgres://…`). Where it is, how connections are set up and
 //! pooled, and the embedded migrations of each backend (the directories the diesel CLI runs).
 
+pub mod clients;
 pub mod keys;
 pub mod schema;
 
