@@ -311,9 +311,11 @@ async fn fifty_slowloris_connections_are_closed_in_time_and_a_normal_client_is_s
             .await
             .unwrap();
     for (i, closed) in closed.iter().enumerate() {
-        // The head timeout is 1 s and the body timeout 1.5 s; a second of slack for a loaded machine.
+        // The head timeout is 1 s and the body timeout 1.5 s; a second of slack for a loaded
+        // machine. actix's timers run on a coarse clock (its date service ticks every 500 ms),
+        // so a connection may be closed a little before its full second from the client's view.
         let bound = if i % 2 == 1 { Duration::from_millis(2500) } else { Duration::from_millis(2000) };
         let closed = closed.unwrap_or_else(|| panic!("slow connection {i} was never closed"));
-        assert!(closed > Duration::from_millis(900) && closed < bound, "slow connection {i} closed after {closed:?}");
+        assert!(closed > Duration::from_millis(500) && closed < bound, "slow connection {i} closed after {closed:?}");
     }
 }
