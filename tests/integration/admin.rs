@@ -3,9 +3,9 @@
 
 use crate::common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{command, completion, config, MockUpstream, Proxy, Reply};
+use common::{command, completion, config, until, MockUpstream, Proxy, Reply};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "admin-token-0123456789abcdef0123456789";
@@ -56,18 +56,6 @@ impl Admin {
         let request = request.insert_header(("authorization", format!("Bearer {key}")));
         request.send_json(&body).await.unwrap().status().as_u16()
     }
-}
-
-/// Polls `check` every 20 ms for up to 5 s; how long it took to hold.
-async fn within(mut check: impl AsyncFnMut() -> bool) -> Option<Duration> {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(5) {
-        if check().await {
-            return Some(started.elapsed());
-        }
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
-    None
 }
 
 const ROUTES: [(&str, &str); 8] = [
@@ -129,18 +117,18 @@ async fn a_key_made_through_the_api_is_shown_once_then_its_limits_and_revocation
     // reloads (within 2 s).
     let (status, changed) = admin.admin("PATCH", &format!("/admin/keys/{id}"), Some(r#"{"rpm": 1}"#)).await;
     assert_eq!((status, changed["rpm"].clone()), (200, json!(1)), "{changed}");
-    let limited = within(async || admin.chat(&key).await == 429).await;
+    let limited = until(async || admin.chat(&key).await == 429).await;
     assert!(limited.expect("the rpm never held") < Duration::from_secs(3));
     let (status, cleared) = admin.admin("PATCH", &format!("/admin/keys/{id}"), Some(r#"{"rpm": null}"#)).await;
     assert_eq!((status, cleared["rpm"].clone()), (200, Value::Null));
 
     let (status, revoked) = admin.admin("POST", &format!("/admin/keys/{id}/revoke"), None).await;
     assert_eq!((status, revoked["revoked"].clone()), (200, json!(true)));
-    let refused = within(async || admin.chat(&key).await == 401).await;
+    let refused = until(async || admin.chat(&key).await == 401).await;
     assert!(refused.expect("the revocation never held") < Duration::from_secs(3));
     let (status, _) = admin.admin("POST", &format!("/admin/keys/{id}/enable"), None).await;
     assert_eq!(status, 200);
-    assert!(within(async || admin.chat(&key).await == 200).await.is_some(), "enabled again");
+    assert!(until(async || admin.chat(&key).await == 200).await.is_some(), "enabled again");
 
     let (status, usage) = admin.admin("GET", "/admin/usage?days=2", None).await;
     assert_eq!((status, usage["days"].clone()), (200, json!(2)), "{usage}");

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{chat_body, client, command, completion, MockUpstream, ProxyProcess, Reply};
+use common::{chat_body, client, command, completion, until, MockUpstream, ProxyProcess, Reply};
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use serde_json::Value;
 
@@ -139,18 +139,6 @@ async fn pool_key_state(replica: &ProxyProcess, pool: &str, key: &str) -> String
     let status = status(replica).await;
     let keys = status.pointer(&format!("{pool}/keys")).unwrap().as_array().unwrap();
     keys.iter().find(|k| k["name"] == key).unwrap()["state"].as_str().unwrap().to_owned()
-}
-
-/// Polls `check` every 10 ms for up to 10 s; how long it took to hold.
-async fn until(mut check: impl AsyncFnMut() -> bool) -> Option<Duration> {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(10) {
-        if check().await {
-            return Some(started.elapsed());
-        }
-        actix_rt::time::sleep(Duration::from_millis(10)).await;
-    }
-    None
 }
 
 /// Whether a replica's Redis `state` in `/_status` becomes `state` within the polling time.

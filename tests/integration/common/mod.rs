@@ -385,6 +385,18 @@ pub async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
     false
 }
 
+/// Polls the async `check` every 10 ms for up to 10 s; how long it took to hold.
+pub async fn until(mut check: impl AsyncFnMut() -> bool) -> Option<Duration> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        if check().await {
+            return Some(started.elapsed());
+        }
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
 /// A local port that refuses connections: bound but never listening, so no other test can take
 /// it while this is held. Drop it to free the port.
 pub struct RefusingPort {
