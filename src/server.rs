@@ -11,7 +11,8 @@ use arc_swap::ArcSwap;
 
 use crate::actors::auth::AuthActor;
 use crate::actors::key_rotator::{ClearRejections, CurrentKey, KeyRotator};
-use crate::actors::key_sync::{Attach, KeySync};
+use crate::actors::key_sync::{Attach, AttachReloader, KeySync};
+use crate::actors::keys_file::{KeysFile, Reload};
 use crate::actors::limit_sync::LimitSync;
 use crate::actors::logger::{Flush, LogFiles, LoggerActor};
 use crate::actors::upstream_router::{Health, UpstreamRouter};
@@ -236,9 +237,30 @@ fn drain_on_signals(server: actix_web::dev::ServerHandle, timeout: Duration) {
     });
 }
 
-/// On SIGHUP, every key an upstream rejected is tried again: for an operator who fixed the
-/// keys' account (or the upstream's outage that rejected them) and wants no wait.
-fn clear_rejections_on_sighup(rotators: Vec<Addr<KeyRotator>>) {
+/// With `CEREBRAS_API_KEYS_FILE`, the actor that reads it again; with Redis, another replica's
+/// reload reaches it too.
+fn start_keys_file(
+    config: &Config,
+    pools: &[Pool],
+    key_syncs: &[Addr<KeySync>],
+    metrics: &Metrics,
+) -> Option<Addr<KeysFile>> {
+    let path = config.cerebras_keys_file.clone()?;
+    let (rotator, reloads) = (pools[0].rotator.clone(), metrics.key_reloads.clone());
+    let sync = key_syncs.first().cloned();
+    let shared = sync.clone().map(Addr::recipient);
+    let keys_file =
+        Supervisor::start(move |_| KeysFile::new(path.clone(), rotator.clone(), shared.clone(), reloads.clone()));
+    if let Some(sync) = sync {
+        sync.do_send(AttachReloader(keys_file.clone().recipient()));
+    }
+    Some(keys_file)
+}
+
+/// On SIGHUP, `CEREBRAS_API_KEYS_FILE` is read again (when set), and every key an upstream
+/// rejected is tried again: for an operator who changed the keys, or fixed their account (or
+/// the upstream's outage that rejected them), and wants no wait.
+fn reload_on_sighup(rotators: Vec<Addr<KeyRotator>>, keys_file: Option<Addr<KeysFile>>) {
     use actix_web::rt::signal::unix::{signal, SignalKind};
     let Ok(mut hangups) = signal(SignalKind::hangup()) else {
         log::warn!("event=sighup_unavailable");
@@ -246,7 +268,10 @@ fn clear_rejections_on_sighup(rotators: Vec<Addr<KeyRotator>>) {
     };
     actix_web::rt::spawn(async move {
         while hangups.recv().await.is_some() {
-            log::info!("event=sighup action=clear_key_rejections");
+            log::info!("event=sighup action=reload_keys,clear_key_rejections");
+            if let Some(keys_file) = &keys_file {
+                keys_file.do_send(Reload { announce: true });
+            }
             rotators.iter().for_each(|rotator| rotator.do_send(ClearRejections));
         }
     });
@@ -296,7 +321,8 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         pools.push(pool);
         key_syncs.extend(key_sync);
     }
-    clear_rejections_on_sighup(pools.iter().map(|pool| pool.rotator.clone()).collect());
+    let keys_file = start_keys_file(&config, &pools, &key_syncs, &metrics);
+    reload_on_sighup(pools.iter().map(|pool| pool.rotator.clone()).collect(), keys_file.clone());
 
     let presets: Vec<Preset> = config
         .providers
@@ -360,6 +386,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         limit_sync,
         admin_token: config.admin_token.as_ref().map(AdminToken::new),
         key_db,
+        keys_file,
     });
 
     let worker_config = config.clone();

@@ -7,6 +7,7 @@ use actix::Addr;
 
 use crate::actors::auth::AuthActor;
 use crate::actors::key_sync::KeySync;
+use crate::actors::keys_file::KeysFile;
 use crate::actors::limit_sync::LimitSync;
 use crate::admin::AdminToken;
 use crate::auth::gate::AuthGate;
@@ -39,4 +40,6 @@ pub struct AppState {
     pub admin_token: Option<AdminToken>,
     /// With client keys on: the key database, for the admin API.
     pub key_db: Option<Addr<AuthActor>>,
+    /// With `CEREBRAS_API_KEYS_FILE`: its reloader.
+    pub keys_file: Option<Addr<KeysFile>>,
 }

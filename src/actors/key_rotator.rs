@@ -21,7 +21,9 @@ use prometheus::IntGauge;
 
 use crate::metrics::Metrics;
 use crate::policy::fair_queue::FairQueue;
-use crate::policy::key_pool::{Availability, Cooldowns, KeyGrant, KeyPool, KeyState, KeyStatus, KeyVerdict, Rejection};
+use crate::policy::key_pool::{
+    Availability, Cooldowns, KeyGrant, KeyPool, KeyState, KeyStatus, KeyVerdict, Rejection, Replaced,
+};
 use crate::providers::ProviderId;
 use crate::shared::changes::{from_wall_ms, to_wall_ms, KeyChange};
 
@@ -67,13 +69,27 @@ pub struct Proven;
 #[rtype(result = "()")]
 pub struct ClearRejections;
 
-/// What an attempt with a key said about it. Sent with `do_send`: nobody waits for it.
+/// What an attempt with a key said about it. Sent with `do_send`: nobody waits for it. The key
+/// is `index` in the key list of `generation` (the grant's).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Report {
     pub index: usize,
+    pub generation: u64,
     pub verdict: KeyVerdict,
 }
+
+/// The key list becomes this one (a reload of `CEREBRAS_API_KEYS_FILE`): unchanged keys keep
+/// their state, removed keys leave (requests using one finish), added keys join.
+#[derive(Message)]
+#[rtype(result = "Result<Replaced, ActorFault>")]
+pub struct Rekey(pub Vec<NamedKey>);
+
+/// Ends the rest or rejection of the key named so (an operator's reset): `None` if the pool
+/// has no such key, else whether it rested.
+#[derive(Message)]
+#[rtype(result = "Result<Option<bool>, ActorFault>")]
+pub struct Lift(pub String);
 
 #[derive(Message)]
 #[rtype(result = "Result<RotatorStatus, ActorFault>")]
@@ -366,12 +382,14 @@ impl Handler<Report> for KeyRotator {
     /// wakes waiting requests.
     fn handle(&mut self, msg: Report, ctx: &mut Context<Self>) {
         let _ = guarded(self, ctx, |this, ctx| {
+            // A key removed by a reload since: nothing to mark.
+            let Some(index) = this.pool.resolve(msg.index, msg.generation) else { return };
             let now = Instant::now();
             let sticky = this.pool.current_index();
-            let rested = this.pool.report(msg.index, &msg.verdict, now);
+            let rested = this.pool.report(index, &msg.verdict, now);
             this.wake_waiters(ctx);
             if let Some((until, rest)) = rested {
-                let (provider, name) = (this.provider.name(), this.pool.grant(msg.index).name);
+                let (provider, name) = (this.provider.name(), this.pool.grant(index).name);
                 this.metrics.key_cooldowns.with_label_values(&[provider, &*name]).inc();
                 log::warn!(
                     "event=key_cooldown provider={provider} key={name} seconds={:.1} reason={:?}",
@@ -379,7 +397,7 @@ impl Handler<Report> for KeyRotator {
                     msg.verdict.reason().to_string()
                 );
                 let until_ms = to_wall_ms(until, now, SystemTime::now());
-                this.share(Share::Change(KeyChange::Rest { key: msg.index, until_ms, rest }));
+                this.share(Share::Change(KeyChange::Rest { key: index, until_ms, rest }));
                 Self::wake_at(ctx, until);
             }
             let moved_to = this.pool.current_index();
@@ -418,9 +436,52 @@ impl Handler<KeyChange<usize>> for KeyRotator {
                 KeyChange::ClearRejections => {
                     this.pool.clear_rejections(now);
                 }
+                KeyChange::Lift { key } => {
+                    this.pool.lift(key, now);
+                }
+                // The replicas' reload is the keys file's to do (`KeysFile`), not the pool's.
+                KeyChange::Reload => {}
             }
             this.wake_waiters(ctx);
         });
+    }
+}
+
+impl Handler<Rekey> for KeyRotator {
+    type Result = Result<Replaced, ActorFault>;
+
+    fn handle(&mut self, msg: Rekey, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(self, ctx, |this, ctx| {
+            // What was served under the old list is counted under it first.
+            if this.shared.is_some() {
+                this.share_served();
+            }
+            let replaced = this.pool.replace(&msg.0, Instant::now());
+            let provider = this.provider.name();
+            for name in &replaced.removed {
+                this.metrics.forget_key(provider, name);
+            }
+            this.served_shared = this.pool.status(Instant::now()).iter().map(|key| key.requests).collect();
+            this.keys = msg.0;
+            this.share(Share::Keys(this.keys.clone()));
+            this.wake_waiters(ctx);
+            replaced
+        })
+    }
+}
+
+impl Handler<Lift> for KeyRotator {
+    type Result = Result<Option<bool>, ActorFault>;
+
+    fn handle(&mut self, msg: Lift, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(self, ctx, |this, ctx| {
+            let index = this.pool.position(&msg.0)?;
+            let rested = this.pool.lift(index, Instant::now());
+            log::info!("event=key_reset provider={} key={} rested={rested}", this.provider.name(), msg.0);
+            this.share(Share::Change(KeyChange::Lift { key: index }));
+            this.wake_waiters(ctx);
+            Some(rested)
+        })
     }
 }
 
@@ -483,7 +544,9 @@ mod tests {
     #[actix_rt::test]
     async fn a_panic_restarts_the_rotator_with_fresh_state() {
         let addr = rotator(Duration::from_secs(60));
-        addr.send(Report { index: 0, verdict: KeyVerdict::RateLimited { requested: None } }).await.unwrap();
+        addr.send(Report { index: 0, generation: 0, verdict: KeyVerdict::RateLimited { requested: None } })
+            .await
+            .unwrap();
         assert_eq!(ready_name(addr.send(Acquire { wait: true, client: None }).await.unwrap().unwrap()), "key2");
 
         assert!(addr.send(Explode).await.unwrap().is_err());
@@ -498,10 +561,12 @@ mod tests {
     #[actix_rt::test]
     async fn waiters_get_the_first_key_that_comes_free() {
         let addr = rotator(Duration::from_millis(50));
-        addr.send(Report { index: 0, verdict: KeyVerdict::RateLimited { requested: None } }).await.unwrap();
+        addr.send(Report { index: 0, generation: 0, verdict: KeyVerdict::RateLimited { requested: None } })
+            .await
+            .unwrap();
         // key2 rests longer, so key1 is the first to come free.
         let longer = KeyVerdict::RateLimited { requested: Some(Duration::from_secs(5)) };
-        addr.send(Report { index: 1, verdict: longer }).await.unwrap();
+        addr.send(Report { index: 1, generation: 0, verdict: longer }).await.unwrap();
         let Acquired::AllCooling { free_in, ticket: Some(ticket) } =
             addr.send(Acquire { wait: true, client: None }).await.unwrap().unwrap()
         else {
@@ -516,7 +581,9 @@ mod tests {
     async fn past_the_waiting_cap_an_all_cooling_answer_has_no_ticket() {
         let addr = rotator(Duration::from_secs(60));
         for index in 0..2 {
-            addr.send(Report { index, verdict: KeyVerdict::RateLimited { requested: None } }).await.unwrap();
+            addr.send(Report { index, generation: 0, verdict: KeyVerdict::RateLimited { requested: None } })
+                .await
+                .unwrap();
         }
         let mut tickets = Vec::new();
         for _ in 0..3 {
@@ -541,7 +608,9 @@ mod tests {
     async fn without_wait_an_all_cooling_answer_has_no_ticket() {
         let addr = rotator(Duration::from_secs(60));
         for index in 0..2 {
-            addr.send(Report { index, verdict: KeyVerdict::RateLimited { requested: None } }).await.unwrap();
+            addr.send(Report { index, generation: 0, verdict: KeyVerdict::RateLimited { requested: None } })
+                .await
+                .unwrap();
         }
         let acquired = addr.send(Acquire { wait: false, client: None }).await.unwrap().unwrap();
         assert!(matches!(acquired, Acquired::AllCooling { ticket: None, .. }));

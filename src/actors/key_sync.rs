@@ -25,6 +25,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 use serde::Serialize;
 
+use super::keys_file::Reload;
+use crate::config::NamedKey;
 use crate::policy::key_pool::Rest;
 use crate::shared::changes::{fingerprint, rest_name, rest_named, KeyChange, Message as SharedMessage};
 use crate::shared::redis_script;
@@ -44,7 +46,14 @@ pub enum Share {
     Resync,
     /// Requests each key (by index) served since the last time.
     Served(Vec<(usize, u64)>),
+    /// The key list was replaced (a reload): these keys, in the rotator's order.
+    Keys(Vec<NamedKey>),
 }
+
+/// Where the keys file is (`CEREBRAS_API_KEYS_FILE`), to reload it when another replica did.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttachReloader(pub Recipient<Reload>);
 
 /// Where the rotator is, once both actors exist.
 #[derive(Message)]
@@ -100,10 +109,30 @@ struct Names {
     own_key_list: String,
 }
 
+impl Names {
+    /// The names for a pool of keys whose fingerprints are `prints`, in the rotator's order.
+    fn of(prefix: &str, prints: Vec<String>) -> Self {
+        let mut sorted = prints.clone();
+        sorted.sort_unstable();
+        Self {
+            key_list: format!("{prefix}:key_list"),
+            own_key_list: sorted.join(","),
+            channel: format!("{prefix}:events"),
+            served: format!("{prefix}:served"),
+            current: format!("{prefix}:current"),
+            keys: prints.iter().map(|print| format!("{prefix}:key:{print}")).collect(),
+            prints,
+        }
+    }
+}
+
 pub struct KeySync {
     client: redis::Client,
     connection: ConnectionManager,
+    prefix: String,
     names: Names,
+    /// The keys file's reloader, when there is one.
+    reloader: Option<Recipient<Reload>>,
     /// This replica's id in announcements: its own come back, and are skipped.
     origin: String,
     rotator: Option<Recipient<KeyChange<usize>>>,
@@ -142,25 +171,16 @@ impl KeySync {
             .set_connection_timeout(Some(TIMEOUT))
             .set_response_timeout(Some(TIMEOUT));
         let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
-        let prints: Vec<String> = keys.iter().map(|(_, secret)| fingerprint(secret)).collect();
-        let mut sorted = prints.clone();
-        sorted.sort_unstable();
-        let names = Names {
-            key_list: format!("{prefix}:key_list"),
-            own_key_list: sorted.join(","),
-            channel: format!("{prefix}:events"),
-            served: format!("{prefix}:served"),
-            current: format!("{prefix}:current"),
-            keys: prints.iter().map(|print| format!("{prefix}:key:{print}")).collect(),
-            prints,
-        };
+        let names = Names::of(prefix, keys.iter().map(|(_, secret)| fingerprint(secret)).collect());
         let mut origin = [0u8; 4];
         let _ = getrandom::fill(&mut origin);
         let origin = origin.iter().map(|b| format!("{b:02x}")).collect();
         Ok(Self {
             client,
             connection,
+            prefix: prefix.to_owned(),
             names,
+            reloader: None,
             origin,
             rotator: None,
             shared: HashMap::new(),
@@ -332,6 +352,28 @@ impl KeySync {
         self.shared.retain(|_, (_, rest)| *rest != Rest::Rejected);
     }
 
+    /// The key list is now `keys`: what is kept by index moves with its key, and the list is
+    /// recorded on Redis as the last one started (without lifting rejections: a reload keeps
+    /// the unchanged keys' state), then every key's rest is read back.
+    fn rekey(&mut self, keys: &[NamedKey], ctx: &mut Context<Self>) {
+        let names = Names::of(&self.prefix, keys.iter().map(|key| fingerprint(key.secret.expose())).collect());
+        let now = |print: &String| names.prints.iter().position(|p| p == print);
+        let old = &self.names.prints;
+        self.shared = self.shared.drain().filter_map(|(index, rest)| Some((now(&old[index])?, rest))).collect();
+        let totals: HashMap<&String, u64> = old.iter().zip(self.served_totals.iter().copied()).collect();
+        self.served_totals = names.prints.iter().map(|print| totals.get(print).copied().unwrap_or(0)).collect();
+        self.key_names = keys.iter().map(|key| key.name.clone()).collect();
+        self.names = names;
+        self.run_then(
+            ctx,
+            |mut connection, names| async move {
+                connection.set::<_, _, ()>(&names.key_list, &names.own_key_list).await?;
+                Ok(Vec::new())
+            },
+            |this, ctx, _| this.resync(ctx),
+        );
+    }
+
     /// An announcement from the channel, as the rotator's change; this replica's own are skipped.
     fn remote(&self, text: &str) -> Option<KeyChange<usize>> {
         let message = SharedMessage::decode(text)?;
@@ -434,6 +476,14 @@ impl Handler<Attach> for KeySync {
     }
 }
 
+impl Handler<AttachReloader> for KeySync {
+    type Result = ();
+
+    fn handle(&mut self, msg: AttachReloader, _: &mut Context<Self>) {
+        self.reloader = Some(msg.0);
+    }
+}
+
 impl Handler<Subscribed> for KeySync {
     type Result = ();
 
@@ -449,8 +499,16 @@ impl Handler<Heard> for KeySync {
         let Some(change) = self.remote(&msg.0) else {
             return;
         };
-        if change == KeyChange::ClearRejections {
-            self.forget_rejections();
+        match change {
+            KeyChange::ClearRejections => self.forget_rejections(),
+            KeyChange::Lift { key } => drop(self.shared.remove(&key)),
+            KeyChange::Reload => {
+                if let Some(reloader) = &self.reloader {
+                    reloader.do_send(Reload { announce: false });
+                }
+                return;
+            }
+            KeyChange::Rest { .. } | KeyChange::Current { .. } => {}
         }
         if let Some(rotator) = &self.rotator {
             rotator.do_send(change);
@@ -506,8 +564,26 @@ impl Handler<Share> for KeySync {
                     Ok(Vec::new())
                 });
             }
+            Share::Change(KeyChange::Lift { key }) => {
+                self.shared.remove(&key);
+                let announcement = self.announce(KeyChange::Lift { key: self.names.prints[key].clone() });
+                self.run(ctx, move |mut connection, names| async move {
+                    let mut pipe = redis::pipe();
+                    pipe.atomic().del(&names.keys[key]).ignore().publish(&names.channel, announcement).ignore();
+                    pipe.query_async::<()>(&mut connection).await?;
+                    Ok(Vec::new())
+                });
+            }
+            Share::Change(KeyChange::Reload) => {
+                let announcement = self.announce(KeyChange::Reload);
+                self.run(ctx, move |mut connection, names| async move {
+                    connection.publish::<_, _, ()>(&names.channel, announcement).await?;
+                    Ok(Vec::new())
+                });
+            }
             Share::Resync => self.resync(ctx),
             Share::Served(deltas) => self.add_served(deltas, ctx),
+            Share::Keys(keys) => self.rekey(&keys, ctx),
         }
     }
 }

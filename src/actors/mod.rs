@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod key_rotator;
 pub mod key_sync;
+pub mod keys_file;
 pub mod limit_sync;
 pub mod logger;
 pub mod supervision;

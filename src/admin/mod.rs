@@ -1,20 +1,19 @@
 //! The admin API under `/admin/`, JSON in and out, for operators without a shell in the
 //! container: client keys (what the `keys` CLI does, through the same code) and the Cerebras
-//! pool as the rotators see it.
+//! pools as the rotators see them: their keys' states, a key's reset, the keys file's reload.
 //!
 //! Off unless `ADMIN_TOKEN` (or `ADMIN_TOKEN_FILE`) is set: then every `/admin/` path answers
 //! 404, as if it did not exist. On, a request without `Authorization: Bearer <token>` gets 401.
 //! The token is compared by digest, in constant time, and never logged, counted or echoed.
 
 mod keys;
+mod upstream;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use sha2::{Digest, Sha256};
 
-use crate::actors::key_rotator::GetStatus;
-use crate::actors::supervision::ask;
 use crate::error::{error_body, ProxyError};
 use crate::secret::Secret;
 use crate::state::AppState;
@@ -43,7 +42,9 @@ pub fn routes() -> actix_web::Scope {
         .route("/keys/{id}/revoke", web::post().to(keys::revoke))
         .route("/keys/{id}/enable", web::post().to(keys::enable))
         .route("/usage", web::get().to(keys::usage))
-        .route("/upstream-keys", web::get().to(upstream_keys))
+        .route("/upstream-keys", web::get().to(upstream::keys))
+        .route("/upstream-keys/reload", web::post().to(upstream::reload))
+        .route("/upstream-keys/{name}/reset", web::post().to(upstream::reset))
         .default_service(web::to(not_found))
 }
 
@@ -87,23 +88,4 @@ fn allowed(request: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
 /// An error of the proxy's own (an actor gone), as it renders everywhere.
 fn proxy_error(error: ProxyError) -> HttpResponse {
     actix_web::ResponseError::error_response(&error)
-}
-
-/// `GET /admin/upstream-keys`: each provider's keys, by name, with their state, cooldown and
-/// counts, never a key's value.
-async fn upstream_keys(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Some(refused) = allowed(&request, &state) {
-        return refused;
-    }
-    let mut providers = serde_json::Map::new();
-    for pool in &state.dispatcher.pools {
-        match ask(&pool.rotator, GetStatus).await {
-            Ok(status) => {
-                let status = serde_json::to_value(status).unwrap_or_default();
-                providers.insert(pool.provider.id.name().to_owned(), status);
-            }
-            Err(error) => return proxy_error(error),
-        }
-    }
-    HttpResponse::Ok().json(serde_json::json!({ "providers": providers }))
 }

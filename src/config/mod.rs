@@ -5,6 +5,7 @@
 
 pub mod json_error;
 mod providers;
+pub use providers::keys_file;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -97,6 +98,9 @@ pub struct Config {
     pub providers: Vec<Provider>,
     /// The built-in providers without keys, shown in `/_status` as not configured.
     pub unconfigured_providers: Vec<&'static str>,
+    /// `CEREBRAS_API_KEYS_FILE`: the Cerebras keys' file, read again on SIGHUP or
+    /// `POST /admin/upstream-keys/reload`.
+    pub cerebras_keys_file: Option<PathBuf>,
     /// Cooldown after a 429, at least: a longer Retry-After wins, up to `max_cooldown`.
     pub cooldown: Duration,
     /// How long a key answered with 401 stays out of rotation.
@@ -226,6 +230,7 @@ impl Config {
             redis_prefix: env.string("REDIS_KEY_PREFIX", "glm-proxy"),
             providers: providers.providers,
             unconfigured_providers: providers.unconfigured,
+            cerebras_keys_file: providers.cerebras_keys_file,
         };
         config.validate()?;
         Ok(config)

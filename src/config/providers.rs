@@ -1,6 +1,9 @@
 //! The providers, read from their variables and `PROVIDERS_FILE`: the three built-in ones
 //! with their defaults, then the file's, each where its `after` puts it.
 
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
 use serde_json::{Map, Value};
 
 use super::{json_error, valid_base_url, ConfigError, Env, NamedKey};
@@ -30,14 +33,25 @@ pub(super) struct Providers {
     pub providers: Vec<Provider>,
     pub unconfigured: Vec<&'static str>,
     pub models: Vec<(ProviderId, Map<String, Value>)>,
+    /// `CEREBRAS_API_KEYS_FILE`, when the Cerebras keys come from it: read again on reload.
+    pub cerebras_keys_file: Option<PathBuf>,
 }
 
 pub(super) fn read(env: &Env) -> Result<Providers, ConfigError> {
     let mut entries = Vec::new();
     let mut unconfigured = Vec::new();
-    let cerebras_keys = pool(env, "CEREBRAS_API_KEYS", None)?.ok_or_else(|| {
-        ConfigError::new("CEREBRAS_API_KEYS", r#"is required: a JSON object of name → key, e.g. {"key1":"csk-..."}"#)
-    })?;
+    let cerebras_keys_file = match (env.get("CEREBRAS_API_KEYS"), env.get(KEYS_FILE)) {
+        (Some(_), Some(_)) => return Err(ConfigError::new(KEYS_FILE, "and CEREBRAS_API_KEYS are both set: give one")),
+        (_, file) => file.map(|path| PathBuf::from(path.trim())),
+    };
+    let cerebras_keys = match &cerebras_keys_file {
+        Some(path) => keys_file(path)?,
+        None => pool(env, "CEREBRAS_API_KEYS", None)?.ok_or_else(|| {
+            let problem =
+                r#"is required (or CEREBRAS_API_KEYS_FILE): a JSON object of name → key, e.g. {"key1":"csk-..."}"#;
+            ConfigError::new("CEREBRAS_API_KEYS", problem)
+        })?,
+    };
     entries.push(built_in(
         "cerebras",
         Provider {
@@ -85,7 +99,32 @@ pub(super) fn read(env: &Env) -> Result<Providers, ConfigError> {
             .map_err(|e| ConfigError::new("PROVIDERS_FILE", format!("cannot be read ({path}): {e}")))?;
         entries.extend(file_entries(&text, &unconfigured)?);
     }
-    Ok(place(entries, unconfigured))
+    Ok(Providers { cerebras_keys_file, ..place(entries, unconfigured) })
+}
+
+const KEYS_FILE: &str = "CEREBRAS_API_KEYS_FILE";
+
+/// The longest keys file read: a pool of thousands of keys is far less.
+const KEYS_FILE_MAX_BYTES: u64 = 1 << 20;
+
+/// The Cerebras keys from `CEREBRAS_API_KEYS_FILE`, at start and at each reload: a JSON object
+/// of name → key. Its mistakes say where, never what (the file holds keys).
+pub fn keys_file(path: &Path) -> Result<Vec<NamedKey>, ConfigError> {
+    let unreadable =
+        |e: std::io::Error| ConfigError::new(KEYS_FILE, format!("cannot be read ({}): {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let mut text = String::new();
+    file.take(KEYS_FILE_MAX_BYTES + 1).read_to_string(&mut text).map_err(unreadable)?;
+    if text.len() as u64 > KEYS_FILE_MAX_BYTES {
+        return Err(ConfigError::new(KEYS_FILE, "is over 1 MiB: no list of keys is that long"));
+    }
+    let object: Map<String, Value> = serde_json::from_str(&text).map_err(|e| {
+        ConfigError::new(
+            KEYS_FILE,
+            format!("is not a JSON object of name → key: {}", json_error::problem(&e, "an object")),
+        )
+    })?;
+    keys_of(object).map_err(|problem| ConfigError::new(KEYS_FILE, problem))
 }
 
 /// The defaults every provider starts from, built-in or from the file.
@@ -141,7 +180,7 @@ fn place(entries: Vec<Entry>, unconfigured: Vec<&'static str>) -> Providers {
             Provider { id, ..entry.provider }
         })
         .collect();
-    Providers { providers, unconfigured, models }
+    Providers { providers, unconfigured, models, cerebras_keys_file: None }
 }
 
 /// A provider's keys: `keys_var`, a JSON object of name → key, or `key_var`, one key (a pool

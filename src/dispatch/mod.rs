@@ -225,12 +225,12 @@ impl Dispatcher {
                         pool.rotator.do_send(Proven);
                     }
                     if let Some((index, verdict)) = blame {
-                        pool.rotator.do_send(Report { index, verdict });
+                        pool.rotator.do_send(Report { index, generation: key.generation, verdict });
                     }
                     return Ok(Some(self.deliver(answer, &source, trail)));
                 }
                 Decision::Rest(verdict) => {
-                    pool.rotator.do_send(Report { index: key.index, verdict });
+                    pool.rotator.do_send(Report { index: key.index, generation: key.generation, verdict });
                     trail.keep(answer.held());
                 }
                 Decision::AskAnother { .. } => suspect = answer.held(),

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub keys: IntGaugeVec,
     /// 1 for each key's current state, by provider, key name and state.
     pub key_state: IntGaugeVec,
+    /// Reloads of `CEREBRAS_API_KEYS_FILE`, by outcome (`reloaded`, `failed`).
+    pub key_reloads: IntCounterVec,
     /// Times a provider's circuit opened.
     pub circuit_opens: IntCounterVec,
     /// 1 while a provider's circuit is open or half-open, else 0.
@@ -133,6 +135,7 @@ impl Metrics {
             )?,
             keys: gauges("keys", "Provider keys by state", &["provider", "state"])?,
             key_state: gauges("key_state", "1 for each provider key's current state", &["provider", "key", "state"])?,
+            key_reloads: counters("key_reloads_total", "Reloads of CEREBRAS_API_KEYS_FILE", &["outcome"])?,
             attempts: counters("upstream_attempts_total", "Attempts sent to each provider", &["provider"])?,
             circuit_opens: counters("circuit_opens_total", "Times a provider's circuit opened", &["provider"])?,
             circuit_open: gauges("circuit_open", "1 while a provider's circuit is open or half-open", &["provider"])?,
@@ -207,6 +210,14 @@ impl Metrics {
         })
     }
 
+    /// A key a reload removed: its series go, so that the metrics name only keys in use.
+    pub fn forget_key(&self, provider: &str, key: &str) {
+        let _ = self.key_cooldowns.remove_label_values(&[provider, key]);
+        for state in ["available", "cooling", "invalid"] {
+            let _ = self.key_state.remove_label_values(&[provider, key, state]);
+        }
+    }
+
     /// Gives every labelled family its known series at zero: per provider, per reason, per
     /// key, per state, per refusal code. `models` are the provider ids requests may name.
     pub fn preset<'m>(&self, providers: &[Preset<'_>], models: impl Iterator<Item = (&'static str, &'m str)>) {
@@ -232,6 +243,9 @@ impl Metrics {
             }
         }
         self.requests.with_label_values(&["proxy", "502"]);
+        for outcome in ["reloaded", "failed"] {
+            self.key_reloads.with_label_values(&[outcome]);
+        }
         self.request_duration.with_label_values(&["proxy"]);
         for (provider, model) in models {
             for kind in ["prompt", "completion"] {

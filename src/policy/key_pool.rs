@@ -92,6 +92,9 @@ pub struct Cooldowns {
 #[derive(Debug, Clone)]
 pub struct KeyGrant {
     pub index: usize,
+    /// The key list it was granted from: a report on a key from before a reload finds it by
+    /// this, wherever the reload moved it.
+    pub generation: u64,
     pub name: Arc<str>,
     pub secret: Secret,
     /// Successes are counted here by the request itself: a success changes no key state, so
@@ -136,6 +139,17 @@ struct Key {
 }
 
 impl Key {
+    fn fresh(key: &NamedKey) -> Self {
+        Self {
+            name: key.name.as_str().into(),
+            secret: key.secret.clone(),
+            resting_until: None,
+            error_count: 0,
+            served: Arc::default(),
+            last_error: None,
+        }
+    }
+
     fn rest(&self, now: Instant) -> Option<(Instant, Rest)> {
         self.resting_until.filter(|(until, _)| *until > now)
     }
@@ -148,24 +162,84 @@ pub struct KeyPool {
     cooldowns: Cooldowns,
     /// The last key's rejection, for the answer when all are rejected.
     last_rejection: Option<Rejection>,
+    /// How many times the key list was replaced, and where each key of the list before the
+    /// last replacement is now (`None`: removed).
+    generation: u64,
+    moved: Vec<Option<usize>>,
+}
+
+/// What replacing the key list did, by key name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Replaced {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Same name and value: their state (a rest, a rejection, their counts) carries over.
+    pub unchanged: Vec<String>,
 }
 
 impl KeyPool {
     /// A pool with every key available and the first one current.
     pub fn new(keys: &[NamedKey], cooldowns: Cooldowns) -> Self {
         assert!(!keys.is_empty(), "config validation guarantees every provider at least one key");
-        let keys = keys
-            .iter()
-            .map(|k| Key {
-                name: k.name.as_str().into(),
-                secret: k.secret.clone(),
-                resting_until: None,
-                error_count: 0,
-                served: Arc::default(),
-                last_error: None,
-            })
-            .collect();
-        Self { keys, current: 0, cooldowns, last_rejection: None }
+        let keys = keys.iter().map(Key::fresh).collect();
+        Self { keys, current: 0, cooldowns, last_rejection: None, generation: 0, moved: Vec::new() }
+    }
+
+    /// The key list becomes `keys` (a reload): a key of the same name and value keeps its
+    /// state, the others start afresh, and the sticky key stays if it is still there.
+    pub fn replace(&mut self, keys: &[NamedKey], now: Instant) -> Replaced {
+        assert!(!keys.is_empty(), "a reload with no key is refused before it gets here");
+        let mut old: Vec<Option<Key>> = std::mem::take(&mut self.keys).into_iter().map(Some).collect();
+        let mut replaced = Replaced::default();
+        let mut moved = vec![None; old.len()];
+        for key in keys {
+            let same = old.iter().position(|o| {
+                o.as_ref().is_some_and(|o| *o.name == *key.name && o.secret.expose() == key.secret.expose())
+            });
+            match same {
+                Some(at) => {
+                    moved[at] = Some(self.keys.len());
+                    replaced.unchanged.push(key.name.clone());
+                    self.keys.extend(old[at].take());
+                }
+                None => {
+                    replaced.added.push(key.name.clone());
+                    self.keys.push(Key::fresh(key));
+                }
+            }
+        }
+        replaced.removed = old.into_iter().flatten().map(|key| key.name.to_string()).collect();
+        let sticky = moved.get(self.current).copied().flatten();
+        self.current = sticky.or_else(|| self.usable_from(0, now)).unwrap_or(0);
+        self.generation += 1;
+        self.moved = moved;
+        replaced
+    }
+
+    /// Where the key `index` of the list of `generation` is now, if it still is.
+    pub fn resolve(&self, index: usize, generation: u64) -> Option<usize> {
+        match self.generation.checked_sub(generation) {
+            Some(0) => (index < self.keys.len()).then_some(index),
+            Some(1) => self.moved.get(index).copied().flatten(),
+            _ => None,
+        }
+    }
+
+    /// The key named `name`, if the list has it.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.keys.iter().position(|key| *key.name == *name)
+    }
+
+    /// Ends key `index`'s rest or rejection (an operator's reset). Whether it rested.
+    pub fn lift(&mut self, index: usize, now: Instant) -> bool {
+        let key = &mut self.keys[index];
+        let rested = key.rest(now).is_some();
+        key.resting_until = None;
+        rested
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Sticky choice: the current key while it is usable, else the next usable one after it.
@@ -204,7 +278,13 @@ impl KeyPool {
 
     pub fn grant(&self, index: usize) -> KeyGrant {
         let key = &self.keys[index];
-        KeyGrant { index, name: key.name.clone(), secret: key.secret.clone(), served: key.served.clone() }
+        KeyGrant {
+            index,
+            generation: self.generation,
+            name: key.name.clone(),
+            secret: key.secret.clone(),
+            served: key.served.clone(),
+        }
     }
 
     /// Records what an attempt with key `index` said. Marks that key, whichever is current.
@@ -483,6 +563,59 @@ mod tests {
         assert_eq!(pool.acquire(now), Availability::Ready(0));
         let single = self::pool(1);
         assert_eq!(single.acquire_other(0, now), None);
+    }
+
+    fn named(pairs: &[(&str, &str)]) -> Vec<NamedKey> {
+        pairs.iter().map(|(name, key)| NamedKey { name: (*name).into(), secret: Secret::new(*key) }).collect()
+    }
+
+    #[test]
+    fn a_replaced_list_keeps_the_state_of_unchanged_keys_only() {
+        let now = Instant::now();
+        let mut pool = pool(3);
+        pool.report(0, &limited(None), now);
+        pool.report(1, &rejected(), now);
+        pool.grant(0).served.fetch_add(5, Ordering::Relaxed);
+        assert_eq!(pool.acquire(now), Availability::Ready(2));
+        // key2's value changed, key3 left, key4 joined; key1 is unchanged and still rests.
+        let replaced = pool.replace(&named(&[("key4", "sk-4"), ("key1", "sk-1"), ("key2", "sk-new")]), now);
+        assert_eq!(replaced.added, ["key4", "key2"]);
+        assert_eq!(replaced.removed, ["key2", "key3"], "a changed value is the old key gone");
+        assert_eq!(replaced.unchanged, ["key1"]);
+        let status = pool.status(now);
+        let names: Vec<&str> = status.iter().map(|key| &*key.name).collect();
+        assert_eq!(names, ["key4", "key1", "key2"]);
+        assert_eq!((status[1].state, status[1].requests), (KeyState::CoolingDown, 5));
+        assert_eq!(status[2].state, KeyState::Available, "a new value is a new key");
+        // The sticky key left: the first usable one takes its place.
+        assert_eq!(pool.acquire(now), Availability::Ready(0));
+    }
+
+    #[test]
+    fn a_report_from_before_a_reload_finds_its_key_where_it_went() {
+        let now = Instant::now();
+        let mut pool = pool(2);
+        let before = pool.grant(1);
+        assert_eq!(pool.resolve(1, before.generation), Some(1));
+        pool.replace(&named(&[("key2", "sk-2"), ("key5", "sk-5")]), now);
+        assert_eq!(pool.resolve(before.index, before.generation), Some(0));
+        assert_eq!(pool.resolve(0, before.generation), None, "key1 was removed");
+        assert_eq!(pool.resolve(1, pool.generation()), Some(1));
+        assert_eq!(pool.resolve(7, pool.generation()), None);
+        pool.replace(&named(&[("key2", "sk-2")]), now);
+        assert_eq!(pool.resolve(before.index, before.generation), None, "two reloads back");
+    }
+
+    #[test]
+    fn a_lifted_key_is_usable_at_once() {
+        let now = Instant::now();
+        let mut pool = pool(1);
+        pool.report(0, &rejected(), now);
+        assert_eq!(pool.position("key1"), Some(0));
+        assert_eq!(pool.position("nope"), None);
+        assert!(pool.lift(0, now));
+        assert_eq!(pool.acquire(now), Availability::Ready(0));
+        assert!(!pool.lift(0, now), "it was not resting");
     }
 
     #[test]

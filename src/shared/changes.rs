@@ -27,6 +27,10 @@ pub enum KeyChange<K> {
     Current { from: Option<K>, to: K },
     /// Every rejection was lifted (SIGHUP on one replica).
     ClearRejections,
+    /// An operator ended the key's rest or rejection (`POST /admin/upstream-keys/{name}/reset`).
+    Lift { key: K },
+    /// A replica reloaded its key list (`CEREBRAS_API_KEYS_FILE`): the others reload theirs.
+    Reload,
 }
 
 impl<K> KeyChange<K> {
@@ -37,6 +41,8 @@ impl<K> KeyChange<K> {
             Self::Rest { key, until_ms, rest } => KeyChange::Rest { key: name(key)?, until_ms, rest },
             Self::Current { from, to } => KeyChange::Current { from: from.and_then(&mut name), to: name(to)? },
             Self::ClearRejections => KeyChange::ClearRejections,
+            Self::Lift { key } => KeyChange::Lift { key: name(key)? },
+            Self::Reload => KeyChange::Reload,
         })
     }
 }
@@ -72,6 +78,8 @@ impl Message {
             }
             KeyChange::Current { to, .. } => format!("{} current {to}", self.origin),
             KeyChange::ClearRejections => format!("{} clear", self.origin),
+            KeyChange::Lift { key } => format!("{} lift {key}", self.origin),
+            KeyChange::Reload => format!("{} reload", self.origin),
         }
     }
 
@@ -85,6 +93,8 @@ impl Message {
             }
             ("current", Some(key), None, None) => KeyChange::Current { from: None, to: key.to_owned() },
             ("clear", None, None, None) => KeyChange::ClearRejections,
+            ("lift", Some(key), None, None) => KeyChange::Lift { key: key.to_owned() },
+            ("reload", None, None, None) => KeyChange::Reload,
             _ => return None,
         };
         Some(Self { origin, change })
@@ -116,6 +126,8 @@ mod tests {
             KeyChange::Rest { key: "fedcba9876543210".into(), until_ms: 1, rest: Rest::Rejected },
             KeyChange::Current { from: None, to: "0123456789abcdef".into() },
             KeyChange::ClearRejections,
+            KeyChange::Lift { key: "0123456789abcdef".into() },
+            KeyChange::Reload,
         ] {
             let message = Message { origin: "a1b2".into(), change };
             assert_eq!(Message::decode(&message.encode()), Some(message));
@@ -124,7 +136,16 @@ mod tests {
 
     #[test]
     fn unknown_or_broken_changes_are_ignored() {
-        for text in ["", "a1b2", "a1b2 rest k", "a1b2 rest k soon cooling", "a1b2 rest k 5 tired", "a1b2 jump k"] {
+        for text in [
+            "",
+            "a1b2",
+            "a1b2 rest k",
+            "a1b2 rest k soon cooling",
+            "a1b2 rest k 5 tired",
+            "a1b2 jump k",
+            "a1b2 lift",
+            "a1b2 reload k",
+        ] {
             assert_eq!(Message::decode(text), None, "{text:?}");
         }
     }

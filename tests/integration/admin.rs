@@ -3,29 +3,42 @@
 
 use crate::common;
 
+use std::path::Path;
 use std::time::Duration;
 
-use common::{command, completion, config, until, MockUpstream, Proxy, Reply};
+use common::{command, completion, config, until, MockUpstream, Proxy, Received, Reply};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "admin-token-0123456789abcdef0123456789";
 
 /// A proxy with client keys on, the admin API on `token` (if any), and a mock that answers.
 struct Admin {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     upstream: MockUpstream,
     proxy: Proxy,
 }
 
 impl Admin {
     fn start(token: Option<&str>) -> Self {
+        Self::with(token, |_| Reply::ok(completion("ok")), |_| Vec::new())
+    }
+
+    /// The same with the mock answering by `script`, and the variables `vars` gives for the
+    /// test's folder added.
+    fn with(
+        token: Option<&str>,
+        script: impl Fn(&Received) -> Reply + Send + Sync + 'static,
+        vars: impl FnOnce(&Path) -> Vec<(&'static str, String)>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let upstream = MockUpstream::start(|_| Reply::ok(completion("ok")));
+        let upstream = MockUpstream::start(script);
         let db = dir.path().join("keys.db");
-        let mut vars = vec![("ENABLE_INCOMING_AUTH", "true"), ("INCOMING_KEY_DB", db.to_str().unwrap())];
-        vars.extend(token.map(|token| ("ADMIN_TOKEN", token)));
-        let proxy = Proxy::start(config(&upstream.url, &vars));
-        Self { _dir: dir, upstream, proxy }
+        let mut all = vec![("ENABLE_INCOMING_AUTH", "true".to_owned()), ("INCOMING_KEY_DB", db.display().to_string())];
+        all.extend(token.map(|token| ("ADMIN_TOKEN", token.to_owned())));
+        all.extend(vars(dir.path()));
+        let all: Vec<(&str, &str)> = all.iter().map(|(name, value)| (*name, value.as_str())).collect();
+        let proxy = Proxy::start(config(&upstream.url, &all));
+        Self { dir, upstream, proxy }
     }
 
     /// An admin call with `bearer` (the right token by default): status and JSON body.
@@ -49,6 +62,24 @@ impl Admin {
         self.call(method, path, body, Some(TOKEN)).await
     }
 
+    /// A new client key, made through the API.
+    async fn client_key(&self) -> String {
+        let (status, made) = self.admin("POST", "/admin/keys", Some(r#"{"name": "team"}"#)).await;
+        assert_eq!(status, 201, "{made}");
+        made["key"].as_str().unwrap().to_owned()
+    }
+
+    /// The Cerebras keys as the API lists them.
+    async fn upstream_keys(&self) -> Vec<Value> {
+        let (status, pool) = self.admin("GET", "/admin/upstream-keys", None).await;
+        assert_eq!(status, 200, "{pool}");
+        pool["providers"]["cerebras"]["keys"].as_array().unwrap().clone()
+    }
+
+    async fn upstream_key(&self, name: &str) -> Value {
+        self.upstream_keys().await.into_iter().find(|key| key["name"] == name).unwrap()
+    }
+
     /// A chat with the client key `key`: its status.
     async fn chat(&self, key: &str) -> u16 {
         let body = json!({"model": "m", "messages": [{"role": "user", "content": "Hi"}]});
@@ -58,7 +89,7 @@ impl Admin {
     }
 }
 
-const ROUTES: [(&str, &str); 8] = [
+const ROUTES: [(&str, &str); 10] = [
     ("GET", "/admin/keys"),
     ("POST", "/admin/keys"),
     ("PATCH", "/admin/keys/1"),
@@ -66,6 +97,8 @@ const ROUTES: [(&str, &str); 8] = [
     ("POST", "/admin/keys/1/enable"),
     ("GET", "/admin/usage"),
     ("GET", "/admin/upstream-keys"),
+    ("POST", "/admin/upstream-keys/key1/reset"),
+    ("POST", "/admin/upstream-keys/reload"),
     ("GET", "/admin/anything"),
 ];
 
@@ -186,4 +219,142 @@ fn a_short_admin_token_stops_the_start_with_exit_2_and_never_shows_it() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("ADMIN_TOKEN must be at least 32 characters"), "{stderr}");
     assert!(!stderr.contains("short-secret-token"), "{stderr}");
+}
+
+/// Key 1 is rate limited for ten minutes; the others answer, streams slowly.
+fn key1_limited(request: &Received) -> Reply {
+    match request.key() {
+        "sk-1" => Reply::rate_limited(Some(600)),
+        _ if request.json()["stream"] == true => Reply::sse(5, Duration::from_millis(100)),
+        _ => Reply::ok(completion("ok")),
+    }
+}
+
+#[actix_web::test]
+async fn a_reset_lifts_a_keys_rest_at_once() {
+    let admin = Admin::with(Some(TOKEN), key1_limited, |_| Vec::new());
+    let key = admin.client_key().await;
+    assert_eq!(admin.chat(&key).await, 200);
+    assert_eq!(admin.upstream_key("key1").await["state"], "cooling_down");
+
+    let (status, reset) = admin.admin("POST", "/admin/upstream-keys/key1/reset", None).await;
+    assert_eq!(status, 200, "{reset}");
+    assert_eq!(reset, json!({"provider": "cerebras", "key": "key1", "was_resting": true, "state": "available"}));
+    let key1 = admin.upstream_key("key1").await;
+    assert_eq!((key1["state"].clone(), key1["rate_limited_for"].clone()), (json!("available"), json!(0.0)));
+    let (_, again) = admin.admin("POST", "/admin/upstream-keys/key1/reset?provider=cerebras", None).await;
+    assert_eq!(again["was_resting"], false);
+
+    for (path, expected, code) in [
+        ("/admin/upstream-keys/key9/reset", 404, "upstream_key_not_found"),
+        ("/admin/upstream-keys/key1/reset?provider=nowhere", 404, "provider_not_found"),
+        ("/admin/upstream-keys/key1/reset?colour=red", 400, "invalid_request"),
+        ("/admin/upstream-keys/reload", 404, "keys_file_off"),
+    ] {
+        let (status, answer) = admin.admin("POST", path, None).await;
+        assert_eq!((status, answer["error"]["code"].as_str()), (expected, Some(code)), "{path}: {answer}");
+    }
+}
+
+/// The Cerebras keys from a file in the test's folder, `keys.json`, holding `keys` at first.
+fn keys_file(keys: &str) -> impl FnOnce(&Path) -> Vec<(&'static str, String)> {
+    let keys = keys.to_owned();
+    move |dir| {
+        let path = dir.join("keys.json");
+        std::fs::write(&path, keys).unwrap();
+        vec![("CEREBRAS_API_KEYS", String::new()), ("CEREBRAS_API_KEYS_FILE", path.display().to_string())]
+    }
+}
+
+#[actix_web::test]
+async fn a_reload_adds_and_removes_keys_keeps_a_resting_one_and_a_broken_file_changes_nothing() {
+    let admin = Admin::with(Some(TOKEN), key1_limited, keys_file(r#"{"key1": "sk-1", "key2": "sk-2"}"#));
+    let client_key = admin.client_key().await;
+    assert_eq!(admin.chat(&client_key).await, 200);
+    assert_eq!(admin.upstream_key("key1").await["state"], "cooling_down");
+    // A stream on key2, still running when key2 is removed.
+    let streaming = common::client()
+        .post(admin.proxy.at("/v1/chat/completions"))
+        .insert_header(("authorization", format!("Bearer {client_key}")))
+        .send_json(&common::chat_body(true));
+    let stream = actix_rt::spawn(async move {
+        let mut response = streaming.await.unwrap();
+        (response.status().as_u16(), response.body().await.unwrap())
+    });
+    assert!(common::eventually(|| admin.upstream.received().len() == 3).await, "the stream reached the mock");
+
+    let file = admin.dir.path().join("keys.json");
+    std::fs::write(&file, r#"{"key1": "sk-1", "key3": "sk-3"}"#).unwrap();
+    let (status, reloaded) = admin.admin("POST", "/admin/upstream-keys/reload", None).await;
+    assert_eq!(status, 200, "{reloaded}");
+    assert_eq!(reloaded, json!({"added": ["key3"], "removed": ["key2"], "unchanged": ["key1"]}));
+    let (status, body) = stream.await.unwrap();
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    assert_eq!(status, 200);
+    assert!(body.ends_with("data: [DONE]\n\n") && body.matches("data: ").count() == 6, "{body}");
+
+    let keys = admin.upstream_keys().await;
+    let names: Vec<&str> = keys.iter().map(|key| key["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["key1", "key3"]);
+    assert_eq!(keys[0]["state"], "cooling_down", "an unchanged key keeps its rest");
+    assert_eq!(keys[1]["state"], "available");
+    assert_eq!(admin.chat(&client_key).await, 200);
+    assert_eq!(admin.upstream.keys_used().last().map(String::as_str), Some("sk-3"));
+
+    for (broken, says) in [
+        (r#"{"key1": "sk-1", "key4": "sk-sec"#, "line 1, column 32"),
+        ("{}", "holds no key"),
+        (r#"{"key1": 7}"#, r#"entry "key1""#),
+    ] {
+        std::fs::write(&file, broken).unwrap();
+        let (status, answer) = admin.admin("POST", "/admin/upstream-keys/reload", None).await;
+        assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("invalid_keys_file")), "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says) && message.contains("CEREBRAS_API_KEYS_FILE"), "{message}");
+        assert!(!message.contains("sk-"), "{message}");
+    }
+    let names: Vec<Value> = admin.upstream_keys().await.iter().map(|key| key["name"].clone()).collect();
+    assert_eq!(names, ["key1", "key3"], "the old list stays");
+    let failed = common::metric(&admin.proxy.url, r#"glm_proxy_key_reloads_total{outcome="failed"}"#).await;
+    let reloaded = common::metric(&admin.proxy.url, r#"glm_proxy_key_reloads_total{outcome="reloaded"}"#).await;
+    assert_eq!((failed, reloaded), (3.0, 1.0));
+}
+
+#[actix_web::test]
+async fn sighup_reloads_the_keys_file_and_a_broken_one_is_logged_with_its_place_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = MockUpstream::start(|_| Reply::ok(completion("ok")));
+    let file = dir.path().join("keys.json");
+    std::fs::write(&file, r#"{"key1": "sk-1"}"#).unwrap();
+    let path = file.display().to_string();
+    let vars =
+        [("CEREBRAS_BASE_URL", upstream.url.as_str()), ("CEREBRAS_API_KEYS", ""), ("CEREBRAS_API_KEYS_FILE", &path)];
+    let running = common::ProxyProcess::start(dir.path(), &vars);
+    let names = async || {
+        let status: Value =
+            common::client().get(format!("{}/_status", running.url)).send().await.unwrap().json().await.unwrap();
+        status["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|key| key["name"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names().await, ["key1"]);
+    let hangup = || {
+        let pid = running.child.id().to_string();
+        assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    };
+
+    std::fs::write(&file, r#"{"key1": "sk-1", "key2": "sk-2"}"#).unwrap();
+    hangup();
+    assert!(until(async || names().await == ["key1", "key2"]).await.is_some(), "{:?}", names().await);
+
+    std::fs::write(&file, r#"{"key1": "sk-secret-1""#).unwrap();
+    hangup();
+    let logged = async || running.log_lines().iter().any(|line| line.contains("event=key_reload_failed"));
+    assert!(until(logged).await.is_some());
+    assert_eq!(names().await, ["key1", "key2"]);
+    let log = running.log_lines().join("\n");
+    assert!(!log.contains("sk-secret-1") && !log.contains("sk-2"), "{log}");
 }

@@ -361,6 +361,14 @@ impl Proxy {
     }
 }
 
+/// The value of the series `series` (a name, with its labels if it has any) in the `/metrics`
+/// of the proxy at `base_url`; 0 if it has none.
+pub async fn metric(base_url: &str, series: &str) -> f64 {
+    let text = client().get(format!("{base_url}/metrics")).send().await.unwrap().body().await.unwrap();
+    let text = String::from_utf8(text.to_vec()).unwrap();
+    text.lines().find_map(|line| line.strip_prefix(series)?.trim().parse().ok()).unwrap_or(0.0)
+}
+
 /// A test client with no connection limit and generous timeouts.
 pub fn client() -> awc::Client {
     awc::Client::builder().connector(awc::Connector::new().limit(0)).timeout(Duration::from_secs(30)).finish()
@@ -386,9 +394,14 @@ pub async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
 }
 
 /// Polls the async `check` every 10 ms for up to 10 s; how long it took to hold.
-pub async fn until(mut check: impl AsyncFnMut() -> bool) -> Option<Duration> {
+pub async fn until(check: impl AsyncFnMut() -> bool) -> Option<Duration> {
+    until_within(Duration::from_secs(10), check).await
+}
+
+/// [`until`], for up to `limit`.
+pub async fn until_within(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Option<Duration> {
     let started = std::time::Instant::now();
-    while started.elapsed() < Duration::from_secs(10) {
+    while started.elapsed() < limit {
         if check().await {
             return Some(started.elapsed());
         }
