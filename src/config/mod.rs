@@ -479,6 +479,8 @@ mod tests {
             ),
             (&[("CEREBRAS_API_KEYS", "{}")], "CEREBRAS_API_KEYS holds no key"),
             (&[("CEREBRAS_API_KEYS", "{\"a\":1}")], "CEREBRAS_API_KEYS entry \"a\""),
+            (&[KEYS, ("CEREBRAS_API_KEYS_FILE", "keys.json")], "CEREBRAS_API_KEYS_FILE and CEREBRAS_API_KEYS are both"),
+            (&[("CEREBRAS_API_KEYS_FILE", "/no/such/keys.json")], "CEREBRAS_API_KEYS_FILE cannot be read (/no/such"),
             (&[KEYS, ("PORT", "eighty")], "PORT is not a valid number"),
             (&[KEYS, ("CEREBRAS_COOLDOWN", "-1")], "CEREBRAS_COOLDOWN must be a number of seconds from 0"),
             (&[KEYS, ("MAX_COOLDOWN", "1e19")], "MAX_COOLDOWN must be a number of seconds from 0 to a year"),
