@@ -9,9 +9,10 @@
 mod keys;
 mod upstream;
 
+use actix_web::dev::ResourceDef;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse, Route};
 use sha2::{Digest, Sha256};
 
 use crate::error::{error_body, ProxyError};
@@ -33,19 +34,35 @@ impl AdminToken {
     }
 }
 
-/// Every route, under `/admin`.
+/// Every route under `/admin`: method, path (as `openapi.json` writes it) and handler.
+fn table() -> Vec<(Method, &'static str, Route)> {
+    vec![
+        (Method::GET, "/keys", web::get().to(keys::list)),
+        (Method::POST, "/keys", web::post().to(keys::add)),
+        (Method::PATCH, "/keys/{id}", web::patch().to(keys::change)),
+        (Method::POST, "/keys/{id}/revoke", web::post().to(keys::revoke)),
+        (Method::POST, "/keys/{id}/enable", web::post().to(keys::enable)),
+        (Method::GET, "/usage", web::get().to(keys::usage)),
+        (Method::GET, "/upstream-keys", web::get().to(upstream::keys)),
+        (Method::POST, "/upstream-keys/reload", web::post().to(upstream::reload)),
+        (Method::POST, "/upstream-keys/{name}/reset", web::post().to(upstream::reset)),
+        (Method::GET, "/openapi.json", web::get().to(openapi)),
+    ]
+}
+
 pub fn routes() -> actix_web::Scope {
-    web::scope("/admin")
-        .route("/keys", web::get().to(keys::list))
-        .route("/keys", web::post().to(keys::add))
-        .route("/keys/{id}", web::patch().to(keys::change))
-        .route("/keys/{id}/revoke", web::post().to(keys::revoke))
-        .route("/keys/{id}/enable", web::post().to(keys::enable))
-        .route("/usage", web::get().to(keys::usage))
-        .route("/upstream-keys", web::get().to(upstream::keys))
-        .route("/upstream-keys/reload", web::post().to(upstream::reload))
-        .route("/upstream-keys/{name}/reset", web::post().to(upstream::reset))
-        .default_service(web::to(not_found))
+    let scope = table().into_iter().fold(web::scope("/admin"), |scope, (_, path, route)| scope.route(path, route));
+    scope.default_service(web::to(not_found))
+}
+
+/// This API, as an OpenAPI 3.1 document.
+const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Some(refused) = allowed(&request, &state) {
+        return refused;
+    }
+    HttpResponse::Ok().content_type("application/json").body(OPENAPI)
 }
 
 /// An admin error, in the OpenAI shape the rest of the proxy answers with.
@@ -58,11 +75,27 @@ fn failure(status: StatusCode, code: &str, message: &str) -> HttpResponse {
     HttpResponse::build(status).json(error_body(message, kind, code))
 }
 
+/// No route for the method and path: 405 with `Allow` when the path has other methods, else 404.
 async fn not_found(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    match allowed(&request, &state) {
-        Some(refused) => refused,
-        None => failure(StatusCode::NOT_FOUND, "not_found", "no such admin route (see README: Admin API)"),
+    if let Some(refused) = allowed(&request, &state) {
+        return refused;
     }
+    let path = request.path().strip_prefix("/admin").unwrap_or_default();
+    let methods: Vec<String> = table()
+        .into_iter()
+        .filter(|(_, pattern, _)| ResourceDef::new(*pattern).is_match(path))
+        .map(|(method, _, _)| method.to_string())
+        .collect();
+    if methods.is_empty() {
+        return failure(StatusCode::NOT_FOUND, "not_found", "no such admin route (see README: Admin API)");
+    }
+    let allow = methods.join(", ");
+    let mut refused =
+        failure(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", &format!("this route takes {allow}"));
+    if let Ok(value) = HeaderValue::from_str(&allow) {
+        refused.headers_mut().insert(header::ALLOW, value);
+    }
+    refused
 }
 
 /// The answer to a request that may not use the admin API; `None` if it may.
@@ -88,4 +121,28 @@ fn allowed(request: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
 /// An error of the proxy's own (an actor gone), as it renders everywhere.
 fn proxy_error(error: ProxyError) -> HttpResponse {
     actix_web::ResponseError::error_response(&error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_describes_every_route_and_only_those() {
+        let document: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        assert_eq!(document["openapi"], "3.1.0");
+        let mut documented: Vec<(String, String)> = document["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, operations)| {
+                operations.as_object().unwrap().keys().map(move |method| (method.to_uppercase(), path.clone()))
+            })
+            .collect();
+        let mut routed: Vec<(String, String)> =
+            table().into_iter().map(|(method, path, _)| (method.to_string(), format!("/admin{path}"))).collect();
+        documented.sort();
+        routed.sort();
+        assert_eq!(documented, routed);
+    }
 }

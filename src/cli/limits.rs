@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 use clap::Args;
+use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 
 use crate::db::keys::LimitChange;
@@ -36,11 +37,11 @@ pub struct LimitArgs {
     /// When the key stops working: a date (YYYY-MM-DD, 00:00 UTC), an RFC 3339 time, or a
     /// duration from now (30d, 12h, 2w, 90m).
     #[arg(long, value_name = "DATE|DURATION")]
-    #[serde(default, deserialize_with = "setting")]
+    #[serde(default, deserialize_with = "text_setting")]
     expires: Option<String>,
     /// Public model names or * globs the key may use, comma-separated: 'glm,glm-flash'.
     #[arg(long, value_name = "LIST")]
-    #[serde(default, deserialize_with = "setting")]
+    #[serde(default, deserialize_with = "text_setting")]
     models: Option<String>,
 }
 
@@ -70,22 +71,28 @@ impl LimitArgs {
     }
 }
 
-/// A JSON setting as the flag would give it: `null` is `none`, a number its digits.
+/// A JSON count as the flag would give it: `null` is `none`, a whole number its digits (`5.0`
+/// too, as JSON does not tell it from `5`), a string itself.
 fn setting<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Setting {
-        Text(String),
-        Count(u64),
-        Negative(i64),
-        Cleared(()),
+    let text = match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::String(text) => text,
+        serde_json::Value::Null => "none".to_owned(),
+        serde_json::Value::Number(number) => match (number.as_i64(), number.as_f64()) {
+            (Some(whole), _) => whole.to_string(),
+            (None, Some(float)) if float.fract() == 0.0 && float.abs() < i64::MAX as f64 => (float as i64).to_string(),
+            _ => return Err(D::Error::custom(format!("{number} is not a whole number of at most {}", i64::MAX))),
+        },
+        _ => return Err(D::Error::custom("expected a number, a string or null")),
+    };
+    Ok(Some(text))
+}
+
+/// A JSON text setting (`expires`, `models`): a string, or `null` for `none`.
+fn text_setting<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    match Option::<String>::deserialize(deserializer)? {
+        Some(text) => Ok(Some(text)),
+        None => Ok(Some("none".to_owned())),
     }
-    Ok(Some(match Setting::deserialize(deserializer)? {
-        Setting::Text(text) => text,
-        Setting::Count(count) => count.to_string(),
-        Setting::Negative(count) => count.to_string(),
-        Setting::Cleared(()) => "none".to_owned(),
-    }))
 }
 
 /// `none` as a cleared setting, anything else as `parse` reads it.

@@ -196,6 +196,17 @@ async fn bad_input_gets_a_400_or_404_with_the_usual_error_never_a_500() {
     }
     let (_, listed) = admin.admin("GET", "/admin/keys", None).await;
     assert_eq!(listed["keys"].as_array().unwrap().len(), 1, "nothing was made: {listed}");
+    // A route's other methods get 405 with what it takes.
+    let response = common::client()
+        .delete(admin.proxy.at("/admin/keys/1"))
+        .insert_header(("authorization", format!("Bearer {TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (response.status().as_u16(), response.headers().get("allow").unwrap().to_str().unwrap()),
+        (405, "PATCH")
+    );
 }
 
 #[actix_web::test]
@@ -357,4 +368,29 @@ async fn sighup_reloads_the_keys_file_and_a_broken_one_is_logged_with_its_place_
     assert_eq!(names().await, ["key1", "key2"]);
     let log = running.log_lines().join("\n");
     assert!(!log.contains("sk-secret-1") && !log.contains("sk-2"), "{log}");
+}
+
+#[actix_web::test]
+async fn a_schema_checker_driving_every_documented_route_finds_no_5xx_and_no_answer_off_the_document() {
+    let schemathesis = crate::sdk::python().with_file_name("schemathesis");
+    let admin = Admin::with(Some(TOKEN), |_| Reply::ok(completion("ok")), keys_file(r#"{"key1": "sk-1"}"#));
+    let (status, document) = admin.admin("GET", "/admin/openapi.json", None).await;
+    assert_eq!((status, document["openapi"].as_str()), (200, Some("3.1.0")));
+    let mut command = std::process::Command::new(schemathesis);
+    command.current_dir(admin.dir.path()).arg("run").arg(admin.proxy.at("/admin/openapi.json"));
+    command.args(["-H", &format!("Authorization: Bearer {TOKEN}"), "--checks", "all", "--max-examples", "40"]);
+    command.args(["--seed", "21", "--generation-database", "none", "--no-color", "--workers", "1"]);
+    // It blocks: it runs on a thread while this test's system serves the proxy.
+    let run = std::thread::spawn(move || command.output().expect("run schemathesis"));
+    while !run.is_finished() {
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let output = run.join().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    // Every operation but the document's own, which it leaves out.
+    let operations: usize =
+        document["paths"].as_object().unwrap().values().map(|path| path.as_object().unwrap().len()).sum();
+    assert!(stdout.contains(&format!("Tested: {}", operations - 1)), "every operation was exercised: {stdout}");
+    assert!(admin.upstream.received().is_empty(), "nothing went upstream");
 }
