@@ -8,6 +8,7 @@ pub mod body_budget;
 pub mod catalogue;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod db;
 pub mod dispatch;
 pub mod doors;

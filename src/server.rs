@@ -22,6 +22,7 @@ use crate::auth::limit_link::LimitLink;
 use crate::body_budget::BodyBudget;
 use crate::catalogue::Catalogue;
 use crate::config::{Config, ConfigError};
+use crate::dashboard;
 use crate::db::{self, DbError};
 use crate::dispatch::{Dispatcher, Pool};
 use crate::doors::{anthropic, openai, responses};
@@ -409,6 +410,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             .route("/v1/models/{id:.+}", web::get().to(models::list))
             .route("/models/{id:.+}", web::get().to(models::list))
             .service(admin::routes())
+            .service(dashboard::routes())
             .default_service(web::to(openai::forward))
     })
     .workers(config.workers)

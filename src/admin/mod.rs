@@ -16,6 +16,7 @@ use actix_web::{web, HttpRequest, HttpResponse, Route};
 use sha2::{Digest, Sha256};
 
 use crate::error::{error_body, ProxyError};
+use crate::metrics::timeline::SECONDS;
 use crate::secret::Secret;
 use crate::state::AppState;
 
@@ -46,6 +47,7 @@ fn table() -> Vec<(Method, &'static str, Route)> {
         (Method::GET, "/upstream-keys", web::get().to(upstream::keys)),
         (Method::POST, "/upstream-keys/reload", web::post().to(upstream::reload)),
         (Method::POST, "/upstream-keys/{name}/reset", web::post().to(upstream::reset)),
+        (Method::GET, "/timeline", web::get().to(timeline)),
         (Method::GET, "/openapi.json", web::get().to(openapi)),
     ]
 }
@@ -53,6 +55,30 @@ fn table() -> Vec<(Method, &'static str, Route)> {
 pub fn routes() -> actix_web::Scope {
     let scope = table().into_iter().fold(web::scope("/admin"), |scope, (_, path, route)| scope.route(path, route));
     scope.default_service(web::to(not_found))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimelineQuery {
+    seconds: Option<usize>,
+}
+
+/// `GET /admin/timeline[?seconds=N]`: the last N seconds (900, 15 minutes, at most and by
+/// default), one value per second: answers by provider, upstream 429s, failovers, time to first
+/// byte; and the client keys being limited now.
+async fn timeline(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Some(refused) = allowed(&request, &state) {
+        return refused;
+    }
+    let seconds = match web::Query::<TimelineQuery>::from_query(request.query_string()) {
+        Ok(query) => match query.seconds {
+            None => SECONDS,
+            Some(seconds @ 1..=SECONDS) => seconds,
+            Some(_) => return failure(StatusCode::BAD_REQUEST, "invalid_request", "seconds must be from 1 to 900"),
+        },
+        Err(error) => return failure(StatusCode::BAD_REQUEST, "invalid_request", &error.to_string()),
+    };
+    HttpResponse::Ok().json(state.metrics.timeline.view(seconds, std::time::Instant::now()))
 }
 
 /// This API, as an OpenAPI 3.1 document.

@@ -77,6 +77,7 @@ impl Ledger {
 
     pub fn refused(&self, client: &str, refusal: &Refusal) {
         self.client_limited.with_label_values(&[client, refusal.limit().label()]).inc();
+        self.metrics.timeline.limited(client, Instant::now());
     }
 
     /// A client's series exist from the moment its key does.

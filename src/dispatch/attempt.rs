@@ -104,6 +104,7 @@ impl Dispatcher {
                 let ttfb = started.elapsed().as_secs_f64();
                 self.metrics.upstream_ttfb.with_label_values(&[provider.name()]).observe(ttfb);
                 let status = response.status().as_u16();
+                self.metrics.timeline.upstream(ttfb, status, started);
                 let (fault, answer) = read(response, &target, self.idle_timeout).await;
                 (fault, answer, Some(status))
             }

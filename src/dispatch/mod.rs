@@ -166,6 +166,7 @@ impl Dispatcher {
                 let from = pool.provider.id.name();
                 log::warn!("event=failover from={from} reason={reason}");
                 self.metrics.failovers.with_label_values(&[from, reason]).inc();
+                self.metrics.timeline.failover(Instant::now());
             }
         }
         trail.finish()

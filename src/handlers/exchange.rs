@@ -127,6 +127,7 @@ fn meter(
 ) -> Meter {
     let provider = served_by.map_or("proxy", |source| source.provider.name());
     metrics.requests.with_label_values(&[provider, status.as_str()]).inc();
+    metrics.timeline.answer(served_by.map(|source| source.provider.index()), started);
     let stream = is_event_stream(headers);
     // Tokens are counted from an upstream's successful answer, by the model it was asked for.
     let tokens = served_by

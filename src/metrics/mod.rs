@@ -6,6 +6,7 @@
 //! the start ([`Metrics::preset`]), so dashboards and alerts see zeros, not "no data".
 
 mod meter;
+pub mod timeline;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -21,6 +22,8 @@ use crate::policy::fault::Reason;
 
 pub struct Metrics {
     registry: Registry,
+    /// The last 15 minutes by the second, for the dashboard.
+    pub timeline: timeline::Timeline,
     /// The process' own (`process_cpu_seconds_total`, `process_resident_memory_bytes`, …).
     process: Registry,
     /// Final answers by the provider that gave them (`proxy` for the proxy's own) and status.
@@ -207,6 +210,7 @@ impl Metrics {
             models: RwLock::default(),
             registry,
             process,
+            timeline: timeline::Timeline::new(),
         })
     }
 
@@ -221,6 +225,7 @@ impl Metrics {
     /// Gives every labelled family its known series at zero: per provider, per reason, per
     /// key, per state, per refusal code. `models` are the provider ids requests may name.
     pub fn preset<'m>(&self, providers: &[Preset<'_>], models: impl Iterator<Item = (&'static str, &'m str)>) {
+        self.timeline.name(providers.iter().map(|provider| provider.name.to_owned()).collect());
         for provider in providers {
             let name = provider.name;
             self.circuit_opens.with_label_values(&[name]);

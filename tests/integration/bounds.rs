@@ -66,7 +66,9 @@ async fn an_adversarial_tool_history_is_answered_in_linear_time_and_the_worker_s
     assert_eq!(response.status(), 200);
     assert!(took < Duration::from_secs(1), "answered in {took:?}");
     let slowest = slowest_health.await.unwrap();
-    assert!(slowest < Duration::from_millis(100), "/health took up to {slowest:?} meanwhile");
+    // 400 million comparisons would hold the one worker for seconds; a loaded CI machine (the
+    // browser and schema tests run beside this one) can delay a probe by a few hundred ms.
+    assert!(slowest < Duration::from_millis(500), "/health took up to {slowest:?} meanwhile");
     let sent = upstream.received()[0].json();
     assert_eq!(sent["messages"].as_array().unwrap().len(), 20_001, "the calls answered as failed, the orphans removed");
     assert_eq!(proxy.status().await["tool_call_repairs"]["removed_answers"], 20_000);

@@ -10,6 +10,7 @@ mod binary;
 mod bounds;
 mod catalogue;
 mod codex;
+mod dashboard;
 mod faults;
 mod forwarding;
 mod limits;
