@@ -232,7 +232,8 @@ impl KeyPool {
 
     /// Ends key `index`'s rest or rejection (an operator's reset). Whether it rested.
     pub fn lift(&mut self, index: usize, now: Instant) -> bool {
-        let key = &mut self.keys[index];
+        // Another replica's lift may name a key a reload here just removed.
+        let Some(key) = self.keys.get_mut(index) else { return false };
         let rested = key.rest(now).is_some();
         key.resting_until = None;
         rested
@@ -616,6 +617,7 @@ mod tests {
         assert!(pool.lift(0, now));
         assert_eq!(pool.acquire(now), Availability::Ready(0));
         assert!(!pool.lift(0, now), "it was not resting");
+        assert!(!pool.lift(5, now), "no such key");
     }
 
     #[test]
