@@ -118,13 +118,7 @@ pub fn keys_file(path: &Path) -> Result<Vec<NamedKey>, ConfigError> {
     if text.len() as u64 > KEYS_FILE_MAX_BYTES {
         return Err(ConfigError::new(KEYS_FILE, "is over 1 MiB: no list of keys is that long"));
     }
-    let object: Map<String, Value> = serde_json::from_str(&text).map_err(|e| {
-        ConfigError::new(
-            KEYS_FILE,
-            format!("is not a JSON object of name → key: {}", json_error::problem(&e, "an object")),
-        )
-    })?;
-    keys_of(object).map_err(|problem| ConfigError::new(KEYS_FILE, problem))
+    keys_in(KEYS_FILE, &text, "")
 }
 
 /// The defaults every provider starts from, built-in or from the file.
@@ -204,11 +198,16 @@ fn pool(
 
 /// `CEREBRAS_API_KEYS` and its kin: a JSON object of name → key, in the operator's order.
 fn parse_keys(var: &'static str, raw: &str) -> Result<Vec<NamedKey>, ConfigError> {
-    // Where and what kind of error, never serde's message: it could quote part of a key.
+    let quoting = format!(r#" (in a .env file, single-quote it: {var}='{{"key1":"..."}}')"#);
+    keys_in(var, raw, &quoting)
+}
+
+/// The keys of `raw`, read for `var`; `hint` follows a syntax error. Where and what kind of
+/// error, never serde's message: it could quote part of a key.
+fn keys_in(var: &'static str, raw: &str, hint: &str) -> Result<Vec<NamedKey>, ConfigError> {
     let object: Map<String, Value> = serde_json::from_str(raw).map_err(|e| {
         let what = json_error::problem(&e, "an object");
-        let quoting = format!(r#"in a .env file, single-quote it: {var}='{{"key1":"..."}}'"#);
-        ConfigError::new(var, format!("is not a JSON object of name → key: {what} ({quoting})"))
+        ConfigError::new(var, format!("is not a JSON object of name → key: {what}{hint}"))
     })?;
     keys_of(object).map_err(|problem| ConfigError::new(var, problem))
 }

@@ -239,10 +239,6 @@ impl KeyPool {
         rested
     }
 
-    pub fn generation(&self) -> u64 {
-        self.generation
-    }
-
     /// Sticky choice: the current key while it is usable, else the next usable one after it.
     pub fn acquire(&mut self, now: Instant) -> Availability {
         match self.usable_from(self.current, now) {
@@ -601,8 +597,8 @@ mod tests {
         pool.replace(&named(&[("key2", "sk-2"), ("key5", "sk-5")]), now);
         assert_eq!(pool.resolve(before.index, before.generation), Some(0));
         assert_eq!(pool.resolve(0, before.generation), None, "key1 was removed");
-        assert_eq!(pool.resolve(1, pool.generation()), Some(1));
-        assert_eq!(pool.resolve(7, pool.generation()), None);
+        assert_eq!(pool.resolve(1, pool.grant(1).generation), Some(1));
+        assert_eq!(pool.resolve(7, pool.grant(1).generation), None);
         pool.replace(&named(&[("key2", "sk-2")]), now);
         assert_eq!(pool.resolve(before.index, before.generation), None, "two reloads back");
     }
