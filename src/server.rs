@@ -15,6 +15,7 @@ use crate::actors::key_sync::{Attach, AttachReloader, KeySync};
 use crate::actors::keys_file::{KeysFile, Reload};
 use crate::actors::limit_sync::LimitSync;
 use crate::actors::logger::{Flush, LogFiles, LoggerActor};
+use crate::actors::model_watch::{ModelWatch, Watched};
 use crate::actors::upstream_router::{Health, UpstreamRouter};
 use crate::admin::{self, AdminToken};
 use crate::auth::gate::AuthGate;
@@ -278,6 +279,41 @@ fn reload_on_sighup(rotators: Vec<Addr<KeyRotator>>, keys_file: Option<Addr<Keys
     });
 }
 
+/// Watches every provider's listing for the ids the proxy sends it: the catalogue's, and its
+/// configured model and vision model.
+fn start_model_watch(
+    config: &Config,
+    pools: &[Pool],
+    tls: Arc<rustls::ClientConfig>,
+    metrics: &Arc<Metrics>,
+) -> Addr<ModelWatch> {
+    let watched: Vec<Watched> = pools
+        .iter()
+        .filter_map(|pool| {
+            let provider = &pool.provider;
+            let mut ids: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+            for (public, id) in config.catalogue.iter().flat_map(|catalogue| catalogue.ids_at(provider.id)) {
+                ids.entry(id.to_owned()).or_default().push(public.to_owned());
+            }
+            for id in provider.model.iter().chain(&provider.vision_model) {
+                ids.entry(id.clone()).or_default();
+            }
+            Some(Watched {
+                provider: provider.id,
+                url: format!("{}/models", provider.base_url),
+                current: pool.current.clone(),
+                first_key: provider.keys.first()?.secret.clone(),
+                ids: ids.into_iter().collect(),
+            })
+        })
+        .collect();
+    let (config, metrics) = (config.clone(), metrics.clone());
+    Supervisor::start(move |_| {
+        let client = client::build(&config, tls);
+        ModelWatch::new(watched, client, config.model_check_interval, metrics)
+    })
+}
+
 /// The catalogue at start, and a warning for each public model no configured provider serves.
 fn log_catalogue(catalogue: &Catalogue) {
     log::info!("event=config models=\"{}\"", catalogue.public_names());
@@ -364,10 +400,13 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         UpstreamRouter::new(ids.clone(), &unconfigured, circuit, published.clone(), router_metrics.clone())
     });
 
+    let models = start_model_watch(&config, &pools, tls.clone(), &metrics);
+
     let state = web::Data::new(AppState {
         dispatcher: Dispatcher {
             pools,
             router,
+            models,
             health,
             routing,
             catalogue: config.catalogue.clone(),

@@ -6,5 +6,6 @@ pub mod key_sync;
 pub mod keys_file;
 pub mod limit_sync;
 pub mod logger;
+pub mod model_watch;
 pub mod supervision;
 pub mod upstream_router;

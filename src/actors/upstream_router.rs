@@ -101,6 +101,9 @@ pub struct ProviderCounts {
     pub circuit_opens: u64,
     /// Why the last attempt that got no usable answer failed.
     pub last_error: Option<String>,
+    /// The ids the proxy sends here that the provider no longer serves, added by `/_status`
+    /// from the model watch.
+    pub stale_models: Vec<String>,
     /// The provider's key pool, added by `/_status` from its rotator.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub pool: Option<RotatorStatus>,

@@ -1,6 +1,7 @@
 //! The admin API under `/admin/`, JSON in and out, for operators without a shell in the
 //! container: client keys (what the `keys` CLI does, through the same code) and the Cerebras
-//! pools as the rotators see them: their keys' states, a key's reset, the keys file's reload.
+//! pools as the rotators see them: their keys' states, a key's reset, the keys file's reload;
+//! and the model ids providers have retired.
 //!
 //! Off unless `ADMIN_TOKEN` (or `ADMIN_TOKEN_FILE`) is set: then every `/admin/` path answers
 //! 404, as if it did not exist. On, a request without `Authorization: Bearer <token>` gets 401.
@@ -47,6 +48,7 @@ fn table() -> Vec<(Method, &'static str, Route)> {
         (Method::GET, "/upstream-keys", web::get().to(upstream::keys)),
         (Method::POST, "/upstream-keys/reload", web::post().to(upstream::reload)),
         (Method::POST, "/upstream-keys/{name}/reset", web::post().to(upstream::reset)),
+        (Method::GET, "/models", web::get().to(upstream::models)),
         (Method::GET, "/timeline", web::get().to(timeline)),
         (Method::GET, "/openapi.json", web::get().to(openapi)),
     ]

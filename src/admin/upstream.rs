@@ -1,4 +1,5 @@
-//! The admin API's provider keys: their states, a key's reset and the keys file's reload.
+//! The admin API's providers: their keys' states, a key's reset, the keys file's reload, and
+//! the model ids they have retired.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -8,6 +9,7 @@ use serde_json::json;
 use super::{allowed, failure, proxy_error};
 use crate::actors::key_rotator::{GetStatus, Lift};
 use crate::actors::keys_file::{Reload, ReloadError};
+use crate::actors::model_watch::GetModels;
 use crate::actors::supervision::ask;
 use crate::error::ProxyError;
 use crate::state::AppState;
@@ -86,5 +88,23 @@ pub async fn reload(request: HttpRequest, state: web::Data<AppState>) -> HttpRes
         }
         Ok(Err(ReloadError::Gone)) => proxy_error(ProxyError::ActorUnavailable("key rotator")),
         Err(_) => proxy_error(ProxyError::ActorUnavailable("keys file")),
+    }
+}
+
+/// `GET /admin/models`: per provider, every id the proxy sends it (with the public models it
+/// serves), which are stale and why, and what the last read of its `GET /models` found.
+pub async fn models(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Some(refused) = allowed(&request, &state) {
+        return refused;
+    }
+    match ask(&state.dispatcher.models, GetModels).await {
+        Ok(watched) => {
+            let providers: serde_json::Map<String, serde_json::Value> = watched
+                .into_iter()
+                .map(|view| (view.provider.to_owned(), serde_json::to_value(view).unwrap_or_default()))
+                .collect();
+            HttpResponse::Ok().json(json!({ "providers": providers }))
+        }
+        Err(error) => proxy_error(error),
     }
 }

@@ -158,12 +158,16 @@ impl Catalogue {
 
     /// Every configured provider's ids, vision ids included, by provider name.
     pub fn ids(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        self.models.iter().flat_map(|model| {
-            let configured = model.ids.iter().zip(&self.providers).take(self.configured);
-            configured.filter_map(|(ids, name)| Some((*name, ids.as_ref()?))).flat_map(|(name, ids)| {
-                std::iter::once(ids.id.as_str()).chain(ids.vision.as_deref()).map(move |id| (name, id))
-            })
-        })
+        let configured = self.providers.iter().take(self.configured).enumerate();
+        configured.flat_map(|(index, name)| self.ids_at(ProviderId::new(index, name)).map(|(_, id)| (*name, id)))
+    }
+
+    /// The ids `provider` serves public models under, vision ids included, each with its
+    /// model's public name.
+    pub fn ids_at(&self, provider: ProviderId) -> impl Iterator<Item = (&str, &str)> {
+        self.models.iter().filter_map(move |model| Some((model.name.as_str(), model.on(provider)?))).flat_map(
+            |(name, ids)| std::iter::once(ids.id.as_str()).chain(ids.vision.as_deref()).map(move |id| (name, id)),
+        )
     }
 
     /// The public names, for error messages.

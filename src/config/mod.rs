@@ -151,6 +151,8 @@ pub struct Config {
     pub redis_prefix: String,
     /// How long a streamed Anthropic answer waits for the upstream before a ping, and between pings.
     pub anthropic_ping_interval: Duration,
+    /// How often each provider's `GET /models` is read for retired ids; zero never.
+    pub model_check_interval: Duration,
 }
 
 const MIB: usize = 1024 * 1024;
@@ -226,6 +228,7 @@ impl Config {
             },
             shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT", 30.0)?,
             anthropic_ping_interval: env.positive_seconds("ANTHROPIC_PING_INTERVAL", 5.0)?,
+            model_check_interval: env.seconds("MODEL_CHECK_INTERVAL", 3600.0)?,
             redis_url: env.get("REDIS_URL").map(|url| url.trim().to_owned()),
             redis_prefix: env.string("REDIS_KEY_PREFIX", "glm-proxy"),
             providers: providers.providers,

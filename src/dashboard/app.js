@@ -89,6 +89,12 @@ function renderProviders() {
     title.append(el("span", "circuit " + circuit, "state " + provider.state));
     title.dataset.provider = name;
     root.append(title);
+    if ((provider.stale_models || []).length) {
+      const stale = el("p", "Stale model ids (GET /models leaves them out, or 404): " + provider.stale_models.join(", "),
+        "stale");
+      stale.dataset.stale = name;
+      root.append(stale);
+    }
     const table = el("table");
     const head = el("tr");
     for (const column of ["Key", "State", "Requests", "Errors", "Last error"]) head.append(el("th", column));

@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use super::reply::{HeldResponse, Source};
 use super::trail::Trail;
 use super::{Dispatcher, Outgoing, Pool};
+use crate::actors::model_watch::NotFound;
 use crate::actors::supervision::ask;
 use crate::actors::upstream_router::{circuit_of, ClaimProbe, ProbeGuard, ProviderEvent};
 use crate::body_budget::{read_into, Buffered, Stopped};
@@ -115,6 +116,9 @@ impl Dispatcher {
         }
         target.pool.attempts.inc();
         let reason = fault.reason();
+        if let (Some(Reason::ModelNotFound), Some(model)) = (&reason, &target.source.model) {
+            self.models.do_send(NotFound { provider, model: model.clone() });
+        }
         match &fault {
             Fault::Provider(health, reason) => {
                 self.router.do_send(ProviderEvent::Failed { provider, health: Some(*health), reason: reason.clone() })

@@ -29,6 +29,7 @@ use self::attempt::{Response, Target};
 use self::reply::{relay, HeldResponse, Reply, ReplyBody};
 use self::trail::Trail;
 use crate::actors::key_rotator::{Acquire, AcquireOther, Acquired, CurrentKey, KeyRotator, Proven, Report};
+use crate::actors::model_watch::ModelWatch;
 use crate::actors::supervision::ask;
 use crate::actors::upstream_router::{Health, ProviderEvent, UpstreamRouter};
 use crate::catalogue::{Catalogue, PublicModel};
@@ -100,6 +101,8 @@ pub struct Dispatcher {
     /// Every configured provider, in the failover order (`ProviderId::index`).
     pub pools: Vec<Pool>,
     pub router: Addr<UpstreamRouter>,
+    /// Told of a provider's `404 model_not_found`, to flag the id.
+    pub models: Addr<ModelWatch>,
     /// The router's published circuits: read without a message on the common path.
     pub health: Health,
     /// The routing rules, applied here: planning is pure and needs no round trip.

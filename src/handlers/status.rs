@@ -8,6 +8,7 @@ use serde_json::json;
 use crate::actors::key_rotator::GetStatus;
 use crate::actors::key_sync::{GetSyncStatus, SyncStatus};
 use crate::actors::limit_sync::{GetLimitSyncStatus, LimitSyncStatus};
+use crate::actors::model_watch::GetModels;
 use crate::actors::supervision::ask;
 use crate::actors::upstream_router::{GetRoutingStatus, RoutingStatus};
 use crate::error::ProxyError;
@@ -47,6 +48,11 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ProxyErr
         }
     }
     let primary = primary.ok_or(ProxyError::ActorUnavailable("key rotator"))?;
+    for watched in ask(&dispatcher.models, GetModels).await? {
+        if let Some(counts) = routing.providers.get_mut(watched.provider) {
+            counts.stale_models = watched.stale_models;
+        }
+    }
     let mut redis: Option<SyncStatus> = None;
     for sync in &state.key_syncs {
         let one = sync.send(GetSyncStatus).await.map_err(|_| ProxyError::ActorUnavailable("key sync"))?;

@@ -38,6 +38,10 @@ pub struct Metrics {
     pub key_state: IntGaugeVec,
     /// Reloads of `CEREBRAS_API_KEYS_FILE`, by outcome (`reloaded`, `failed`).
     pub key_reloads: IntCounterVec,
+    /// Model ids the proxy sends a provider that it no longer serves, by provider.
+    pub stale_models: IntGaugeVec,
+    /// Reads of providers' `GET /models`, by provider and outcome (`listed`, `unavailable`).
+    pub model_checks: IntCounterVec,
     /// Times a provider's circuit opened.
     pub circuit_opens: IntCounterVec,
     /// 1 while a provider's circuit is open or half-open, else 0.
@@ -140,6 +144,16 @@ impl Metrics {
             key_state: gauges("key_state", "1 for each provider key's current state", &["provider", "key", "state"])?,
             key_reloads: counters("key_reloads_total", "Reloads of CEREBRAS_API_KEYS_FILE", &["outcome"])?,
             attempts: counters("upstream_attempts_total", "Attempts sent to each provider", &["provider"])?,
+            stale_models: gauges(
+                "stale_models",
+                "Model ids sent to a provider that its GET /models leaves out or it answered 404 for",
+                &["provider"],
+            )?,
+            model_checks: counters(
+                "model_checks_total",
+                "Reads of a provider's GET /models, by outcome (listed, unavailable)",
+                &["provider", "outcome"],
+            )?,
             circuit_opens: counters("circuit_opens_total", "Times a provider's circuit opened", &["provider"])?,
             circuit_open: gauges("circuit_open", "1 while a provider's circuit is open or half-open", &["provider"])?,
             key_wait: histograms(
@@ -230,6 +244,10 @@ impl Metrics {
             let name = provider.name;
             self.circuit_opens.with_label_values(&[name]);
             self.circuit_open.with_label_values(&[name]);
+            self.stale_models.with_label_values(&[name]);
+            for outcome in ["listed", "unavailable"] {
+                self.model_checks.with_label_values(&[name, outcome]);
+            }
             self.requests.with_label_values(&[name, "200"]);
             self.upstream_ttfb.with_label_values(&[name]);
             self.request_duration.with_label_values(&[name]);

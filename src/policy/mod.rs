@@ -12,6 +12,7 @@
 //! - [`encoding`]: what a compressed response says, for the fault rules.
 //! - [`limits`]: a client key's `rpm`/`tpm` windows and token budgets by UTC day and month.
 //! - [`fair_queue`]: the order requests waiting for a key are woken in, client by client.
+//! - [`stale_models`]: which ids the proxy sends a provider that it no longer serves.
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,7 @@ pub mod limits;
 pub mod rate_limit;
 pub mod routing;
 pub mod second_opinion;
+pub mod stale_models;
 
 /// `now + wait`, or the latest instant the clock can hold: deadline arithmetic never panics,
 /// whatever an upstream asks for.

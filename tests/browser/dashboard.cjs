@@ -30,6 +30,7 @@ async function main() {
       await state(key).filter({ hasText: /^available$/ }).waitFor();
     }
     if ((await chat()) !== 200) throw new Error("the chat through key2 failed");
+    await page.locator('p[data-stale="cerebras"]').filter({ hasText: /zai-glm-4\.7/ }).waitFor();
     await state("key1").filter({ hasText: /^resting \d+ s$/ }).waitFor();
     const before = Number((await state("key1").textContent()).match(/\d+/)[0]);
     await sleep(2100);

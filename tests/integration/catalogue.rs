@@ -165,3 +165,89 @@ async fn without_a_catalogue_models_pass_as_they_are() {
     assert_eq!(cerebras.received()[1].body, body.to_string(), "the client's bytes, untouched");
     assert_eq!(proxy.status().await["catalogue"], Value::Null);
 }
+
+const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef0123456789";
+
+/// A mock that lists `listed` (while `retired` is unset, `zai-glm-4.7` too) at `GET /models`.
+fn listing(retired: std::sync::Arc<std::sync::atomic::AtomicBool>) -> impl common::Script {
+    move |received: &common::Received| {
+        if received.method != "GET" || !received.path_and_query.ends_with("/models") {
+            return Reply::ok(completion("cerebras"));
+        }
+        let mut ids = vec!["gpt-oss-120b", "qwen-3.8-27b"];
+        if !retired.load(std::sync::atomic::Ordering::SeqCst) {
+            ids.push("zai-glm-4.7");
+        }
+        let data: Vec<Value> = ids.iter().map(|id| json!({"id": id, "object": "model"})).collect();
+        Reply::ok(json!({"object": "list", "data": data}))
+    }
+}
+
+async fn admin_models(proxy: &Proxy) -> Value {
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    let mut response =
+        client().get(proxy.at("/admin/models")).insert_header(("Authorization", bearer)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+#[actix_web::test]
+async fn ids_a_providers_listing_leaves_out_are_flagged_and_cleared_when_it_lists_them_again() {
+    let retired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let models = r#"{"glm": {"cerebras": "zai-glm-4.7", "zai": "glm-5.2"}, "fast": {"cerebras": "gpt-oss-120b"}}"#;
+    // Z.ai's mock answers `/models` with a completion, which is no listing.
+    let vars = [("MODELS", models), ("MODEL_CHECK_INTERVAL", "0.2"), ("ADMIN_TOKEN", ADMIN_TOKEN)];
+    let providers = Providers::start(listing(retired.clone()), respond_as("synthetic"), respond_as("zai"), &vars);
+    let proxy = &providers.proxy;
+    assert!(proxy.status_reaches("/providers/cerebras/stale_models", json!(["zai-glm-4.7"])).await);
+    let read = providers.cerebras.received().into_iter().find(|r| r.path_and_query.ends_with("/models")).unwrap();
+    assert_eq!(read.key(), "sk-1", "read with the current key");
+    let status = proxy.status().await;
+    assert_eq!(status["providers"]["zai"]["stale_models"], json!([]), "no listing flags nothing");
+    assert_eq!(status["providers"]["synthetic"]["stale_models"], json!([]));
+
+    let watched = admin_models(proxy).await;
+    let cerebras = &watched["providers"]["cerebras"];
+    assert_eq!(cerebras["listing"], json!({"state": "listed", "models": 2}));
+    assert!(cerebras["checked_at"].is_string());
+    assert_eq!(
+        cerebras["models"],
+        json!([
+            {"id": "gpt-oss-120b", "public": ["fast"], "stale": null},
+            {"id": "zai-glm-4.7", "public": ["glm"], "stale": "not_listed"},
+        ])
+    );
+    assert_eq!(watched["providers"]["zai"]["listing"]["state"], "unavailable");
+    assert_eq!(watched["providers"]["zai"]["stale_models"], json!([]));
+    let stale = |provider: &str| format!(r#"glm_proxy_stale_models{{provider="{provider}"}}"#);
+    assert_eq!(common::metric(&proxy.url, &stale("cerebras")).await, 1.0);
+    assert_eq!(common::metric(&proxy.url, &stale("zai")).await, 0.0);
+    let unavailable = r#"glm_proxy_model_checks_total{outcome="unavailable",provider="zai"}"#;
+    assert!(common::metric(&proxy.url, unavailable).await >= 1.0);
+
+    retired.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(proxy.status_reaches("/providers/cerebras/stale_models", json!([])).await);
+    assert_eq!(common::metric(&proxy.url, &stale("cerebras")).await, 0.0);
+}
+
+#[actix_web::test]
+async fn a_providers_404_model_not_found_flags_the_id_it_was_sent() {
+    let gone = |_: &common::Received| {
+        let error = json!({"message": "Model hf:zai-org/GLM-4.7 does not exist", "type": "not_found_error",
+            "param": "model", "code": "model_not_found"});
+        Reply::status(404, json!({ "error": error }))
+    };
+    let vars = [("MODELS", MODELS), ("ADMIN_TOKEN", ADMIN_TOKEN)];
+    let providers = Providers::start(unavailable, gone, respond_as("zai"), &vars);
+    let (status, _, body) = providers.chat(&chat("glm")).await;
+    assert_eq!((status, body), (200, completion("zai")), "the request fails over");
+    let proxy = &providers.proxy;
+    assert!(proxy.status_reaches("/providers/synthetic/stale_models", json!(["hf:zai-org/GLM-4.7"])).await);
+    let watched = admin_models(proxy).await;
+    let synthetic = &watched["providers"]["synthetic"];
+    let flagged: Vec<&Value> =
+        synthetic["models"].as_array().unwrap().iter().filter(|m| !m["stale"].is_null()).collect();
+    assert_eq!(flagged, [&json!({"id": "hf:zai-org/GLM-4.7", "public": ["glm"], "stale": "not_found"})]);
+    assert_eq!(synthetic["listing"]["state"], "unchecked", "MODEL_CHECK_INTERVAL=0 reads no listing");
+    assert_eq!(proxy.status().await["providers"]["cerebras"]["stale_models"], json!([]), "a 503 flags nothing");
+}

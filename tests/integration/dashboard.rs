@@ -71,8 +71,11 @@ fn browser() -> Option<(PathBuf, PathBuf)> {
     (modules.join("playwright-core").exists() && chromium.exists()).then_some((modules, chromium))
 }
 
-/// Key 1 is rate limited for ten minutes; key 2 answers.
+/// Key 1 is rate limited for ten minutes; key 2 answers. `GET /models` lists `m` alone.
 fn key1_limited(request: &Received) -> Reply {
+    if request.path_and_query.ends_with("/models") {
+        return Reply::ok(serde_json::json!({"object": "list", "data": [{"id": "m", "object": "model"}]}));
+    }
     match request.key() {
         "sk-1" => Reply::rate_limited(Some(600)),
         _ => Reply::ok(completion("ok")),
@@ -89,7 +92,15 @@ async fn an_operator_sees_the_pool_watches_a_key_rest_and_revokes_a_client_key_i
     let dir = tempfile::tempdir().unwrap();
     let upstream = MockUpstream::start(key1_limited);
     let db = dir.path().join("keys.db").display().to_string();
-    let vars = [("ENABLE_INCOMING_AUTH", "true"), ("INCOMING_KEY_DB", db.as_str()), ("ADMIN_TOKEN", TOKEN)];
+    // `zai-glm-4.7` is no longer listed: the page marks it stale.
+    let models = r#"{"m": {"cerebras": "m"}, "old": {"cerebras": "zai-glm-4.7"}}"#;
+    let vars = [
+        ("ENABLE_INCOMING_AUTH", "true"),
+        ("INCOMING_KEY_DB", db.as_str()),
+        ("ADMIN_TOKEN", TOKEN),
+        ("MODELS", models),
+        ("MODEL_CHECK_INTERVAL", "60"),
+    ];
     let proxy = Proxy::start(config(&upstream.url, &vars));
     let made = common::client()
         .post(proxy.at("/admin/keys"))

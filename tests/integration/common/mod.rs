@@ -320,6 +320,8 @@ pub fn config(upstream_url: &str, vars: &[(&str, &str)]) -> Config {
         ("PORT".into(), "0".into()),
         ("WORKERS".into(), "2".into()),
         ("LOG_REQUESTS".into(), "false".into()),
+        // Mocks count what they get: a test that wants the `GET /models` reads asks for them.
+        ("MODEL_CHECK_INTERVAL".into(), "0".into()),
         ("CEREBRAS_BASE_URL".into(), upstream_url.into()),
         ("CEREBRAS_API_KEYS".into(), r#"{"key1":"sk-1","key2":"sk-2"}"#.into()),
     ]);
@@ -475,6 +477,8 @@ pub fn command(dir: &std::path::Path, vars: &[(&str, &str)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_glm-proxy"));
     // An empty working directory, so no developer's .env is read.
     command.current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    // As `config` does: no `GET /models` reads unless the test asks.
+    command.env("MODEL_CHECK_INTERVAL", "0");
     command.envs(vars.iter().copied());
     command
 }
