@@ -293,7 +293,10 @@ fn start_model_watch(
             let provider = &pool.provider;
             let mut ids: std::collections::BTreeMap<String, Vec<String>> = Default::default();
             for (public, id) in config.catalogue.iter().flat_map(|catalogue| catalogue.ids_at(provider.id)) {
-                ids.entry(id.to_owned()).or_default().push(public.to_owned());
+                let public_names = ids.entry(id.to_owned()).or_default();
+                if !public_names.iter().any(|name| name == public) {
+                    public_names.push(public.to_owned());
+                }
             }
             for id in provider.model.iter().chain(&provider.vision_model) {
                 ids.entry(id.clone()).or_default();

@@ -48,7 +48,8 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ProxyErr
         }
     }
     let primary = primary.ok_or(ProxyError::ActorUnavailable("key rotator"))?;
-    for watched in ask(&dispatcher.models, GetModels).await? {
+    // The model watch restarting leaves the lists empty for a moment; the status still answers.
+    for watched in ask(&dispatcher.models, GetModels).await.unwrap_or_default() {
         if let Some(counts) = routing.providers.get_mut(watched.provider) {
             counts.stale_models = watched.stale_models;
         }
