@@ -1,5 +1,6 @@
 //! Builds the actors and the HTTP server from a `Config`; used by `main` and by tests alike.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -279,28 +280,37 @@ fn reload_on_sighup(rotators: Vec<Addr<KeyRotator>>, keys_file: Option<Addr<Keys
     });
 }
 
-/// Watches every provider's listing for the ids the proxy sends it: the catalogue's, and its
-/// configured model and vision model.
+/// The ids the proxy sends `provider` (the catalogue's, and its configured model and vision
+/// model), each with the public names it serves: what the metrics preset and the model watch
+/// judge.
+fn sent_ids(catalogue: Option<&Catalogue>, provider: &Provider) -> BTreeMap<String, Vec<String>> {
+    let mut ids: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (public, id) in catalogue.into_iter().flat_map(|catalogue| catalogue.ids_at(provider.id)) {
+        let public_names = ids.entry(id.to_owned()).or_default();
+        if !public_names.iter().any(|name| name == public) {
+            public_names.push(public.to_owned());
+        }
+    }
+    for id in provider.model.iter().chain(&provider.vision_model) {
+        ids.entry(id.clone()).or_default();
+    }
+    ids
+}
+
+/// Watches every provider's listing for the ids the proxy sends it (`sent`, in the pools'
+/// order).
 fn start_model_watch(
     config: &Config,
     pools: &[Pool],
+    sent: Vec<BTreeMap<String, Vec<String>>>,
     tls: Arc<rustls::ClientConfig>,
     metrics: &Arc<Metrics>,
 ) -> Addr<ModelWatch> {
     let watched: Vec<Watched> = pools
         .iter()
-        .filter_map(|pool| {
+        .zip(sent)
+        .filter_map(|(pool, ids)| {
             let provider = &pool.provider;
-            let mut ids: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-            for (public, id) in config.catalogue.iter().flat_map(|catalogue| catalogue.ids_at(provider.id)) {
-                let public_names = ids.entry(id.to_owned()).or_default();
-                if !public_names.iter().any(|name| name == public) {
-                    public_names.push(public.to_owned());
-                }
-            }
-            for id in provider.model.iter().chain(&provider.vision_model) {
-                ids.entry(id.clone()).or_default();
-            }
             Some(Watched {
                 provider: provider.id,
                 url: format!("{}/models", provider.base_url),
@@ -369,12 +379,10 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         .iter()
         .map(|p| Preset { name: p.id.name(), keys: p.keys.iter().map(|k| k.name.as_str()).collect() })
         .collect();
-    let configured_models = config.providers.iter().flat_map(|provider| {
-        let models = provider.model.iter().chain(&provider.vision_model);
-        models.map(move |model| (provider.id.name(), model.as_str()))
-    });
-    let catalogue_models = config.catalogue.iter().flat_map(|catalogue| catalogue.ids());
-    metrics.preset(&presets, configured_models.chain(catalogue_models));
+    let sent: Vec<_> =
+        config.providers.iter().map(|provider| sent_ids(config.catalogue.as_deref(), provider)).collect();
+    let sent_models = config.providers.iter().zip(&sent);
+    metrics.preset(&presets, sent_models.flat_map(|(p, ids)| ids.keys().map(move |id| (p.id.name(), id.as_str()))));
     if let Some(catalogue) = &config.catalogue {
         log_catalogue(catalogue);
     }
@@ -403,7 +411,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         UpstreamRouter::new(ids.clone(), &unconfigured, circuit, published.clone(), router_metrics.clone())
     });
 
-    let models = start_model_watch(&config, &pools, tls.clone(), &metrics);
+    let models = start_model_watch(&config, &pools, sent, tls.clone(), &metrics);
 
     let state = web::Data::new(AppState {
         dispatcher: Dispatcher {

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web::http::header;
@@ -122,7 +122,7 @@ impl ModelWatch {
     fn checked(&mut self, index: usize, listing: Result<BTreeSet<String>, String>) {
         let Some(entry) = self.entries.get_mut(index) else { return };
         entry.checking = false;
-        entry.checked_at = Some(DateTime::<Utc>::from(SystemTime::now()));
+        entry.checked_at = Some(Utc::now());
         let provider = entry.watched.provider.name();
         match listing {
             Ok(listed) => {

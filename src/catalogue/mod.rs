@@ -156,12 +156,6 @@ impl Catalogue {
         Ok(())
     }
 
-    /// Every configured provider's ids, vision ids included, by provider name.
-    pub fn ids(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        let configured = self.providers.iter().take(self.configured).enumerate();
-        configured.flat_map(|(index, name)| self.ids_at(ProviderId::new(index, name)).map(|(_, id)| (*name, id)))
-    }
-
     /// The ids `provider` serves public models under, vision ids included, each with its
     /// model's public name.
     pub fn ids_at(&self, provider: ProviderId) -> impl Iterator<Item = (&str, &str)> {
@@ -285,7 +279,7 @@ mod tests {
         assert!(catalogue().unserved().is_empty());
         let cerebras_only = Catalogue::parse(MODELS, None, &providers()[..1], &["synthetic", "zai"]).unwrap();
         assert_eq!(cerebras_only.unserved(), ["glm-flash"], "zai is a known name, but not configured");
-        assert_eq!(cerebras_only.ids().collect::<Vec<_>>(), [(CEREBRAS, "zai-glm-4.7")]);
+        assert_eq!(cerebras_only.ids_at(providers()[0]).collect::<Vec<_>>(), [("glm", "zai-glm-4.7")]);
     }
 
     #[test]
