@@ -12,6 +12,7 @@ use chrono::{NaiveDate, Utc};
 use parking_lot::Mutex;
 use prometheus::IntCounterVec;
 
+use super::clock::LimitClock;
 use crate::db::keys::{spent_by_key, TokenUsage};
 use crate::metrics::Metrics;
 use crate::policy::limits::budget::Spent;
@@ -21,8 +22,7 @@ use crate::wire::chat::Usage;
 type Row = (i32, NaiveDate, Arc<str>);
 
 pub struct Ledger {
-    /// The origin of the limiters' monotonic clock.
-    epoch: Instant,
+    clock: LimitClock,
     /// Rows not yet written. Bounded: keys are the operator's, models bounded as their metric
     /// labels are, and each day's rows leave with the flush.
     pending: Mutex<HashMap<Row, TokenUsage>>,
@@ -34,7 +34,7 @@ pub struct Ledger {
 impl Ledger {
     pub fn new(metrics: &Arc<Metrics>) -> Self {
         Self {
-            epoch: Instant::now(),
+            clock: LimitClock::default(),
             pending: Mutex::default(),
             metrics: metrics.clone(),
             client_tokens: metrics.client_tokens.clone(),
@@ -43,7 +43,7 @@ impl Ledger {
     }
 
     pub fn clock(&self) -> Clock {
-        Clock { tick: self.epoch.elapsed(), utc: Utc::now() }
+        self.clock.now()
     }
 
     /// One answer's usage, on the model the client asked for (`""` when it named none);

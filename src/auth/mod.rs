@@ -2,6 +2,7 @@
 //! their limits, and the tokens each spends.
 
 pub mod client_key;
+pub mod clock;
 pub mod gate;
 pub mod ledger;
 pub mod limit_link;

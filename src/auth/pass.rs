@@ -30,11 +30,13 @@ pub struct ClientPass {
     estimate: u64,
     /// Taken back before anything went upstream: nothing to charge.
     withdrawn: bool,
+    /// The key's rate-limit headers as the chat's admission left them.
+    view: Option<RateView>,
 }
 
 impl ClientPass {
     pub fn new(key_id: i32, client: Arc<str>, limiting: Option<Limiting>, ledger: Arc<Ledger>) -> Self {
-        Self { key_id, client, limiting, ledger, model: None, estimate: 0, withdrawn: false }
+        Self { key_id, client, limiting, ledger, model: None, estimate: 0, withdrawn: false, view: None }
     }
 
     pub fn client(&self) -> &Arc<str> {
@@ -52,19 +54,24 @@ impl ClientPass {
     pub fn chat(&mut self, model: Option<&str>, estimate: u64) -> Result<(), Refusal> {
         self.model = model.map(Arc::from);
         let Some(limiting) = &self.limiting else { return Ok(()) };
+        let clock = self.ledger.clock();
+        let mut limiter = limiting.limiter.lock();
         let refused = match &limiting.limits.models {
             Some(list) if !model.is_some_and(|model| list.allows(model)) => {
                 Err(Refusal::ModelNotAllowed { model: model.unwrap_or_default().to_owned(), allowed: list.to_string() })
             }
-            _ => limiting.limiter.lock().admit_tokens(&limiting.limits, estimate, self.ledger.clock()),
+            _ => limiter.admit_tokens(&limiting.limits, estimate, clock),
         };
         match refused {
             Ok(()) => {
                 self.estimate = estimate;
+                // Read under the same lock and clock: the answer's headers cost no second look.
+                self.view = Some(limiter.view(&limiting.limits, clock));
                 Ok(())
             }
             Err(refusal) => {
-                limiting.limiter.lock().withdraw();
+                limiter.withdraw();
+                drop(limiter);
                 self.withdrawn = true;
                 self.ledger.refused(&self.client, &refusal);
                 Err(refusal)
@@ -72,10 +79,12 @@ impl ClientPass {
         }
     }
 
-    /// The key's rate-limit headers now; `None` for a key without limits.
+    /// The key's rate-limit headers: for an admitted chat, where the key stood once it was
+    /// counted (as a provider's headers say), else where it stands now; `None` for a key
+    /// without limits.
     pub fn view(&self) -> Option<RateView> {
         let limiting = self.limiting.as_ref()?;
-        Some(limiting.limiter.lock().view(&limiting.limits, self.ledger.clock()))
+        self.view.or_else(|| Some(limiting.limiter.lock().view(&limiting.limits, self.ledger.clock())))
     }
 
     /// The answer's body is done: its usage (if the provider reported it) is charged.
@@ -99,7 +108,7 @@ impl ClientPass {
         if self.model.is_none() && usage.is_none() {
             return finish();
         }
-        let day = clock.utc.date_naive();
+        let day = clock.calendar.day;
         self.ledger.record(self.key_id, &self.client, self.model.as_deref(), usage, day, finish);
     }
 }

@@ -1,5 +1,7 @@
 //! Token budgets by UTC calendar period: a day from midnight, a month from its first day.
 //! Which period a moment falls in, and when the period renews (the `Retry-After` of a refusal).
+//! A `Calendar` holds both for a whole day, so that a request reads them without a date
+//! worked out.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 
@@ -38,6 +40,54 @@ impl Period {
     }
 }
 
+/// The periods holding every moment of one UTC day, and when each ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Calendar {
+    pub day: NaiveDate,
+    pub month: NaiveDate,
+    /// Unix milliseconds: the day's first, and the first of the next day and month.
+    starts: i64,
+    day_ends: i64,
+    month_ends: i64,
+}
+
+impl Calendar {
+    /// The calendar of the day holding `now` (Unix milliseconds).
+    pub fn of(now: i64) -> Self {
+        let at = DateTime::from_timestamp_millis(now).unwrap_or_default();
+        let ends = |period: Period| period.renews_at(at).timestamp_millis();
+        Self {
+            day: Period::Day.start(at),
+            month: Period::Month.start(at),
+            starts: at.date_naive().and_time(chrono::NaiveTime::MIN).and_utc().timestamp_millis(),
+            day_ends: ends(Period::Day),
+            month_ends: ends(Period::Month),
+        }
+    }
+
+    /// Whether `now` falls in this calendar's day.
+    pub fn holds(&self, now: i64) -> bool {
+        (self.starts..self.day_ends).contains(&now)
+    }
+
+    /// The first day of `period`.
+    pub fn start(&self, period: Period) -> NaiveDate {
+        match period {
+            Period::Day => self.day,
+            Period::Month => self.month,
+        }
+    }
+
+    /// How long from `now` (in this calendar's day) until `period` renews.
+    pub fn renews_in(&self, period: Period, now: i64) -> std::time::Duration {
+        let ends = match period {
+            Period::Day => self.day_ends,
+            Period::Month => self.month_ends,
+        };
+        std::time::Duration::from_millis(ends.saturating_sub(now).max(0) as u64)
+    }
+}
+
 /// Tokens spent in one period of one budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Spent {
@@ -46,9 +96,10 @@ pub struct Spent {
 }
 
 impl Spent {
-    /// What the budget has spent in the period holding `now` (nothing, once a new one began).
-    pub fn in_period(self, period: Period, now: DateTime<Utc>) -> u64 {
-        if self.period == period.start(now) {
+    /// What the budget has spent in the period that began on `start` (nothing, once a new one
+    /// began).
+    pub fn since(self, start: NaiveDate) -> u64 {
+        if self.period == start {
             self.tokens
         } else {
             0
@@ -82,8 +133,27 @@ mod tests {
     #[test]
     fn spending_belongs_to_its_period_and_a_new_one_starts_empty() {
         let spent = Spent { period: NaiveDate::from_ymd_opt(2026, 12, 7).unwrap(), tokens: 900 };
-        assert_eq!(spent.in_period(Period::Day, at("2026-12-07T12:00:00Z")), 900);
-        assert_eq!(spent.in_period(Period::Day, at("2026-12-08T00:00:01Z")), 0);
-        assert_eq!(spent.in_period(Period::Month, at("2026-12-31T00:00:00Z")), 0, "a day's row is no month's");
+        let calendar = |text| Calendar::of(at(text).timestamp_millis());
+        assert_eq!(spent.since(calendar("2026-12-07T12:00:00Z").day), 900);
+        assert_eq!(spent.since(calendar("2026-12-08T00:00:01Z").day), 0);
+        assert_eq!(spent.since(calendar("2026-12-31T00:00:00Z").month), 0, "a day's row is no month's");
+    }
+
+    #[test]
+    fn a_calendar_holds_one_day_and_says_when_its_periods_renew() {
+        let ms = |text| at(text).timestamp_millis();
+        let (now, calendar) = (ms("2026-12-31T23:59:30Z"), Calendar::of(ms("2026-12-31T23:59:30Z")));
+        assert_eq!(calendar.day, NaiveDate::from_ymd_opt(2026, 12, 31).unwrap());
+        assert_eq!(calendar.month, NaiveDate::from_ymd_opt(2026, 12, 1).unwrap());
+        assert_eq!(calendar.renews_in(Period::Day, now), std::time::Duration::from_secs(30));
+        assert_eq!(calendar.renews_in(Period::Month, now), std::time::Duration::from_secs(30), "the year turns too");
+        assert!(calendar.holds(ms("2026-12-31T00:00:00Z")));
+        assert!(!calendar.holds(ms("2027-01-01T00:00:00Z")));
+        assert!(!calendar.holds(ms("2026-12-30T23:59:59Z")), "a clock set back leaves the day");
+        let february = Calendar::of(ms("2026-02-14T10:00:00Z"));
+        assert_eq!(
+            february.renews_in(Period::Month, ms("2026-02-28T00:00:00Z")),
+            std::time::Duration::from_secs(86_400)
+        );
     }
 }

@@ -12,17 +12,26 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::budget::{Period, Spent};
+use super::budget::{Calendar, Period, Spent};
 use super::shared::{Answer, Counts, Push, Share};
 use super::window::{Elapsed, Window};
 use super::Limits;
 
-/// The two clocks a limiter reads: a monotonic one for the windows, the calendar for budgets
-/// and expiry.
+/// The time as a limiter reads it: a monotonic instant for the windows, and for budgets and
+/// expiry the calendar's time (Unix milliseconds) with the calendar of its day.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     pub tick: Elapsed,
-    pub utc: DateTime<Utc>,
+    pub utc_ms: i64,
+    pub calendar: Calendar,
+}
+
+impl Clock {
+    /// The clock at `utc`, its calendar worked out.
+    pub fn at(tick: Elapsed, utc: DateTime<Utc>) -> Self {
+        let utc_ms = utc.timestamp_millis();
+        Self { tick, utc_ms, calendar: Calendar::of(utc_ms) }
+    }
 }
 
 /// Which limit refused a request: the `limit` label of `glm_proxy_client_limited_total`.
@@ -217,14 +226,15 @@ impl Limiter {
     /// The first step: expiry, budgets, requests in flight and per minute. Admitted, the
     /// request is counted, in flight until `finish` (or `withdraw`).
     pub fn admit(&mut self, limits: &Limits, now: Clock) -> Result<(), Refusal> {
-        if let Some(at) = limits.expires_at.filter(|at| *at <= now.utc) {
+        if let Some(at) = limits.expires_at.filter(|at| at.timestamp_millis() <= now.utc_ms) {
             return Err(Refusal::Expired { at });
         }
         for (period, allowed, spent) in
             [(Period::Day, limits.daily_tokens, self.day), (Period::Month, limits.monthly_tokens, self.month)]
         {
-            if let Some(allowed) = allowed.filter(|allowed| spent.in_period(period, now.utc) >= *allowed) {
-                return Err(Refusal::OverBudget { period, allowed, retry_after: period.renews_in(now.utc) });
+            if let Some(allowed) = allowed.filter(|allowed| spent.since(now.calendar.start(period)) >= *allowed) {
+                let retry_after = now.calendar.renews_in(period, now.utc_ms);
+                return Err(Refusal::OverBudget { period, allowed, retry_after });
             }
         }
         let others = self.others();
@@ -286,7 +296,7 @@ impl Limiter {
             self.count(0, used as i64 - estimate as i64);
         }
         for (spent, period) in [(&mut self.day, Period::Day), (&mut self.month, Period::Month)] {
-            let start = period.start(now.utc);
+            let start = now.calendar.start(period);
             if spent.period != start {
                 *spent = Spent { period: start, tokens: 0 };
             }
@@ -327,8 +337,8 @@ impl Limiter {
             .into_iter()
             .filter_map(|(period, allowed, spent)| {
                 let allowed = allowed?;
-                let remaining = allowed.saturating_sub(spent.in_period(period, now.utc));
-                Some(Gauge { limit: allowed, remaining, reset: period.renews_in(now.utc) })
+                let remaining = allowed.saturating_sub(spent.since(now.calendar.start(period)));
+                Some(Gauge { limit: allowed, remaining, reset: now.calendar.renews_in(period, now.utc_ms) })
             })
             .min_by_key(|gauge| gauge.remaining)
     }
@@ -339,9 +349,12 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
+    fn utc(secs: u64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 7, 23, 59, 0).unwrap() + chrono::Duration::seconds(secs as i64)
+    }
+
     fn at(secs: u64) -> Clock {
-        let utc = Utc.with_ymd_and_hms(2026, 12, 7, 23, 59, 0).unwrap() + chrono::Duration::seconds(secs as i64);
-        Clock { tick: Duration::from_secs(secs), utc }
+        Clock::at(Duration::from_secs(secs), utc(secs))
     }
 
     #[test]
@@ -405,7 +418,7 @@ mod tests {
         // A new day: the daily budget renews, the monthly keeps its count.
         limiter.admit(&limits, at(61)).unwrap();
         limiter.set_spent(
-            Spent { period: at(61).utc.date_naive(), tokens: 0 },
+            Spent { period: at(61).calendar.day, tokens: 0 },
             Spent { period: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(), tokens: 1000 },
         );
         assert_eq!(limiter.admit(&limits, at(62)).unwrap_err().limit(), Limit::MonthlyTokens);
@@ -434,7 +447,7 @@ mod tests {
 
     #[test]
     fn an_expired_key_is_refused_and_a_cleared_limit_drops_its_window() {
-        let expired = Limits { expires_at: Some(at(10).utc), ..Limits::default() };
+        let expired = Limits { expires_at: Some(utc(10)), ..Limits::default() };
         let mut limiter = Limiter::default();
         assert!(limiter.admit(&expired, at(9)).is_ok());
         assert_eq!(limiter.admit(&expired, at(10)).unwrap_err().limit(), Limit::Expired);

@@ -16,7 +16,8 @@ pub type Elapsed = Duration;
 #[derive(Debug, Clone)]
 pub struct Window {
     limit: u64,
-    slot: Duration,
+    /// A slot's length in milliseconds: the arithmetic is in whole milliseconds, in `u64`.
+    slot: u64,
     /// Slots in a span.
     slots: u64,
     /// (slot number, amount) of the slots in the current span that hold anything, oldest first.
@@ -35,7 +36,7 @@ impl Window {
     /// `limit` per `span`, counted in `slots` slots (60 for a minute of seconds).
     pub fn new(limit: u64, span: Duration, slots: u32) -> Self {
         let slots = u64::from(slots.max(1));
-        let slot = (span / slots as u32).max(Duration::from_millis(1));
+        let slot = (millis(span) / slots).max(1);
         Self { limit, slot, slots, used: VecDeque::new(), total: 0 }
     }
 
@@ -54,17 +55,23 @@ impl Window {
     }
 
     fn slot_of(&self, now: Elapsed) -> u64 {
-        (now.as_nanos() / self.slot.as_nanos()) as u64
+        millis(now) / self.slot
     }
 
-    /// When what slot `slot` holds has left every span ending from then on: a span after the
-    /// slot's own end, since any of it may have come at that end.
-    fn leaves(&self, slot: u64) -> Duration {
-        self.slot.saturating_mul((slot + self.slots + 1) as u32)
+    /// When (in milliseconds) what slot `slot` holds has left every span ending from then on:
+    /// a span after the slot's own end, since any of it may have come at that end.
+    fn leaves(&self, slot: u64) -> u64 {
+        self.slot.saturating_mul(slot + self.slots + 1)
+    }
+
+    /// How long from `now` until `slot` leaves.
+    fn until_leaves(&self, slot: u64, now: Elapsed) -> Duration {
+        Duration::from_millis(self.leaves(slot).saturating_sub(millis(now)))
     }
 
     /// Drops the slots that have left the span ending at `now`.
     fn expire(&mut self, now: Elapsed) {
+        let now = millis(now);
         while let Some(&(slot, amount)) = self.used.front() {
             if self.leaves(slot) > now {
                 break;
@@ -101,7 +108,7 @@ impl Window {
         let fits = held + amount <= self.limit || (held == 0 && amount > 0);
         if !fits {
             let alone = self.total + amount > self.limit;
-            let retry_after = if alone { self.free_after(amount, now) } else { self.slot };
+            let retry_after = if alone { self.free_after(amount, now) } else { Duration::from_millis(self.slot) };
             return Err(Refused { retry_after });
         }
         self.add(amount, now);
@@ -144,20 +151,25 @@ impl Window {
         for &(slot, held) in &self.used {
             freed += held;
             if freed >= need {
-                return self.leaves(slot).saturating_sub(now).max(Duration::from_millis(1));
+                return self.until_leaves(slot, now).max(Duration::from_millis(1));
             }
         }
-        self.slot.saturating_mul((self.slots + 1) as u32)
+        Duration::from_millis(self.slot.saturating_mul(self.slots + 1))
     }
 
     /// When the window is next empty of what it holds now: the `reset` a client is told.
     pub fn reset_after(&mut self, now: Elapsed) -> Duration {
         self.expire(now);
         match self.used.back() {
-            Some(&(slot, _)) => self.leaves(slot).saturating_sub(now),
+            Some(&(slot, _)) => self.until_leaves(slot, now),
             None => Duration::ZERO,
         }
     }
+}
+
+/// Whole milliseconds, without `Duration::as_millis`'s `u128`.
+pub fn millis(at: Duration) -> u64 {
+    at.as_secs().saturating_mul(1000).saturating_add(u64::from(at.subsec_millis()))
 }
 
 #[cfg(test)]
