@@ -23,6 +23,7 @@ use serde_json::Value;
 
 use self::events::{Dialect, EventStream};
 use crate::error::ProxyError;
+use crate::handlers::rate_headers::Style;
 use crate::wire::chat::Completion;
 
 /// A door that translates: the contract between its API and the pipeline.
@@ -31,6 +32,8 @@ pub trait Door: 'static {
     type Asked: Send + 'static;
     /// Its event stream.
     type Dialect: Dialect + 'static;
+    /// How it names a client key's rate-limit headers.
+    const RATE_HEADERS: Style;
 
     /// The chat completion for a client's body, and what its answer needs. Pure; a long body
     /// is translated off the worker.

@@ -21,7 +21,7 @@ pub async fn forward(
     state: web::Data<AppState>,
     client: web::Data<awc::Client>,
 ) -> HttpResponse {
-    let mut exchange = Exchange::begin(&state);
+    let mut exchange = Exchange::begin(&state, Style::OpenAi);
     let outcome = proxy(&request, payload, &state, &client, &mut exchange.journal).await;
     respond(&request, exchange.end(&request, outcome, &state))
 }

@@ -14,8 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::http::header::{self, HeaderMap, HeaderName};
-use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderMap};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use bytes::Bytes;
 use futures_util::{stream, StreamExt};
@@ -43,7 +42,7 @@ pub async fn serve<D: Door>(
     client: web::Data<awc::Client>,
     id: String,
 ) -> HttpResponse {
-    let mut exchange = Exchange::begin(&state);
+    let mut exchange = Exchange::begin(&state, D::RATE_HEADERS);
     let translated = match receive(request, payload, &state, &mut exchange.journal).await {
         Ok((body, mut permit)) => off_the_worker(body, |body| D::to_chat(&body))
             .await
@@ -95,9 +94,12 @@ async fn whole<D: Door>(
         Err(problem) => return error_response::<D>(&Failure::Broken(problem), Some(&reply.headers)),
     };
     match serde_json::from_slice::<Completion>(&body) {
-        Ok(completion) => like(&reply.headers, StatusCode::OK)
-            .insert_header((header::CONTENT_TYPE, "application/json"))
-            .body(D::whole(completion, id, asked)),
+        Ok(completion) => like(
+            reply.headers,
+            HttpResponse::Ok()
+                .insert_header((header::CONTENT_TYPE, "application/json"))
+                .body(D::whole(completion, id, asked)),
+        ),
         Err(_) => error_response::<D>(&Failure::broken(NO_COMPLETION), Some(&reply.headers)),
     }
 }
@@ -113,14 +115,14 @@ async fn events<D: Door>(
         Ok(reply) => reply,
         Err((failure, headers)) => return error_response::<D>(&failure, headers.as_ref()),
     };
-    let head = sse(like(&reply.headers, StatusCode::OK));
     if reply.is_event_stream() {
-        return stream_body(head, Phase::relaying(reply.body, state.ping_interval), events);
+        let relayed = stream_body(sse(HttpResponse::Ok()), Phase::relaying(reply.body, state.ping_interval), events);
+        return like(reply.headers, relayed);
     }
     // A provider that answered whole: its answer as the events of a stream.
     match whole_completion(&mut reply.body, state).await {
         Ok(body) => match serde_json::from_slice::<Completion>(&body) {
-            Ok(completion) => sse(like(&reply.headers, StatusCode::OK)).body(events.whole(completion)),
+            Ok(completion) => like(reply.headers, sse(HttpResponse::Ok()).body(events.whole(completion))),
             Err(_) => error_response::<D>(&Failure::broken(NO_COMPLETION), Some(&reply.headers)),
         },
         Err(failure) => error_response::<D>(&failure, Some(&reply.headers)),
@@ -165,7 +167,7 @@ pub fn error_response<D: Door>(failure: &Failure, headers: Option<&HeaderMap>) -
     let (status, body) = D::error(failure);
     match (failure, headers) {
         (Failure::Proxy(error), _) => error.response(status, &body),
-        (_, Some(headers)) => like(headers, status).json(body),
+        (_, Some(headers)) => like(headers.clone(), HttpResponse::build(status).json(body)),
         (_, None) => HttpResponse::build(status).json(body),
     }
 }
@@ -175,18 +177,17 @@ fn sse(mut head: HttpResponseBuilder) -> HttpResponseBuilder {
     head
 }
 
-/// A new response with the reply's headers (provider, key, rate limits, `Retry-After`), but
-/// not those of its body.
-fn like(headers: &HeaderMap, status: StatusCode) -> HttpResponseBuilder {
-    const FRAMING: [HeaderName; 4] =
-        [header::CONTENT_TYPE, header::CONTENT_LENGTH, header::CONTENT_ENCODING, header::TRANSFER_ENCODING];
-    let mut builder = HttpResponse::build(status);
-    for (name, value) in headers {
-        if !FRAMING.contains(name) {
-            builder.append_header((name.clone(), value.clone()));
-        }
+/// The door's `response` with the reply's headers (provider, key, rate limits, `Retry-After`),
+/// but not those of the reply's body: the reply's map is kept, not copied header by header.
+fn like(mut headers: HeaderMap, mut response: HttpResponse) -> HttpResponse {
+    for name in [header::CONTENT_TYPE, header::CONTENT_LENGTH, header::CONTENT_ENCODING, header::TRANSFER_ENCODING] {
+        headers.remove(name);
     }
-    builder
+    for (name, value) in response.headers() {
+        headers.insert(name.clone(), value.clone());
+    }
+    *response.headers_mut() = headers;
+    response
 }
 
 /// Where a translated stream is.

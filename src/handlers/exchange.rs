@@ -14,6 +14,7 @@ use crate::auth::pass::ClientPass;
 use crate::dispatch::reply::{Reply, Watch};
 use crate::dispatch::{is_event_stream, Source};
 use crate::error::ProxyError;
+use crate::handlers::rate_headers::{self, Style};
 use crate::logging::record::{AttemptLog, BodyCopy, RequestLog, ServedBy};
 use crate::logging::redact::HeaderList;
 use crate::logging::sink::LogSink;
@@ -43,12 +44,14 @@ pub struct Journal {
 pub struct Exchange {
     pub journal: Journal,
     started: (SystemTime, Instant),
+    /// How the door names a client key's rate-limit headers.
+    style: Style,
 }
 
 impl Exchange {
-    pub fn begin(state: &AppState) -> Self {
+    pub fn begin(state: &AppState, style: Style) -> Self {
         state.metrics.in_flight_requests.inc();
-        Self { journal: Journal::default(), started: (SystemTime::now(), Instant::now()) }
+        Self { journal: Journal::default(), started: (SystemTime::now(), Instant::now()), style }
     }
 
     /// The pipeline's outcome as the door gets it: a reply whose body meters and logs itself as
@@ -59,13 +62,14 @@ impl Exchange {
         outcome: Result<Reply, ProxyError>,
         state: &AppState,
     ) -> Result<Reply, ProxyError> {
-        let reply = match outcome {
+        let mut reply = match outcome {
             Ok(reply) => reply,
             Err(error) => return Err(self.refuse(request, error, state)),
         };
         let pass = self.journal.pass.take();
+        // Each door's answer keeps the reply's headers: these go with them.
         if let Some(rate) = pass.as_ref().and_then(ClientPass::view) {
-            request.extensions_mut().insert(rate);
+            rate_headers::put(&mut reply.headers, rate, self.style);
         }
         let hide_usage = self.journal.hide_usage;
         let ttfb = self.started.1.elapsed();

@@ -6,6 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::exchange::Exchange;
+use super::rate_headers::Style;
 use super::receive::admit;
 use crate::dispatch::reply::Reply;
 use crate::doors::openai::{forward, respond};
@@ -21,7 +22,7 @@ pub async fn list(
     let Some(catalogue) = state.dispatcher.catalogue.clone() else {
         return forward(request, payload, state, client).await;
     };
-    let mut exchange = Exchange::begin(&state);
+    let mut exchange = Exchange::begin(&state, Style::OpenAi);
     let outcome = admit(&request, &state, &mut exchange.journal).await.and_then(|()| {
         let anthropic = request.headers().contains_key("anthropic-version");
         let names = catalogue.listed_names();

@@ -3,10 +3,11 @@
 //! doors, Anthropic's `anthropic-ratelimit-*` on the Messages door. The key's own limits take
 //! the place of the provider's headers, which describe the proxy's pool, not the client.
 
+use std::cell::RefCell;
 use std::sync::LazyLock;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use chrono::{DateTime, Datelike, Timelike, Utc};
 
@@ -47,13 +48,18 @@ static ANTHROPIC: [Names; 2] = [
     ],
 ];
 
-/// Adds the headers of the request's client key, when it has limits (the exchange left them in
-/// the request's extensions).
+/// Adds the headers of the request's client key to the proxy's own error, when the key has
+/// limits (the exchange left them in the request's extensions: a reply gets them from the
+/// exchange itself, with `put`).
 pub fn add(request: &HttpRequest, mut response: HttpResponse, style: Style) -> HttpResponse {
-    let Some(rate) = request.extensions().get::<RateView>().copied() else {
-        return response;
-    };
-    let headers = response.headers_mut();
+    if let Some(rate) = request.extensions().get::<RateView>().copied() {
+        put(response.headers_mut(), rate, style);
+    }
+    response
+}
+
+/// Puts a client key's headers in `headers`, in place of any the provider sent.
+pub fn put(headers: &mut HeaderMap, rate: RateView, style: Style) {
     let stale = |name: &HeaderName| {
         let name = name.as_str();
         name.starts_with("x-ratelimit-") || name.starts_with("anthropic-ratelimit-")
@@ -74,16 +80,35 @@ pub fn add(request: &HttpRequest, mut response: HttpResponse, style: Style) -> H
             headers.insert(name.clone(), value);
         }
     }
-    response
 }
 
 /// One gauge's three values: limit, remaining, reset.
 fn values(style: Style, gauge: Gauge) -> [HeaderValue; 3] {
     let reset = match style {
         Style::OpenAi => openai_reset(gauge.reset),
-        Style::Anthropic => text(&rfc3339(Utc::now() + chrono::Duration::from_std(gauge.reset).unwrap_or_default())),
+        Style::Anthropic => anthropic_reset(gauge.reset),
     };
     [number(gauge.limit), number(gauge.remaining), reset]
+}
+
+/// The moment `reset` from now, as Anthropic writes it (RFC 3339, to the second). Answers in
+/// the same second share it: each worker keeps the last two it wrote (a key's requests and
+/// tokens), so that most answers write none.
+fn anthropic_reset(reset: Duration) -> HeaderValue {
+    thread_local! {
+        static WRITTEN: RefCell<[(u64, HeaderValue); 2]> =
+            const { RefCell::new([(0, HeaderValue::from_static("")), (0, HeaderValue::from_static(""))]) };
+    }
+    let at = (SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() + reset).as_secs();
+    WRITTEN.with_borrow_mut(|written| {
+        if let Some((_, value)) = written.iter().find(|(secs, _)| *secs == at) {
+            return value.clone();
+        }
+        let value = text(&rfc3339(DateTime::from_timestamp(at as i64, 0).unwrap_or_default()));
+        written.rotate_right(1);
+        written[0] = (at, value.clone());
+        value
+    })
 }
 
 /// A window's reset is at most a minute and a second away: those are written once.
@@ -169,6 +194,18 @@ mod tests {
         let at = Utc.with_ymd_and_hms(2026, 1, 7, 3, 4, 5).unwrap();
         assert_eq!(rfc3339(at), at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         assert_eq!(rfc3339(at), "2026-01-07T03:04:05Z");
+    }
+
+    #[test]
+    fn an_anthropic_reset_is_the_moment_it_comes_written_once_a_second() {
+        let moment = |value: HeaderValue| DateTime::parse_from_rfc3339(value.to_str().unwrap()).unwrap();
+        let (minute, day) = (Duration::from_secs(60), Duration::from_secs(86_400));
+        for _ in 0..3 {
+            let soon = moment(anthropic_reset(minute)).timestamp() - Utc::now().timestamp();
+            assert!((59..=61).contains(&soon), "{soon}");
+            let later = moment(anthropic_reset(day)).timestamp() - Utc::now().timestamp();
+            assert!((86_399..=86_401).contains(&later), "{later}: the two kept apart");
+        }
     }
 
     #[test]

@@ -197,6 +197,19 @@ async fn rpm_answers_429_with_retry_after_and_the_headers_count_down_on_every_do
 }
 
 #[actix_web::test]
+async fn a_stream_carries_the_headers_on_every_door() {
+    let shared = Shared::start(&[]);
+    for door in DOORS {
+        let key = shared.key(&format!("stream-{door:?}"), &["--rpm", "5", "--tpm", "100000"]);
+        let (status, headers, _, text) = shared.send(door, &key, &door.body("llama-3.3-70b", true)).await;
+        assert_eq!(status, 200, "{door:?}: {text}");
+        assert!(text.contains("data:"), "{door:?}: a stream: {text}");
+        assert_eq!(door.remaining(&headers, "requests"), Some(4), "{door:?}: {headers:?}");
+        assert!(door.remaining(&headers, "tokens").is_some_and(|left| left < 100_000), "{door:?}: {headers:?}");
+    }
+}
+
+#[actix_web::test]
 async fn a_stream_counts_against_max_parallel_until_it_ends() {
     let (shared, gate) = Shared::holding_streams();
     for door in DOORS {

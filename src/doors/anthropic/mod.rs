@@ -35,6 +35,7 @@ pub struct Anthropic;
 impl Door for Anthropic {
     type Asked = Asked;
     type Dialect = events::Anthropic;
+    const RATE_HEADERS: Style = Style::Anthropic;
 
     fn to_chat(body: &[u8]) -> Result<(Vec<u8>, Asked), ProxyError> {
         to_chat(body).map_err(|e| ProxyError::InvalidBody(e.to_string()))
@@ -90,7 +91,7 @@ pub async fn not_allowed(request: HttpRequest) -> HttpResponse {
 /// (`CHARS_PER_TOKEN`); it never goes upstream.
 pub async fn count_tokens(request: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let id = request_id::of(&request);
-    let mut exchange = Exchange::begin(&state);
+    let mut exchange = Exchange::begin(&state, Style::Anthropic);
     let outcome = match receive(&request, payload, &state, &mut exchange.journal).await {
         Ok((body, _permit)) => {
             let chars_per_token = state.dispatcher.routing.chars_per_token;

@@ -30,6 +30,7 @@ pub struct Responses;
 impl Door for Responses {
     type Asked = Asked;
     type Dialect = events::Responses;
+    const RATE_HEADERS: Style = Style::OpenAi;
 
     fn to_chat(body: &[u8]) -> Result<(Vec<u8>, Asked), ProxyError> {
         request::to_chat(body)
