@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::header::{self, HeaderMap, HeaderName};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use bytes::Bytes;
 use futures_util::{stream, StreamExt};
@@ -180,8 +180,13 @@ fn sse(mut head: HttpResponseBuilder) -> HttpResponseBuilder {
 /// The door's `response` with the reply's headers (provider, key, rate limits, `Retry-After`),
 /// but not those of the reply's body: the reply's map is kept, not copied header by header.
 fn like(mut headers: HeaderMap, mut response: HttpResponse) -> HttpResponse {
-    for name in [header::CONTENT_TYPE, header::CONTENT_LENGTH, header::CONTENT_ENCODING, header::TRANSFER_ENCODING] {
-        headers.remove(name);
+    static FRAMING: [HeaderName; 4] =
+        [header::CONTENT_TYPE, header::CONTENT_LENGTH, header::CONTENT_ENCODING, header::TRANSFER_ENCODING];
+    for name in &FRAMING {
+        // Most are not there: a look costs less than a removal.
+        if headers.contains_key(name) {
+            headers.remove(name);
+        }
     }
     for (name, value) in response.headers() {
         headers.insert(name.clone(), value.clone());
