@@ -56,12 +56,7 @@ impl ClientPass {
         let Some(limiting) = &self.limiting else { return Ok(()) };
         let clock = self.ledger.clock();
         let mut limiter = limiting.limiter.lock();
-        let refused = match &limiting.limits.models {
-            Some(list) if !model.is_some_and(|model| list.allows(model)) => {
-                Err(Refusal::ModelNotAllowed { model: model.unwrap_or_default().to_owned(), allowed: list.to_string() })
-            }
-            _ => limiter.admit_tokens(&limiting.limits, estimate, clock),
-        };
+        let refused = self.may_use(model).and_then(|()| limiter.admit_tokens(&limiting.limits, estimate, clock));
         match refused {
             Ok(()) => {
                 self.estimate = estimate;
@@ -76,6 +71,17 @@ impl ClientPass {
                 self.ledger.refused(&self.client, &refusal);
                 Err(refusal)
             }
+        }
+    }
+
+    /// The key's model list against `model` (the public name after aliases, or the client's
+    /// own): every model, for a key without one.
+    pub fn may_use(&self, model: Option<&str>) -> Result<(), Refusal> {
+        match self.limiting.as_ref().and_then(|limiting| limiting.limits.models.as_ref()) {
+            Some(list) if !model.is_some_and(|model| list.allows(model)) => {
+                Err(Refusal::ModelNotAllowed { model: model.unwrap_or_default().to_owned(), allowed: list.to_string() })
+            }
+            _ => Ok(()),
         }
     }
 

@@ -1,6 +1,7 @@
 //! `GET /v1/models` (and `/v1/models/{id}`) with a catalogue: its public names and plain
 //! aliases, answered by the proxy itself, in the OpenAI shape, or Anthropic's when the client
-//! sends `anthropic-version`. Without a catalogue the request goes to Cerebras as any other.
+//! sends `anthropic-version`. A client key with a model list is shown the models it may use.
+//! Without a catalogue the request goes to Cerebras as any other.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
@@ -25,10 +26,25 @@ pub async fn list(
     let mut exchange = Exchange::begin(&state, Style::OpenAi);
     let outcome = admit(&request, &state, &mut exchange.journal).await.and_then(|()| {
         let anthropic = request.headers().contains_key("anthropic-version");
+        let pass = exchange.journal.pass.as_ref();
+        // The key's list names public models: an alias is checked as the model it stands for.
+        let may_use = |name: &str| {
+            let public = catalogue.resolve(name).map_or(name, |model| model.name.as_str());
+            pass.map_or(Ok(()), |pass| pass.may_use(Some(public)))
+        };
         let names = catalogue.listed_names();
         match request.match_info().get("id") {
-            None => Ok(Reply::json(&listing(&names, anthropic))),
-            Some(id) if names.contains(&id) => Ok(Reply::json(&entry(id, anthropic))),
+            None => {
+                let usable: Vec<&str> = names.into_iter().filter(|name| may_use(name).is_ok()).collect();
+                Ok(Reply::json(&listing(&usable, anthropic)))
+            }
+            Some(id) if names.contains(&id) => match may_use(id) {
+                Ok(()) => Ok(Reply::json(&entry(id, anthropic))),
+                Err(refusal) => Err(ProxyError::ClientRefused {
+                    refusal,
+                    rate: pass.and_then(|pass| pass.view()).unwrap_or_default(),
+                }),
+            },
             Some(id) => Err(ProxyError::model_not_found(id, &catalogue)),
         }
     });

@@ -336,6 +336,40 @@ async fn a_model_list_allows_its_models_after_aliases_and_names_them_otherwise()
 }
 
 #[actix_web::test]
+async fn the_model_listing_shows_a_key_the_models_it_may_use() {
+    let catalogue = [
+        ("MODELS", r#"{"glm": {"cerebras": "zai-glm-4.7"}, "qwen": {"cerebras": "qwen-3-235b"}}"#),
+        ("MODEL_ALIASES", r#"{"claude-*": "glm", "gpt-4o": "qwen", "glm-latest": "glm"}"#),
+    ];
+    let shared = Shared::start(&catalogue);
+    let get = |key: String, path: &'static str| {
+        let request =
+            common::client().get(shared.proxy.at(path)).insert_header(("authorization", format!("Bearer {key}")));
+        async move {
+            let mut response = request.send().await.unwrap();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            (response.status().as_u16(), body)
+        }
+    };
+    let ids = |body: &Value| -> Vec<String> {
+        body["data"].as_array().unwrap().iter().map(|model| model["id"].as_str().unwrap().to_owned()).collect()
+    };
+    let (glm_only, everything) = (shared.key("list-glm", &["--models", "glm"]), shared.key("list-all", &[]));
+    let (status, body) = get(glm_only.clone(), "/v1/models").await;
+    assert_eq!(
+        (status, ids(&body)),
+        (200, vec!["glm".to_owned(), "glm-latest".to_owned()]),
+        "an alias of glm is glm: {body}"
+    );
+    let (status, body) = get(everything, "/v1/models").await;
+    assert_eq!((status, ids(&body).len()), (200, 4), "{body}");
+    let (status, body) = get(glm_only.clone(), "/v1/models/gpt-4o").await;
+    assert_eq!((status, &body["error"]["code"]), (403, &json!("model_not_allowed")), "{body}");
+    assert_eq!(get(glm_only, "/v1/models/glm-latest").await.0, 200);
+    assert!(shared.upstream.received().is_empty(), "the listing is the proxy's own");
+}
+
+#[actix_web::test]
 async fn keys_set_reaches_a_running_proxy_within_two_seconds_and_none_clears() {
     let shared = Shared::start(&[]);
     let key = shared.key("changing", &[]);
