@@ -33,11 +33,6 @@ impl Period {
         let next = next.and_then(|day| day.and_hms_opt(0, 0, 0));
         next.map_or(now + Duration::days(1), |next| Utc.from_utc_datetime(&next))
     }
-
-    /// How long from `now` until the period renews.
-    pub fn renews_in(self, now: DateTime<Utc>) -> std::time::Duration {
-        (self.renews_at(now) - now).to_std().unwrap_or_default()
-    }
 }
 
 /// The periods holding every moment of one UTC day, and when each ends.
@@ -45,8 +40,7 @@ impl Period {
 pub struct Calendar {
     pub day: NaiveDate,
     pub month: NaiveDate,
-    /// Unix milliseconds: the day's first, and the first of the next day and month.
-    starts: i64,
+    /// Unix milliseconds: the first of the next day and of the next month.
     day_ends: i64,
     month_ends: i64,
 }
@@ -59,15 +53,15 @@ impl Calendar {
         Self {
             day: Period::Day.start(at),
             month: Period::Month.start(at),
-            starts: at.date_naive().and_time(chrono::NaiveTime::MIN).and_utc().timestamp_millis(),
             day_ends: ends(Period::Day),
             month_ends: ends(Period::Month),
         }
     }
 
-    /// Whether `now` falls in this calendar's day.
+    /// Whether `now` falls in this calendar's day (a UTC day has no leap second).
     pub fn holds(&self, now: i64) -> bool {
-        (self.starts..self.day_ends).contains(&now)
+        const DAY_MS: i64 = 86_400_000;
+        (self.day_ends - DAY_MS..self.day_ends).contains(&now)
     }
 
     /// The first day of `period`.
@@ -120,7 +114,8 @@ mod tests {
         let now = at("2026-12-07T23:59:30Z");
         assert_eq!(Period::Day.start(now), NaiveDate::from_ymd_opt(2026, 12, 7).unwrap());
         assert_eq!(Period::Day.renews_at(now), at("2026-12-08T00:00:00Z"));
-        assert_eq!(Period::Day.renews_in(now), std::time::Duration::from_secs(30));
+        let now_ms = now.timestamp_millis();
+        assert_eq!(Calendar::of(now_ms).renews_in(Period::Day, now_ms), std::time::Duration::from_secs(30));
     }
 
     #[test]
